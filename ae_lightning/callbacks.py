@@ -1,0 +1,68 @@
+"""Callbacks that ``fit`` attaches to every run."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from ae_lightning.models import CKPT_KEY
+from ae_lightning.viz import tile
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or inf. Sweeps mark the trial failed with this message."""
+
+
+class RunConfigInCheckpoint(L.Callback):
+    """Stores the resolved run config in every checkpoint, so one file is enough to rebuild a run
+    (the classifier, the probes and generation read it)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint[CKPT_KEY] = {"config": self.cfg}
+
+
+class FiniteLossGuard(L.Callback):
+    """Stops a run whose loss is NaN or inf, with the epoch and the metric in the message.
+
+    Checked once per epoch on the epoch aggregates (a per-step check would sync the device)."""
+
+    def _check(self, trainer, key: str) -> None:
+        value = trainer.callback_metrics.get(key)
+        if value is not None and not math.isfinite(float(value)):
+            raise DivergedError(f"{key} became {float(value)} at epoch {trainer.current_epoch}")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check(trainer, "train/loss_epoch")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, "val/loss")
+
+
+class ReconstructionImages(L.Callback):
+    """Every ``every_n_epochs`` (and at the last epoch): fixed validation images, the model's
+    input when it differs (denoising), and the reconstructions, as one TensorBoard image."""
+
+    def __init__(self, every_n_epochs: int = 5, n: int = 16):
+        self.every, self.n = every_n_epochs, n
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch
+        last = epoch + 1 >= (trainer.max_epochs or 0)
+        if trainer.sanity_checking or not self.every or not (epoch % self.every == 0 or last):
+            return
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image") or not hasattr(pl_module, "corrupt"):
+            return
+        x, _ = trainer.datamodule.tensors("val", pl_module.device, limit=self.n)
+        with torch.no_grad():
+            was = pl_module.training
+            pl_module.eval()
+            inp = pl_module.corrupt(x, "val")
+            rows = [x] + ([inp] if not torch.equal(inp, x) else []) + [pl_module.output(pl_module.decode(pl_module.encode(inp)))]
+            pl_module.train(was)
+        experiment.add_image("val/reconstructions", tile(torch.cat(rows), nrow=self.n), global_step=epoch)

@@ -1,0 +1,305 @@
+"""Layered, strictly validated configuration.
+
+A run's configuration is plain data, a dict with three sections plus three top-level keys:
+
+    variant: fc            # name of configs/<variant>.yaml
+    module: mlp            # registry name of the LightningModule class that trains it
+    seed: 0
+    data:    {...}         # keyword arguments of ae_lightning.data.MNISTDataModule
+    model:   {...}         # keyword arguments of the module class
+    trainer: {...}         # fields of ae_lightning.fit.TrainerConfig
+
+Layers, later wins: configs/defaults.yaml, configs/<variant>.yaml, --config FILE, flags / --set.
+
+The schema is not written twice: the allowed keys, their types and their ranges are read from
+the typed ``__init__`` signatures of the classes that consume them (``Annotated[int, Range(gt=0)]``
+for ranges, ``Literal[...]`` for choices). An unknown key, a wrong type or an out-of-range value
+raises :class:`UserError` with one line that names the key. Nothing falls back silently.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import math
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Annotated, Literal, Union
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "configs"
+SECTIONS = ("data", "model", "trainer")
+TOP_LEVEL = {"variant": str, "module": str, "seed": int}
+
+
+class UserError(Exception):
+    """The one error type for mistakes a user can fix. The CLIs print ``str(e)`` and exit 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A numeric bound for ``Annotated`` hints: ``Annotated[float, Range(gt=0)]``."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def check(self, value: float) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "a finite number"
+        for op, bound, ok in (("> ", self.gt, lambda v, b: v > b), (">= ", self.ge, lambda v, b: v >= b),
+                              ("< ", self.lt, lambda v, b: v < b), ("<= ", self.le, lambda v, b: v <= b)):
+            if bound is not None and not ok(value, bound):
+                return f"a number {op}{bound:g}"
+        return None
+
+
+PosInt = Annotated[int, Range(gt=0)]
+NonNegInt = Annotated[int, Range(ge=0)]
+PosFloat = Annotated[float, Range(gt=0)]
+NonNegFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, le=1)]
+
+
+# ----------------------------------------------------------------------------------------------
+# YAML: PyYAML follows YAML 1.1, where "1e-3" is a *string*. Users write it everywhere, so teach
+# the loader the YAML 1.2 float form instead of coercing strings later.
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A flag or --set value, read as YAML so ``1e-3``, ``[784, 200]`` and ``null`` work."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not valid YAML ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def dump_yaml(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Schema from signatures
+def schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
+    """``{name: (type hint, default)}`` of every keyword ``cls`` accepts, through ``**kwargs`` chains.
+
+    Walks the MRO: a subclass ``__init__(self, noise: float = 0.3, **kwargs)`` that forwards to its
+    parent accepts its own parameters plus the parent's. Dataclasses work the same way.
+    """
+    out: dict[str, tuple[Any, Any]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        hints = typing.get_type_hints(init, include_extras=True)
+        forwards = False
+        for p in inspect.signature(init).parameters.values():
+            if p.name == "self" or p.kind is p.VAR_POSITIONAL:
+                continue
+            if p.kind is p.VAR_KEYWORD:
+                forwards = True
+                continue
+            if p.name not in out:
+                default = None if p.default is p.empty else p.default
+                out[p.name] = (hints.get(p.name, Any), default)
+        if not forwards:
+            break
+    return out
+
+
+def defaults_of(cls: type) -> dict[str, Any]:
+    return {k: copy.deepcopy(d) for k, (_, d) in schema_of(cls).items()}
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        base, *meta = args
+        rng = next((m for m in meta if isinstance(m, Range)), None)
+        text = _describe(base)
+        if rng is not None:
+            bits = [f"{op} {b:g}" for op, b in ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
+                    if b is not None]
+            text += " " + " and ".join(bits)
+        return text
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against ``hint``; return it (ints widened to float where a float is due)."""
+    ok, out = _coerce(value, hint)
+    if not ok:
+        raise UserError(f"{key}: expected {_describe(hint)}, got {value!r}")
+    return out
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    if hint is Any:
+        return True, value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        ok, out = _coerce(value, args[0])
+        if not ok:
+            return False, value
+        for meta in args[1:]:
+            if isinstance(meta, Range) and out is not None and meta.check(out) is not None:
+                return False, value
+        return True, out
+    if origin in (Union, types.UnionType):
+        for a in args:
+            ok, out = _coerce(value, a)
+            if ok:
+                return True, out
+        return False, value
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args), value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        outs = [_coerce(v, args[0]) if args else (True, v) for v in value]
+        return all(o for o, _ in outs), [v for _, v in outs]
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        return math.isfinite(value), float(value)
+    if hint is str:
+        return isinstance(value, str), value
+    if hint is dict:
+        return isinstance(value, dict), value
+    return isinstance(value, hint) if isinstance(hint, type) else True, value
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants and layering
+def variants() -> list[str]:
+    """Every runnable variant: one YAML file in configs/ each (defaults.yaml aside)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "defaults")
+
+
+def merge(base: dict, over: dict, where: str = "") -> dict:
+    """Deep-merge ``over`` into a copy of ``base``. Sections merge; leaves replace."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v, f"{where}{k}.")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_key(cfg: dict, dotted: str, value: Any) -> None:
+    """Apply ``--set section.key=value`` (or a top-level key) to ``cfg`` in place."""
+    parts = dotted.split(".")
+    if len(parts) == 1 and parts[0] in TOP_LEVEL:
+        cfg[parts[0]] = value
+        return
+    if len(parts) != 2 or parts[0] not in SECTIONS:
+        raise UserError(f"--set {dotted}: keys are section.key with section one of {', '.join(SECTIONS)} "
+                        f"(or one of {', '.join(TOP_LEVEL)})")
+    cfg.setdefault(parts[0], {})[parts[1]] = value
+
+
+def load(variant: str, config_file: str | Path | None = None,
+         overrides: dict[str, Any] | None = None) -> dict:
+    """Resolve and validate a run's configuration. ``overrides`` maps dotted keys to values.
+
+    A ``config.yaml`` written by an earlier run can be given as ``config_file`` on its own: its
+    ``variant`` then decides which variant file is layered beneath it.
+    """
+    user = load_yaml(config_file) if config_file else {}
+    overrides = dict(overrides or {})
+    variant = overrides.pop("variant", None) or variant or user.get("variant")
+    if not variant:
+        raise UserError("no variant given: use --variant NAME (one of " + ", ".join(variants()) + ")")
+    if not isinstance(variant, str) or variant not in variants():
+        raise UserError(f"unknown variant {variant!r}: choose one of {', '.join(variants())}")
+    cfg = merge(load_yaml(CONFIG_DIR / "defaults.yaml"), load_yaml(CONFIG_DIR / f"{variant}.yaml"))
+    cfg = merge(cfg, user)
+    cfg["variant"] = variant
+    for k, v in overrides.items():
+        set_key(cfg, k, v)
+    return validate(cfg)
+
+
+def validate(cfg: dict) -> dict:
+    """Check every key, type and range; fill in signature defaults. Returns a new dict."""
+    from ae_lightning.data import MNISTDataModule  # late: data imports torch
+    from ae_lightning.fit import TrainerConfig
+    from ae_lightning.models import get_module
+
+    for k in cfg:
+        if k not in TOP_LEVEL and k not in SECTIONS:
+            raise UserError(f"unknown config key {k!r}: top-level keys are "
+                            f"{', '.join(list(TOP_LEVEL) + list(SECTIONS))}")
+    out: dict[str, Any] = {}
+    for k, t in TOP_LEVEL.items():
+        if k not in cfg:
+            raise UserError(f"config key {k!r} is missing")
+        out[k] = coerce(k, cfg[k], t)
+    module_cls = get_module(out["module"])
+    for section, cls in (("data", MNISTDataModule), ("model", module_cls), ("trainer", TrainerConfig)):
+        given = cfg.get(section) or {}
+        if not isinstance(given, dict):
+            raise UserError(f"config section {section!r} must be a mapping, got {given!r}")
+        schema = schema_of(cls)
+        resolved = {}
+        for key, value in given.items():
+            if key not in schema:
+                raise UserError(f"unknown config key {section}.{key} for variant {out['variant']!r}; "
+                                f"valid keys: {', '.join(sorted(schema))}")
+            resolved[key] = coerce(f"{section}.{key}", value, schema[key][0])
+        out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema.items()}
+    # cross-field checks live with the class that owns them (one file per variant)
+    for section, cls in (("data", MNISTDataModule), ("model", module_cls), ("trainer", TrainerConfig)):
+        check = getattr(cls, "check_config", None)
+        if check is not None:
+            check(out[section])
+    return out

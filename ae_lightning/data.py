@@ -1,0 +1,336 @@
+"""MNIST and Fashion-MNIST: IDX reading, validation, download, and the one LightningDataModule.
+
+Layout (torchvision's): ``<data_dir>/MNIST/raw/train-images-idx3-ubyte[.gz]`` and the same under
+``FashionMNIST/raw``. Every file read is validated (magic, dimensions, size, label range, image /
+label agreement); every problem is a :class:`UserError` that names the file.
+
+Speed: a split is held as one uint8 tensor ``(N, 28, 28)`` (47 MB for all of MNIST), moved once to
+the training device when ``data_on_device``. Batches are served by indexing with a shuffled
+permutation and one fused affine map ``x * a + b`` per pixel (normalization), so there is no
+per-sample Python, no DataLoader and no worker process.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import lightning as L
+import numpy as np
+import torch
+
+from ae_lightning import files
+from ae_lightning.config import ROOT, NonNegInt, PosInt, UserError
+
+IMAGE_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# MD5 of the official .gz downloads (the same sums torchvision checks).
+DATASETS = {
+    "mnist": {
+        "folder": "MNIST",
+        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
+        "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+                "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+                "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "classes": [str(i) for i in range(10)],
+    },
+    "fashion_mnist": {
+        "folder": "FashionMNIST",
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    },
+}
+DOWNLOAD_TIMEOUT_S = 5.0
+
+
+# ----------------------------------------------------------------------------------------------
+# IDX files
+def read_idx(path: str | Path, expect_ndim: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzipped or not), validating everything it can."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"corrupt data file {path}: cannot decompress ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise UserError(f"corrupt data file {path}: not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise UserError(f"corrupt data file {path}: IDX type 0x{raw[2]:02x}, expected 0x08 (unsigned byte)")
+    ndim = raw[3]
+    if ndim != expect_ndim:
+        raise UserError(f"corrupt data file {path}: {ndim} dimensions, expected {expect_ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise UserError(f"corrupt data file {path}: truncated header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise UserError(f"corrupt data file {path}: {what} ({len(raw)} bytes, expected {expected} for shape {dims})")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_split_cached(images: Path, labels: Path, _stamp: tuple) -> tuple[np.ndarray, np.ndarray]:
+    x = read_idx(images, 3)
+    y = read_idx(labels, 1)
+    if x.shape[1:] != (28, 28):
+        raise UserError(f"corrupt data file {images}: images are {x.shape[1]}x{x.shape[2]}, expected 28x28")
+    if len(x) != len(y):
+        raise UserError(f"data files disagree: {images} holds {len(x)} images but {labels} holds {len(y)} labels")
+    if len(y) and int(y.max()) >= NUM_CLASSES:
+        raise UserError(f"corrupt data file {labels}: label {int(y.max())} out of range 0-9")
+    if len(x) == 0:
+        raise UserError(f"data file {images} holds no images")
+    return x, y
+
+
+def load_split(data_dir: str | Path, dataset: str, split: str, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 28, 28) uint8`` and labels ``(N,) uint8`` of one split, downloading if allowed."""
+    paths = [locate(data_dir, dataset, stem, download) for stem in SPLIT_FILES[split]]
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    return _load_split_cached(paths[0], paths[1], stamp)
+
+
+def raw_dir(data_dir: str | Path, dataset: str) -> Path:
+    return Path(data_dir) / DATASETS[dataset]["folder"] / "raw"
+
+
+def locate(data_dir: str | Path, dataset: str, stem: str, download: bool) -> Path:
+    folder = raw_dir(data_dir, dataset)
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    if not download:
+        raise UserError(f"missing data file {stem}[.gz] in {folder}; point --data-dir at a folder that "
+                        f"holds {DATASETS[dataset]['folder']}/raw/ (or allow download)")
+    return _download(folder, dataset, stem + ".gz")
+
+
+def _download(folder: Path, dataset: str, name: str) -> Path:
+    info = DATASETS[dataset]
+    errors = []
+    for mirror in info["mirrors"]:
+        url = mirror + name
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
+                data = r.read()
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            errors.append(f"{url}: {getattr(e, 'reason', e)}")
+            continue
+        digest = hashlib.md5(data).hexdigest()
+        if digest != info["md5"][name]:
+            errors.append(f"{url}: MD5 {digest} does not match {info['md5'][name]}")
+            continue
+        print(f"downloaded {url} -> {folder / name}", file=sys.stderr)
+        return files.write_bytes(folder / name, data)  # atomic: never a half file
+    raise UserError(f"missing data file {name} in {folder} and the download failed ({'; '.join(errors)}); "
+                    f"point --data-dir at a folder that holds {info['folder']}/raw/{name}")
+
+
+def default_data_dir(dataset: str) -> Path:
+    """``../shared/data`` beside the project when it holds the dataset, else ``./data``."""
+    for cand in (ROOT.parent / "shared" / "data", Path.cwd() / "data", ROOT / "data"):
+        if raw_dir(cand, dataset).is_dir():
+            return cand
+    return Path.cwd() / "data"
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches served from tensors
+class TensorBatches:
+    """An iterable of ``(x, y)`` batches: ``x`` float ``(B, 1, 28, 28)`` in [0, 1], ``y`` int64 ``(B,)``.
+
+    ``images`` stay uint8 on their device; each batch is one gather plus ``x * a + b`` (per-pixel
+    affine normalization), optionally a Bernoulli draw (dynamic binarization). Shuffling draws a
+    permutation from ``seed + epoch``, so a resumed run sees the same order as an unbroken one.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 batch_size: int, shuffle: bool = False, drop_last: bool = False, bernoulli: bool = False,
+                 seed: int = 0, epoch_fn: Callable[[], int] | None = None, rank: int = 0, world: int = 1):
+        self.images, self.labels, self.a, self.b = images, labels, a, b
+        self.batch_size, self.shuffle, self.drop_last, self.bernoulli = batch_size, shuffle, drop_last, bernoulli
+        self.seed, self.epoch_fn, self.rank, self.world = seed, epoch_fn or (lambda: 0), rank, world
+
+    def _count(self) -> int:
+        return len(self.images) // self.world
+
+    def __len__(self) -> int:
+        n = self._count()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dev = self.images.device
+        g = torch.Generator(device=dev)
+        g.manual_seed(self.seed * 100_003 + self.epoch_fn())
+        n_all = len(self.images)
+        order = torch.randperm(n_all, generator=g, device=dev) if self.shuffle else torch.arange(n_all, device=dev)
+        order = order[self.rank: self._count() * self.world: self.world]  # DDP: a disjoint shard per rank
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            # (B,1,28,28) = u8 * a + b; the clamp matters only for standardized test pixels
+            x = torch.addcmul(self.b, self.images[idx].unsqueeze(1).float(), self.a).clamp_(0, 1)
+            if self.bernoulli:
+                x = torch.bernoulli(x, generator=g)
+            yield x, self.labels[idx]
+
+
+# ----------------------------------------------------------------------------------------------
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST / Fashion-MNIST for every module of the project.
+
+    Splits: ``train`` and ``val`` come from the official training file (a hold-out of ``val_size``
+    images drawn with ``split_seed``); ``test`` is the official test file, used for test metrics only.
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["mnist", "fashion_mnist"] = "mnist",
+        data_dir: str | None = None,
+        batch_size: PosInt = 256,
+        eval_batch_size: PosInt = 2000,
+        val_size: PosInt | None = None,
+        subset: PosInt | None = None,
+        test_subset: PosInt | None = None,
+        normalize: Literal["unit", "standardize"] = "unit",
+        binarize: Literal["none", "static", "dynamic"] = "none",
+        data_on_device: bool | None = None,
+        download: bool = True,
+        split_seed: NonNegInt = 0,
+        drop_last: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.dataset, self.batch_size, self.eval_batch_size = dataset, batch_size, eval_batch_size
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir(dataset)
+        self.class_names = DATASETS[dataset]["classes"]
+        self.dims, self.num_classes = IMAGE_SHAPE, NUM_CLASSES
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- loading -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        for split in SPLIT_FILES:
+            load_split(self.data_dir, self.dataset, split, self.hparams.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits:
+            return
+        hp = self.hparams
+        x_all, y_all = load_split(self.data_dir, self.dataset, "train", hp.download)
+        x_test, y_test = load_split(self.data_dir, self.dataset, "test", hp.download)
+        n = len(x_all)
+        val_size = hp.val_size or (max(1, hp.subset // 10) if hp.subset else min(5000, n // 10))
+        n_train = hp.subset or (n - val_size)
+        if val_size + n_train > n:
+            raise UserError(f"data: {val_size} validation + {n_train} training images exceed the "
+                            f"{n} images of the {self.dataset} training file (lower subset or val_size)")
+        g = torch.Generator().manual_seed(hp.split_seed)
+        perm = torch.randperm(n, generator=g)
+        val_idx, train_idx = perm[:val_size], perm[val_size:val_size + n_train]
+        test_idx = torch.arange(len(x_test))
+        if hp.test_subset:
+            if hp.test_subset > len(x_test):
+                raise UserError(f"data: test_subset {hp.test_subset} exceeds the {len(x_test)} test images")
+            test_idx = torch.randperm(len(x_test), generator=g)[:hp.test_subset].sort().values
+        x_all, y_all = torch.from_numpy(x_all.copy()), torch.from_numpy(y_all.astype(np.int64))
+        x_test, y_test = torch.from_numpy(x_test.copy()), torch.from_numpy(y_test.astype(np.int64))
+        self._splits = {"train": (x_all[train_idx], y_all[train_idx]),
+                        "val": (x_all[val_idx], y_all[val_idx]),
+                        "test": (x_test[test_idx], y_test[test_idx])}
+        self._fit_normalization(self._splits["train"][0])
+        if hp.binarize != "none":  # eval splits are binarized once, with a fixed seed, to stay comparable
+            gb = torch.Generator().manual_seed(hp.split_seed + 1)
+            for split in ("val", "test") + (("train",) if hp.binarize == "static" else ()):
+                x, y = self._splits[split]
+                p = self._affine(x.unsqueeze(1)).clamp(0, 1).squeeze(1)
+                xb = (p > 0.5) if hp.binarize == "static" else torch.bernoulli(p, generator=gb).bool()
+                self._splits[split] = (xb.to(torch.uint8) * 255, y)
+            self._bin_a, self._bin_b = torch.full(IMAGE_SHAPE, 1 / 255), torch.zeros(IMAGE_SHAPE)
+
+    def _fit_normalization(self, x_train: torch.Tensor) -> None:
+        """Per-pixel affine map (a, b) such that x01 = clamp(u8 * a + b); training statistics only."""
+        if self.hparams.normalize == "unit":
+            a, b = torch.full(IMAGE_SHAPE, 1 / 255), torch.zeros(IMAGE_SHAPE)
+        else:  # per-pixel standardization, then a global min-max rescale to [0, 1]
+            u = x_train.double().div(255).reshape(-1, 1, 28, 28)
+            mu, sd = u.mean(0), u.std(0, unbiased=False)
+            sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))  # constant pixels (MNIST borders)
+            z = (u - mu) / sd
+            lo, hi = z.min(), z.max()
+            a = (1 / (255 * sd * (hi - lo))).float()
+            b = ((-mu / sd - lo) / (hi - lo)).float()
+        self._a, self._b = a, b
+
+    def _affine(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self._b, x_u8.float(), self._a)
+
+    # -- access ----------------------------------------------------------------------------------
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw ``(uint8 images (N,28,28), int64 labels (N,))`` of a split (after ``setup``)."""
+        self.setup()
+        return self._splits[name]
+
+    def tensors(self, name: str, device: str | torch.device = "cpu",
+                limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split (its first ``limit`` images) as model input: float ``(N,1,28,28)`` in [0,1] and
+        labels. Eval-style (no dynamic binarization): the form probes, studies and generation read."""
+        x, y = self.split(name)
+        x, y = x[:limit], y[:limit]
+        a, b = self._ab(name)
+        x = x.to(device)
+        return torch.addcmul(b.to(device), x.unsqueeze(1).float(), a.to(device)).clamp_(0, 1), y.to(device)
+
+    def _ab(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        binarized = self.hparams.binarize == "static" or (self.hparams.binarize == "dynamic" and name != "train")
+        return (self._bin_a, self._bin_b) if binarized else (self._a, self._b)
+
+    def _device(self) -> torch.device:
+        on_device = self.hparams.data_on_device
+        trainer = self.trainer
+        root = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if on_device is None:
+            on_device = root.type != "cpu"
+        return root if on_device else torch.device("cpu")
+
+    def _batches(self, name: str, train: bool) -> TensorBatches:
+        self.setup()
+        dev = self._device()
+        x, y = self._splits[name]
+        a, b = self._ab(name)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatches(
+            x.to(dev), y.to(dev), a.to(dev), b.to(dev),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train, drop_last=train and self.hparams.drop_last,
+            bernoulli=train and self.hparams.binarize == "dynamic",
+            seed=torch.initial_seed() % (2**31) if train else 0,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
+            rank=rank, world=world)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)

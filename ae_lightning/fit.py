@@ -1,0 +1,211 @@
+"""THE training path: resolved config -> module + datamodule + trainer -> metrics.json.
+
+``train.py``, every study and every search trial call :func:`fit`; there is no second loop.
+
+A run folder ``<output_dir>/<dataset>/<variant>/version_N/`` holds:
+
+    config.yaml              the resolved config (``--config`` accepts it to rerun exactly)
+    events.out.tfevents.*    TensorBoard: scalars, reconstructions, HParams with the final metrics
+    checkpoints/last.ckpt    written every epoch (``--resume`` continues from it)
+    checkpoints/best-*.ckpt  lowest val/loss; the test metrics are measured on it
+    metrics.json             written atomically at the end: test_* metrics, epochs, wall time, config
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from ae_lightning import files
+from ae_lightning.callbacks import FiniteLossGuard, ReconstructionImages, RunConfigInCheckpoint
+from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
+from ae_lightning.data import MNISTDataModule
+from ae_lightning.models import get_module
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """The ``trainer`` section of a run config."""
+
+    max_epochs: PosInt = 10
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: PosInt = 1
+    precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = "32-true"
+    output_dir: str = "runs"
+    log_every_n_steps: PosInt = 50
+    images_every_n_epochs: NonNegInt = 5  # 0: no reconstruction images
+    log_embedding: bool = False  # test codes + labels for TensorBoard's projector
+    deterministic: bool = True
+    gradient_clip_val: NonNegFloat = 0.0
+    early_stopping_patience: NonNegInt = 0  # 0: off; else epochs without val/loss improvement
+    progress_bar: bool | None = None  # None: on a terminal only
+
+    @classmethod
+    def check_config(cls, trainer: dict[str, Any]) -> None:
+        if trainer["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise UserError("trainer.accelerator gpu was asked for, but this machine has no CUDA GPU "
+                            "(use --accelerator cpu or auto)")
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+class _TBLogger(TensorBoardLogger):
+    """Writes the HParams session once, at the end, together with the final metrics (Lightning
+    would also write one at the start without metrics, which the HParams tab then shows empty)."""
+
+    def log_hyperparams(self, params, metrics=None) -> None:  # noqa: D401
+        if metrics is not None:
+            super().log_hyperparams(params, metrics)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def run_root(cfg: dict) -> Path:
+    return Path(cfg["trainer"]["output_dir"]) / cfg["data"]["dataset"] / cfg["variant"]
+
+
+def new_run_dir(cfg: dict) -> Path:
+    """The next free ``version_N`` (created exclusively, so concurrent runs never share one)."""
+    root = run_root(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
+    n = max(taken, default=-1) + 1
+    while True:
+        try:
+            (root / f"version_{n}").mkdir()
+            return root / f"version_{n}"
+        except FileExistsError:
+            n += 1
+
+
+def latest_run_dir(cfg: dict) -> Path:
+    """The run ``--resume`` continues: the latest version with a ``last.ckpt`` and no metrics.json."""
+    root = run_root(cfg)
+    runs = sorted((p for p in root.glob("version_*") if p.name[8:].isdigit()), key=lambda p: int(p.name[8:]))
+    if not runs:
+        raise UserError(f"--resume: nothing to resume, no run in {root}")
+    run = runs[-1]
+    if (run / "metrics.json").exists():
+        raise UserError(f"--resume: the latest run {run} already finished (metrics.json exists)")
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        raise UserError(f"--resume: {run} has no checkpoints/last.ckpt (it stopped before its first epoch ended)")
+    return run
+
+
+def _quiet_lightning(verbose: bool) -> None:
+    if not verbose:
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (r".*smaller than the logging interval.*", r".*does not have many workers.*",
+                    r".*Checkpoint directory .* exists and is not empty.*", r".*LeafSpec.*",
+                    r".*The `srun` command is available.*", r".*which may be a bottleneck.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
+    """The module and datamodule of a resolved config (no training)."""
+    dm = MNISTDataModule(**cfg["data"])
+    module = get_module(cfg["module"])(**cfg["model"])
+    prepare = getattr(module, "prepare_for_data", None)  # e.g. the classifier checks the dataset
+    if prepare is not None:
+        prepare(dm)
+    return module, dm
+
+
+def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
+        callbacks: Sequence[L.Callback] = (), verbose: bool | None = None) -> RunResult:
+    """Train and test one resolved config (``ae_lightning.config.load``); return its metrics.
+
+    ``run_dir``: an existing folder to use (``--resume``, search trials); else a new version_N.
+    ``ckpt_path``: a ``last.ckpt`` to continue from, with its epoch counter and optimizer state.
+    """
+    t0 = time.time()
+    tc = TrainerConfig(**cfg["trainer"])
+    on_tty = sys.stderr.isatty() and not os.environ.get("CI")
+    verbose = on_tty if verbose is None else verbose
+    _quiet_lightning(verbose)
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+
+    module, dm = build(cfg)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
+
+    logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
+                           monitor="val/loss", mode="min", save_top_k=1, save_last=True,
+                           auto_insert_metric_name=False)
+    cbs: list[L.Callback] = [best, RunConfigInCheckpoint(cfg), FiniteLossGuard(),
+                             ReconstructionImages(tc.images_every_n_epochs), *callbacks]
+    if tc.early_stopping_patience:
+        cbs.append(EarlyStopping("val/loss", patience=tc.early_stopping_patience, mode="min"))
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+        logger=logger, callbacks=cbs, log_every_n_steps=tc.log_every_n_steps,
+        deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
+        enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
+        enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+    )
+    if verbose:
+        print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    epochs = trainer.current_epoch
+    test_ckpt = best.best_model_path or best.last_model_path or None
+    results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
+    test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
+    metrics = {
+        **test,
+        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+        "epochs": epochs,
+        "wall_time_s": round(time.time() - t0, 3),
+        "run_dir": str(run_dir),
+        "best_checkpoint": test_ckpt,
+        "data_dir": str(dm.data_dir),
+        "config": cfg,
+    }
+    if tc.log_embedding:
+        _log_embedding(logger, module, dm)
+    logger.log_hyperparams(_flat({k: v for k, v in cfg.items()}),
+                           {f"hp/{k}": v for k, v in test.items()})
+    logger.finalize("success")
+    files.write_json(run_dir / "metrics.json", metrics)
+    return RunResult(run_dir, metrics)
+
+
+def _log_embedding(logger: TensorBoardLogger, module: L.LightningModule, dm: MNISTDataModule, n: int = 2000) -> None:
+    if not hasattr(module, "encode_all"):
+        return
+    x, y = dm.tensors("test", limit=n)
+    z = module.encode_all(x).cpu()
+    names = [dm.class_names[i] for i in y.tolist()]
+    logger.experiment.add_embedding(z, metadata=names, label_img=x, tag="test_codes")
+
+
+def summary_line(cfg: dict, metrics: dict) -> str:
+    shown = [f"{k}={v:.4g}" for k, v in metrics.items()
+             if k.startswith("test_") and isinstance(v, float)][:6]
+    latent = cfg["model"].get("latent_dim")
+    return (f"{cfg['variant']} on {cfg['data']['dataset']}" + (f" (latent {latent})" if latent else "") +
+            f": {' '.join(shown)} | {metrics['epochs']} epochs, {metrics['wall_time_s']:.1f} s")

@@ -1,0 +1,78 @@
+"""The module registry, and loading this project's checkpoints.
+
+Every file in this package that defines a module registers it with ``@register("name")``; the
+registry imports the package's files on first use, so a new variant is one model file plus one
+``configs/<variant>.yaml`` (whose ``module:`` names the registered class). No central if/elif.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ae_lightning.config import UserError
+
+_REGISTRY: dict[str, type] = {}
+_LOADED = False
+
+
+def register(name: str) -> Callable[[type], type]:
+    def deco(cls: type) -> type:
+        if _REGISTRY.get(name, cls) is not cls:
+            raise RuntimeError(f"module name {name!r} registered twice")
+        _REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+    return deco
+
+
+def _import_all() -> None:
+    global _LOADED
+    if not _LOADED:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _LOADED = True
+
+
+def module_names() -> list[str]:
+    _import_all()
+    return sorted(_REGISTRY)
+
+
+def get_module(name: str) -> type:
+    _import_all()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown module {name!r}: registered modules are {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+CKPT_KEY = "ae_lightning"  # checkpoint["ae_lightning"] = {"config": resolved run config}
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw checkpoint dict of a run of this project; a clear UserError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, pickle garbage, permissions: all the user's file
+        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(ckpt, dict) or CKPT_KEY not in ckpt or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not a checkpoint of an ae-lightning run (no run config inside)")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
+    """``(module, run_config)`` from a checkpoint written by ``fit``; the module is in eval mode."""
+    ckpt = read_checkpoint(path)
+    cfg = ckpt[CKPT_KEY]["config"]
+    cls = get_module(cfg["module"])
+    try:
+        module = cls.load_from_checkpoint(str(path), map_location=map_location)
+    except Exception as e:
+        raise UserError(f"cannot load {path} as {cls.__name__}: {type(e).__name__}: {e}") from None
+    return module.eval(), cfg

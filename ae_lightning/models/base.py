@@ -1,0 +1,170 @@
+"""The two base LightningModules every variant builds on.
+
+``BaseModule`` owns the optimizer, the LR scheduler and the shared hyperparameters; the latent
+classifier derives from it directly. ``AutoencoderModule`` adds the one training / validation /
+test loop of every autoencoder and its logging. A variant overrides only what differs:
+
+    encode(x)  (B,1,28,28) in [0,1]  -> code z (B, latent_dim)
+    decode(z)  (B, latent_dim)       -> logits (B,1,28,28), before the output activation
+    loss(x, stage)                   -> (scalar loss, {"x_hat": ..., "log": {name: scalar}})
+    corrupt(x, stage)                -> the model's input (the identity but for denoising)
+
+Conventions (losses per element, metrics exact over a split) are in ``ae_lightning.metrics``.
+Batches are ``(x, y)`` from ``MNISTDataModule``; labels are ignored by autoencoders.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from ae_lightning.config import Fraction, NonNegFloat, PosFloat, PosInt, UserError
+from ae_lightning.metrics import LOSSES, ReconMetrics, reconstruction_loss
+from ae_lightning.models.layers import Activation
+
+Optimizer = Literal["adam", "adamw", "sgd", "adagrad", "adadelta", "rmsprop"]
+Scheduler = Literal["none", "cosine", "step", "exponential", "plateau"]
+
+
+class BaseModule(L.LightningModule):
+    """Optimizer and scheduler settings shared by every module of the project."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer = "adam",
+        lr: PosFloat = 1e-3,
+        weight_decay: NonNegFloat = 0.0,
+        momentum: Fraction = 0.9,  # sgd and rmsprop
+        lr_scheduler: Scheduler = "none",
+        lr_step_size: PosInt = 10,  # step: epochs between decays
+        lr_gamma: PosFloat = 0.5,  # step / exponential / plateau factor
+    ):
+        super().__init__()
+        self.save_hyperparameters()  # collects the init arguments of every subclass too
+        self.check_config(dict(self.hparams))
+
+    @classmethod
+    def check_config(cls, model: dict[str, Any]) -> None:
+        """Cross-field checks of the ``model`` section; raise UserError. Subclasses extend."""
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        kw = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        opt = {
+            "adam": lambda: torch.optim.Adam(params, **kw),
+            "adamw": lambda: torch.optim.AdamW(params, **kw),
+            "sgd": lambda: torch.optim.SGD(params, momentum=hp.momentum, **kw),
+            "adagrad": lambda: torch.optim.Adagrad(params, **kw),
+            "adadelta": lambda: torch.optim.Adadelta(params, **kw),
+            "rmsprop": lambda: torch.optim.RMSprop(params, momentum=hp.momentum, **kw),
+        }[hp.optimizer]()
+        if hp.lr_scheduler == "none":
+            return opt
+        epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
+        sched = {
+            "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
+            "step": lambda: torch.optim.lr_scheduler.StepLR(opt, hp.lr_step_size, hp.lr_gamma),
+            "exponential": lambda: torch.optim.lr_scheduler.ExponentialLR(opt, hp.lr_gamma),
+            "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=hp.lr_gamma, patience=2),
+        }[hp.lr_scheduler]()
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "monitor": "val/loss"}}
+
+
+class AutoencoderModule(BaseModule):
+    """The loop of every autoencoder: loss, exact reconstruction metrics, logging."""
+
+    def __init__(
+        self,
+        latent_dim: PosInt = 32,
+        hidden_act: Activation = "leaky_relu",
+        leaky_slope: NonNegFloat = 0.01,
+        output_act: Literal["sigmoid", "none"] = "sigmoid",
+        loss: Literal["mse", "bce", "l1", "kl"] = "mse",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
+
+    @classmethod
+    def check_config(cls, model: dict[str, Any]) -> None:
+        super().check_config(model)
+        if model.get("loss") == "bce" and model.get("output_act") == "none":
+            raise UserError("model.loss bce needs model.output_act sigmoid (BCE is defined on [0, 1] outputs)")
+
+    # -- the variant contract: a subclass defines encode(x) -> z and decode(z) -> logits -------------
+    def output(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.hparams.output_act == "sigmoid" else logits
+
+    def corrupt(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of ``x`` (B,1,28,28) in pixel scale."""
+        return self.output(self.decode(self.encode(x)))
+
+    def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_hat, mean-per-element loss)`` from decoder logits against the clean target ``x``."""
+        x_hat = self.output(logits)
+        sigmoid_logits = logits if self.hparams.output_act == "sigmoid" else None
+        return x_hat, reconstruction_loss(self.hparams.loss, x_hat, x, sigmoid_logits)
+
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+        z = self.encode(self.corrupt(x, stage))
+        x_hat, rec = self.reconstruction(self.decode(z), x)
+        return rec, {"x_hat": x_hat, "z": z, "log": {}}
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def _log_terms(self, stage: str, loss: torch.Tensor, out: dict, batch_size: int) -> None:
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=batch_size,
+                 prog_bar=stage != "test")
+        for name, value in out.get("log", {}).items():
+            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        loss, out = self.loss(x, "train")
+        self._log_terms("train", loss, out, x.shape[0])
+        return loss
+
+    def _eval_step(self, batch, stage: str):
+        x, _ = batch
+        loss, out = self.loss(x, stage)
+        self._log_terms(stage, loss, out, x.shape[0])
+        self.metrics[stage].update(out["x_hat"], x)
+        return out
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _log_metrics(self, stage: str) -> None:
+        for name, value in self.metrics[stage].compute().items():
+            self.log(f"{stage}/{name}", value)
+        self.metrics[stage].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self.metrics["val"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.metrics["test"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    @torch.no_grad()
+    def encode_all(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Codes of a whole tensor of images, in eval mode and batches (for probes and studies)."""
+        was = self.training
+        self.eval()
+        z = torch.cat([self.encode(x[i:i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)])
+        self.train(was)
+        return z

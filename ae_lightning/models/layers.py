@@ -1,0 +1,35 @@
+"""Building blocks shared by the variants: activations by name, and MLP stacks."""
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "gelu", "none"]
+
+
+def activation(name: str, slope: float = 0.01) -> nn.Module:
+    """``name`` -> a fresh module. ``none`` is the identity (a linear layer stays linear)."""
+    return {
+        "leaky_relu": lambda: nn.LeakyReLU(slope),
+        "relu": nn.ReLU,
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+        "gelu": nn.GELU,
+        "none": nn.Identity,
+    }[name]()
+
+
+def mlp(sizes: list[int], act: str, last_act: str, slope: float = 0.01) -> nn.Sequential:
+    """Linear layers through ``sizes``; ``act`` after each hidden layer, ``last_act`` after the last.
+
+    ``mlp([784, 392, 196, 8], "leaky_relu", "none")``: 784 -> 392 -> 196 -> 8.
+    Identity activations are left out, so the Sequential holds only Linear and real nonlinearities.
+    """
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        name = last_act if i == len(sizes) - 2 else act
+        if name != "none":
+            layers.append(activation(name, slope))
+    return nn.Sequential(*layers)

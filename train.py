@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Train one autoencoder variant (or the latent classifier) on MNIST / Fashion-MNIST.
+
+    python train.py --variant vae
+    python train.py --variant fc --dataset fashion_mnist --latent-dim 8 --max-epochs 50
+    python train.py --config runs/mnist/fc/version_0/config.yaml      # rerun exactly
+    python train.py --variant fc --resume                              # continue the latest run
+
+Layers, later wins: configs/defaults.yaml, configs/<variant>.yaml, --config, flags, --set.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+# flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
+FLAGS = {
+    "dataset": "data.dataset", "latent_dim": "model.latent_dim", "max_epochs": "trainer.max_epochs",
+    "batch_size": "data.batch_size", "lr": "model.lr", "weight_decay": "model.weight_decay",
+    "optimizer": "model.optimizer", "seed": "seed", "subset": "data.subset", "data_dir": "data.data_dir",
+    "output_dir": "trainer.output_dir", "accelerator": "trainer.accelerator", "devices": "trainer.devices",
+    "precision": "trainer.precision", "encoder": "model.encoder", "finetune": "model.finetune",
+}
+
+
+def parser(variants: list[str]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"variants: {', '.join(variants)}\ndatasets: mnist, fashion_mnist")
+    p.add_argument("--variant", help="one of: " + ", ".join(variants))
+    p.add_argument("--dataset", help="mnist (default) or fashion_mnist")
+    p.add_argument("--config", help="a YAML file layered over the variant's config (or a run's config.yaml)")
+    for flag in ("latent-dim", "max-epochs", "batch-size", "lr", "weight-decay", "optimizer", "seed",
+                 "subset", "data-dir", "output-dir", "accelerator", "devices", "precision"):
+        p.add_argument(f"--{flag}", metavar=flag.split("-")[-1].upper())
+    p.add_argument("--encoder", help="classifier: checkpoint of a trained autoencoder")
+    p.add_argument("--finetune", action="store_const", const="true", help="classifier: train the encoder too")
+    p.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this variant")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, e.g. --set model.beta=4 --set trainer.images_every_n_epochs=0")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ae_lightning.config import UserError, load, parse_value, variants
+
+    args = parser(variants()).parse_args(argv)
+    try:
+        overrides = {}
+        for name, key in FLAGS.items():
+            value = getattr(args, name)
+            if value is not None:
+                overrides[key] = value if name in ("data_dir", "output_dir") else parse_value(value)
+        for item in args.set:
+            if "=" not in item:
+                raise UserError(f"--set {item}: expected KEY=VALUE")
+            k, v = item.split("=", 1)
+            overrides[k.strip()] = parse_value(v)
+        cfg = load(args.variant, args.config, overrides)
+
+        from ae_lightning.callbacks import DivergedError
+        from ae_lightning.fit import fit, latest_run_dir, summary_line
+
+        run_dir = ckpt = None
+        if args.resume:  # the run's own config, then the flags given now (e.g. more epochs)
+            run_dir = latest_run_dir(cfg)
+            cfg = load(args.variant, run_dir / "config.yaml", overrides)
+            ckpt = run_dir / "checkpoints" / "last.ckpt"
+            print(f"resuming {run_dir}", file=sys.stderr)
+        try:
+            result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
+        except DivergedError as e:
+            print(f"error: training diverged: {e} (lower --lr?)", file=sys.stderr)
+            return 3
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: continue with --resume", file=sys.stderr)
+        return 130
+    print(result.run_dir)
+    print(summary_line(cfg, result.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
