@@ -162,8 +162,10 @@ class TensorBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  batch_size: int, shuffle: bool = False, drop_last: bool = False, bernoulli: bool = False,
-                 seed: int = 0, epoch_fn: Callable[[], int] | None = None, rank: int = 0, world: int = 1):
+                 seed: int = 0, epoch_fn: Callable[[], int] | None = None, rank: int = 0, world: int = 1,
+                 features: torch.Tensor | None = None):
         self.images, self.labels, self.a, self.b = images, labels, a, b
+        self.features = features  # (N, ...) served as x instead of the images (MNISTDataModule.features)
         self.batch_size, self.shuffle, self.drop_last, self.bernoulli = batch_size, shuffle, drop_last, bernoulli
         self.seed, self.epoch_fn, self.rank, self.world = seed, epoch_fn or (lambda: 0), rank, world
 
@@ -183,6 +185,9 @@ class TensorBatches:
         order = order[self.rank: self._count() * self.world: self.world]  # DDP: a disjoint shard per rank
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            if self.features is not None:  # precomputed inputs, e.g. cached codes: one gather
+                yield self.features[idx], self.labels[idx]
+                continue
             # (B,1,28,28) = u8 * a + b; the clamp matters only for standardized test pixels
             x = torch.addcmul(self.b, self.images[idx].unsqueeze(1).float(), self.a).clamp_(0, 1)
             if self.bernoulli:
@@ -213,6 +218,8 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         split_seed: NonNegInt = 0,
         drop_last: bool = False,
+        folds: PosInt = 1,  # K-fold CV (search --cv K): 1 = the plain train/val split above
+        fold: NonNegInt = 0,  # with folds > 1: which fold of the train+val pool is validation
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -221,6 +228,15 @@ class MNISTDataModule(L.LightningDataModule):
         self.class_names = DATASETS[dataset]["classes"]
         self.dims, self.num_classes = IMAGE_SHAPE, NUM_CLASSES
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Optional hook: split name -> an (N, ...) tensor served as the batches' x in place of that
+        # split's images (same order, shuffling and sharding), or None for the images. The latent
+        # classifier sets it to serve a frozen encoder's codes, computed once instead of every epoch.
+        self.features: Callable[[str], torch.Tensor | None] | None = None
+
+    @classmethod
+    def check_config(cls, data: dict) -> None:
+        if not data.get("fold", 0) < data.get("folds", 1):
+            raise UserError(f"data.fold must lie in 0..folds-1, got fold {data.get('fold')} of {data.get('folds')}")
 
     # -- loading -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -242,6 +258,9 @@ class MNISTDataModule(L.LightningDataModule):
         g = torch.Generator().manual_seed(hp.split_seed)
         perm = torch.randperm(n, generator=g)
         val_idx, train_idx = perm[:val_size], perm[val_size:val_size + n_train]
+        if hp.folds > 1:  # CV: the same train+val pool, cut into `folds` parts; part `fold` validates
+            parts = perm[:val_size + n_train].tensor_split(hp.folds)
+            val_idx, train_idx = parts[hp.fold], torch.cat([q for i, q in enumerate(parts) if i != hp.fold])
         test_idx = torch.arange(len(x_test))
         if hp.test_subset:
             if hp.test_subset > len(x_test):
@@ -312,6 +331,7 @@ class MNISTDataModule(L.LightningDataModule):
         dev = self._device()
         x, y = self._splits[name]
         a, b = self._ab(name)
+        feats = self.features(name) if self.features is not None else None
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return TensorBatches(
@@ -321,7 +341,7 @@ class MNISTDataModule(L.LightningDataModule):
             bernoulli=train and self.hparams.binarize == "dynamic",
             seed=torch.initial_seed() % (2**31) if train else 0,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
-            rank=rank, world=world)
+            rank=rank, world=world, features=feats.to(dev) if feats is not None else None)
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", train=True)

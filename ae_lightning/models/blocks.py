@@ -1,0 +1,85 @@
+"""Convolutional encoder / decoder builders shared by ``conv``, ``denoising`` and ``vae``.
+
+Registers nothing: a helper module of the models package.
+
+Two encoder layouts, both ending in a flattened feature vector that fully connected layers take on:
+
+    strided  Conv(c_in -> c, 3, stride 2) per stage, ReLU       28 -> 14 -> 7 -> 3  (channels 8-16-32:
+             padding 1 while the size is even, else 0)          Flatten(288))
+    pooled   Conv(c_in -> c, 3, padding 1) (same size), ReLU,   28 -> 14 -> 7 -> 3
+             MaxPool(2) per stage                               (the studies' "increasing filters")
+
+The decoder of either layout is the mirror image with ConvTranspose(3, stride 2) layers whose
+padding / output_padding give back exactly the encoder's spatial sizes, ending at 1x28x28 logits.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+from ae_lightning.models.layers import activation, mlp
+
+ConvLayout = Literal["strided", "pooled"]
+
+
+def spatial_sizes(n_stages: int, layout: str, size: int = 28) -> list[int]:
+    """Feature-map side after each stage, input first: ``[28, 14, 7, 3]`` for three stages."""
+    sizes = [size]
+    for _ in range(n_stages):
+        n = sizes[-1]
+        if layout == "strided":  # kernel 3, stride 2, padding 1 on even sides, 0 on odd ones
+            pad = 1 if n % 2 == 0 else 0
+            sizes.append((n + 2 * pad - 3) // 2 + 1)
+        else:  # max pool 2 after a same-size conv
+            sizes.append(n // 2)
+    return sizes
+
+
+def conv_encoder(channels: list[int], layout: str, act: str, slope: float = 0.01) -> tuple[nn.Sequential, int]:
+    """``(B,1,28,28) -> (B, channels[-1] * s * s)`` and that flat size (288 for 8-16-32)."""
+    sizes = spatial_sizes(len(channels), layout)
+    layers: list[nn.Module] = []
+    c_in = 1
+    for c, n in zip(channels, sizes[:-1]):
+        if layout == "strided":
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1 if n % 2 == 0 else 0), activation(act, slope)]
+        else:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), activation(act, slope), nn.MaxPool2d(2)]
+        c_in = c
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers), channels[-1] * sizes[-1] ** 2
+
+
+def conv_decoder(channels: list[int], layout: str, act: str, slope: float = 0.01) -> nn.Sequential:
+    """``(B, channels[-1] * s * s) -> (B,1,28,28)`` logits: Unflatten, then ConvTranspose(3, s2) per
+    stage, each sized to land exactly on the encoder's matching feature-map side."""
+    sizes = spatial_sizes(len(channels), layout)
+    layers: list[nn.Module] = [nn.Unflatten(1, (channels[-1], sizes[-1], sizes[-1]))]
+    outs = [1, *channels[:-1]]  # channel count the i-th decoder stage gives back
+    for i in reversed(range(len(channels))):
+        n_in, n_out = sizes[i + 1], sizes[i]
+        pad = 1 if n_out % 2 == 0 else 0
+        out_pad = n_out - ((n_in - 1) * 2 - 2 * pad + 3)  # 0 or 1
+        layers.append(nn.ConvTranspose2d(channels[i], outs[i], 3, stride=2, padding=pad, output_padding=out_pad))
+        if i > 0:  # the last layer gives logits
+            layers.append(activation(act, slope))
+    return nn.Sequential(*layers)
+
+
+def conv_autoencoder(channels: list[int], hidden: list[int], latent_dim: int, layout: str, act: str,
+                     code_act: str = "none", slope: float = 0.01) -> tuple[nn.Sequential, nn.Sequential]:
+    """Encoder ``(B,1,28,28) -> (B,k)`` (convs, Flatten, Linear through ``hidden`` to k) and the
+    mirror decoder ``(B,k) -> (B,1,28,28)`` logits."""
+    convs, flat = conv_encoder(channels, layout, act, slope)
+    encoder = nn.Sequential(convs, mlp([flat, *hidden, latent_dim], act, code_act, slope))
+    decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), flat], act, act, slope),
+                            conv_decoder(channels, layout, act, slope))
+    return encoder, decoder
+
+
+def mlp_autoencoder(layers: list[int], latent_dim: int, act: str, code_act: str = "none",
+                    slope: float = 0.01) -> tuple[nn.Sequential, nn.Sequential]:
+    """The fully connected pair on flat inputs: ``layers`` from 784 up to (not incl.) the code."""
+    return (mlp([*layers, latent_dim], act, code_act, slope),
+            mlp([latent_dim, *reversed(layers)], act, "none", slope))

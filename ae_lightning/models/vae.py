@@ -1,0 +1,169 @@
+"""The variational autoencoder (``vae``; ``vae_fc`` is its fully connected literature setting).
+
+    encoder conv (default)  Conv(1->8,s2,p1) ReLU Conv(8->16,s2,p1) ReLU Conv(16->32,s2) ReLU
+                            Flatten(288) Linear(288->128) ReLU Linear(128->64) ReLU, heads mu, log var (k)
+    encoder fc              784 -> hidden... (e.g. 200-200) -> heads mu, log var (k)
+    decoder                 the mirror image: k -> 64 -> 128 -> 288, ConvTranspose back to 1x28x28
+
+Objective, in **nats per image** (summed over the 784 pixels, averaged over images; see
+``ae_lightning.metrics``):  loss = -log p(x|z) + beta_t * KL(q(z|x) || N(0, I)),  z ~ q(z|x), where
+beta_t ramps linearly from 0 to ``beta`` over ``kl_warmup_epochs`` during training (validation and
+test always use ``beta``). ``val/elbo`` = -(recon + KL) is the true ELBO whatever beta is.
+
+``test/nll`` (``test_nll`` in metrics.json) is -log p(x) per image, estimated by importance sampling
+with the posterior as proposal:  log p(x) ~ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K.
+It is a stochastic upper bound on the true NLL and, on average, never above the negative ELBO (the
+K-sample IWAE bound is at least as tight as the one-sample ELBO). With Bernoulli likelihood on
+binarized data (``data.binarize: dynamic``) it is the figure published VAE papers report.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ae_lightning.config import NonNegFloat, NonNegInt, PosFloat, PosInt, UserError
+from ae_lightning.models import register
+from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.models.blocks import ConvLayout, conv_decoder, conv_encoder
+from ae_lightning.models.layers import mlp
+
+LOG_2PI = math.log(2 * math.pi)
+IS_CHUNK = 25_600  # importance-sampling decodes per chunk: K * images (memory ~ chunk * 784 floats)
+
+
+@register("vae")
+class VAE(AutoencoderModule):
+    def __init__(
+        self,
+        encoder: Literal["conv", "fc"] = "conv",
+        channels: list[int] = [8, 16, 32],  # conv stages
+        layout: ConvLayout = "strided",
+        hidden: list[int] = [128, 64],  # fully connected sizes after the convs (conv) or after 784 (fc)
+        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        obs_std: PosFloat = 0.1,  # gaussian: the fixed standard deviation of p(x|z)
+        beta: NonNegFloat = 1.0,
+        kl_warmup_epochs: NonNegInt = 0,
+        nll_samples: PosInt = 100,  # K of the importance-sampled test NLL
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        hp = self.hparams
+        act, slope, k = hp.hidden_act, hp.leaky_slope, hp.latent_dim
+        if encoder == "conv":
+            convs, flat = conv_encoder(channels, layout, act, slope)
+            self.body = nn.Sequential(convs, mlp([flat, *hidden], act, act, slope))  # (B,1,28,28) -> (B,h)
+            self.decoder = nn.Sequential(mlp([k, *reversed(hidden), flat], act, act, slope),
+                                         conv_decoder(channels, layout, act, slope))
+        else:
+            self.body = nn.Sequential(nn.Flatten(), mlp([784, *hidden], act, act, slope))
+            self.decoder = nn.Sequential(mlp([k, *reversed(hidden), 784], act, "none", slope),
+                                         nn.Unflatten(1, (1, 28, 28)))
+        self.mu = nn.Linear(hidden[-1], k)
+        self.logvar = nn.Linear(hidden[-1], k)
+        self._nll_sum, self._nll_n = None, 0
+
+    @classmethod
+    def check_config(cls, model: dict[str, Any]) -> None:
+        super().check_config(model)
+        if not model.get("hidden") or any(n <= 0 for n in model["hidden"]):
+            raise UserError(f"model.hidden must list at least one positive size, got {model.get('hidden')}")
+        if model.get("encoder", "conv") == "conv" and (not model.get("channels") or any(c <= 0 for c in model["channels"])):
+            raise UserError(f"model.channels must list at least one positive channel count, got {model.get('channels')}")
+        if model.get("likelihood") == "bernoulli" and model.get("output_act") != "sigmoid":
+            raise UserError("model.likelihood bernoulli needs model.output_act sigmoid (the decoder gives Bernoulli logits)")
+        if model.get("loss", "mse") != "mse":
+            raise UserError("model.loss does not apply to the vae: its loss is -ELBO; choose model.likelihood instead")
+
+    # -- the model -------------------------------------------------------------------------------
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x): mean and log variance, each (B,k)."""
+        h = self.body(x)
+        return self.mu(h), self.logvar(h).clamp(-30, 20)  # clamp: exp() stays finite early on
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]  # the posterior mean is the deterministic code
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)  # (B,k) -> (B,1,28,28) logits
+
+    def log_px_given_z(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per image, summed over pixels: logits (..., 1, 28, 28), x broadcastable -> (...)."""
+        if self.hparams.likelihood == "bernoulli":
+            x = x.expand_as(logits)
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-3).sum(-1)
+        s = self.hparams.obs_std
+        return -0.5 * (((x - self.output(logits)) / s).square() + LOG_2PI + 2 * math.log(s)).flatten(-3).sum(-1)
+
+    @staticmethod
+    def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(N(mu, diag exp(logvar)) || N(0, I)) per image, closed form: (B,k) -> (B,)."""
+        return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1)
+
+    def kl_weight(self, stage: str) -> float:
+        """beta, ramped linearly over the first ``kl_warmup_epochs`` training epochs (per step)."""
+        hp = self.hparams
+        if stage != "train" or not hp.kl_warmup_epochs or self._trainer is None:
+            return hp.beta
+        steps = max(1, hp.kl_warmup_epochs * max(1, int(self.trainer.num_training_batches)))
+        return hp.beta * min(1.0, (self.global_step + 1) / steps)
+
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+        mu, logvar = self.posterior(x)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)  # reparameterized sample (B,k)
+        logits = self.decode(z)
+        recon = -self.log_px_given_z(logits, x)  # (B,) nats
+        kl = self.kl_divergence(mu, logvar)  # (B,) nats
+        beta = self.kl_weight(stage)
+        loss = (recon + beta * kl).mean()
+        # metrics (mse, nrmse) are on the mean reconstruction decode(mu) outside training
+        x_hat = self.output(logits) if stage == "train" else self.output(self.decode(mu))
+        log = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
+        if stage == "train":
+            log["beta"] = torch.tensor(beta)
+        return loss, {"x_hat": x_hat, "z": mu, "log": log}
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Importance-sampled log p(x) per image (B,), K samples from q(z|x), batched in chunks."""
+        k = k or self.hparams.nll_samples
+        out = []
+        step = max(1, IS_CHUNK // k)
+        for i in range(0, len(x), step):
+            xb = x[i:i + step]  # (b,1,28,28)
+            mu, logvar = self.posterior(xb)  # (b,k_lat)
+            std = (0.5 * logvar).exp()
+            eps = torch.randn((k, *mu.shape), device=x.device, dtype=mu.dtype)  # (K,b,k_lat)
+            z = mu + std * eps
+            logits = self.decode(z.flatten(0, 1)).view(k, len(xb), 1, 28, 28)
+            log_pxz = self.log_px_given_z(logits, xb.unsqueeze(0))  # (K,b)
+            log_pz = -0.5 * (z.square() + LOG_2PI).sum(-1)
+            log_qz = -0.5 * (eps.square() + LOG_2PI + logvar).sum(-1)
+            out.append(torch.logsumexp(log_pxz + log_pz - log_qz, 0) - math.log(k))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images (n,1,28,28) decoded from z ~ N(0, I): the mean of p(x|z) in pixel scale."""
+        z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device if generator is None else generator.device)
+        return self.output(self.decode(z.to(self.device)))
+
+    # -- the test NLL ------------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._nll_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._nll_n = 0
+
+    def test_step(self, batch, batch_idx):
+        super().test_step(batch, batch_idx)
+        x, _ = batch
+        self._nll_sum += -self.log_likelihood(x).sum(dtype=torch.float64)
+        self._nll_n += len(x)
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self._nll_n:
+            self.log("test/nll", (self._nll_sum / self._nll_n).float())

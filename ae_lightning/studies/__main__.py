@@ -1,0 +1,155 @@
+"""Run a study, or all of them into one report with a table of contents.
+
+    python -m ae_lightning.studies compression [--variant fc] [--dataset fashion_mnist] [--epochs 20]
+    python -m ae_lightning.studies all --out studies --epochs 5 --subset 20000
+    python -m ae_lightning.studies --list
+
+A single study writes ``report.md``, ``results.json``, its PNG figures and ``tensorboard/`` into
+``--out``; ``all`` writes each study into ``<out>/<study>/`` and the combined ``<out>/report.md`` and
+``<out>/results.json``. Training runs (checkpoints, TensorBoard logs) go to ``--runs-dir``
+(default ``<out>/runs``). Without ``--dataset`` each study uses the dataset of the original study.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from ae_lightning.config import UserError
+
+
+def parser(names: list[str]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ae_lightning.studies", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", nargs="?", help="one of: " + ", ".join(names) + ", or all")
+    p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--variant", help="the variant a study trains (studies with a fixed set of models refuse it)")
+    p.add_argument("--dataset", help="mnist or fashion_mnist (default: the original study's)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per training run (default 5)")
+    p.add_argument("--subset", type=int, help="training images (default: all but the validation hold-out)")
+    p.add_argument("--test-subset", type=int, help="test images for metrics, maps and neighbours (default: all)")
+    p.add_argument("--latents", help="latent sizes for compression and inversion, e.g. 2,8,32 "
+                   "(default 2,4,8,16,32,64 and the sweep 5,20,...,95)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the variant's)")
+    p.add_argument("--out", default="studies", help="output folder (default ./studies)")
+    p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
+    return p
+
+
+def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str]) -> tuple[object, float]:
+    """Run one study into ``out_dir``; returns its Context (report written) and wall time."""
+    from ae_lightning.studies.common import Context, command_line
+
+    t0 = time.time()
+    ctx = Context(study, opts, out_dir, cache)
+    ctx.report.text(f"Command: `{command_line(argv)}`\n\n{ctx.settings_text()}")
+    study.run(ctx)
+    wall = time.time() - t0
+    ctx.report.results.update({"settings": {"dataset": ctx.dataset, "variant": ctx.variant, "epochs": opts.epochs,
+                                            "subset": opts.subset, "test_subset": opts.test_subset,
+                                            "seed": opts.seed, "device": str(ctx.device)},
+                               "runs": ctx.trained, "wall_time_s": round(wall, 1)})
+    ctx.report.text(f"Wall time of this study: {wall:.0f} s.")
+    ctx.report.write()
+    return ctx, wall
+
+
+def run_all(argv: list[str], opts, studies) -> int:
+    from ae_lightning import files
+    from ae_lightning.studies.common import command_line
+    from ae_lightning.studies.report import slug
+
+    out = Path(opts.out)
+    cache: dict = {}
+    sections, results, summary, failed = [], {}, [], []
+    t0 = time.time()
+    for study in studies:
+        sub = type(opts)(**{**opts.__dict__, "variant": opts.variant if study.variant else None,
+                            "runs_dir": opts.runs_dir or str(out / "runs")})
+        print(f"== {study.name}", file=sys.stderr)
+        try:
+            ctx, wall = run_one(study, sub, out / study.name, cache, argv)
+        except Exception as e:  # one study's failure must not lose the others' hours of training
+            msg = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+            if not isinstance(e, UserError):
+                traceback.print_exc()
+            print(f"error: study {study.name}: {msg}", file=sys.stderr)
+            failed.append(study.name)
+            sections.append(f"## {study.title}\n\n**Not run**: {msg}\n")
+            results[study.name] = {"error": msg}
+            summary.append((study, None, "failed: " + msg.splitlines()[0]))
+            continue
+        sections.append(ctx.report.render(level=2, image_prefix=f"{study.name}/"))
+        results[study.name] = ctx.report.results
+        summary.append((study, wall, "ok"))
+    total = time.time() - t0
+    head = ["# Autoencoder studies", "",
+            f"Command: `{command_line(argv)}`", "",
+            f"Every study trained {opts.epochs} epoch(s) per run; total wall time {total / 60:.1f} min. "
+            "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
+            "## Contents", ""]
+    for study, wall, status in summary:
+        took = f"{wall:.0f} s" if wall is not None else status
+        head.append(f"- [{study.title}](#{slug(study.title)}) — {study.summary} ({took})")
+    files.write_text(out / "report.md", "\n".join(head) + "\n\n" + "\n".join(sections))
+    files.write_json(out / "results.json", {"command": command_line(argv), "wall_time_s": round(total, 1),
+                                            "studies": results})
+    print(out / "report.md")
+    if failed:
+        print(f"error: {len(failed)} stud{'y' if len(failed) == 1 else 'ies'} failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_latents(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise UserError(f"--latents {text!r}: expected comma-separated positive integers, e.g. 2,8,32") from None
+    if not values or any(v <= 0 for v in values):
+        raise UserError(f"--latents {text!r}: expected comma-separated positive integers, e.g. 2,8,32")
+    return sorted(set(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ae_lightning.studies import get, studies
+    from ae_lightning.studies.common import Options
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser([s.name for s in studies()]).parse_args(argv)
+    if args.list:
+        for s in studies():
+            print(f"{s.name:12s} {s.summary}")
+        return 0
+    try:
+        if not args.study:
+            raise UserError("name a study (" + ", ".join(s.name for s in studies()) + ") or all")
+        opts = Options(dataset=args.dataset, epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
+                       seed=args.seed, out=args.out, accelerator=args.accelerator, data_dir=args.data_dir,
+                       variant=args.variant, batch_size=args.batch_size, runs_dir=args.runs_dir,
+                       latents=parse_latents(args.latents))
+        opts.check()
+        if args.study == "all":
+            return run_all(argv, opts, studies())
+        study = get(args.study)
+        run_one(study, opts, Path(args.out), {}, argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(Path(args.out) / "report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""What every study shares: its options, training through ``fit.fit`` with a cache, data and evaluation.
+
+A study never trains by hand: ``ctx.train(variant, **overrides)`` resolves a config with
+``config.load`` (defaults, the variant's yaml, the study's options, the study's overrides), trains
+it with ``fit.fit`` and loads the best checkpoint back with ``models.load_checkpoint``. Runs are
+cached by their resolved config, so inside ``all`` the fc model at latent 8 that ``compression``
+trained is the same one ``optimizers``, ``activations``, ``losses`` and ``inversion`` read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+
+from ae_lightning import config as config_mod
+from ae_lightning.config import UserError
+from ae_lightning.data import DATASETS, MNISTDataModule
+from ae_lightning.metrics import ReconMetrics
+from ae_lightning.studies import Study
+from ae_lightning.studies.report import Report
+
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+
+
+@dataclasses.dataclass
+class Options:
+    """The options every study takes (the CLI's flags)."""
+
+    dataset: str | None = None  # None: the dataset of the original study
+    epochs: int = 5
+    subset: int | None = None  # training images (None: all but the validation hold-out)
+    test_subset: int | None = None  # test images used for metrics, maps and neighbours
+    seed: int = 0
+    out: str = "studies"
+    accelerator: str = "auto"
+    data_dir: str | None = None
+    variant: str | None = None
+    batch_size: int | None = None
+    runs_dir: str | None = None  # None: <out>/runs
+    latents: list[int] | None = None  # compression / inversion sizes (None: each study's defaults)
+
+    def check(self) -> None:
+        """Every bad option is one clear line naming the flag."""
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise UserError(f"--dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
+        for flag, value in (("--epochs", self.epochs), ("--subset", self.subset),
+                            ("--test-subset", self.test_subset), ("--batch-size", self.batch_size)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise UserError(f"{flag} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if self.accelerator not in get_args(Accelerator):
+            raise UserError(f"--accelerator {self.accelerator!r}: choose one of {', '.join(get_args(Accelerator))}")
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise UserError(f"--accelerator {self.accelerator}: this machine has no CUDA GPU (use cpu or auto)")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UserError(f"--data-dir {self.data_dir}: no such folder")
+        if self.variant is not None and self.variant not in config_mod.variants():
+            raise UserError(f"--variant {self.variant!r}: choose one of {', '.join(config_mod.variants())}")
+
+
+@dataclasses.dataclass
+class Trained:
+    """A finished run: its resolved config, ``metrics.json`` and the best checkpoint's module."""
+
+    cfg: dict
+    metrics: dict
+    module: Any  # the LightningModule, eval mode, on ctx.device
+    run_dir: Path
+
+
+def _key(cfg: dict) -> str:
+    c = json.loads(json.dumps(cfg))
+    c["trainer"].pop("output_dir", None)
+    return json.dumps(c, sort_keys=True)
+
+
+class Context:
+    """One study's run: its options, its report, and the shared run cache."""
+
+    def __init__(self, study: Study, opts: Options, out_dir: Path, cache: dict[str, Trained] | None = None,
+                 tensorboard: bool = True):
+        self.study, self.opts, self.dir = study, opts, Path(out_dir)
+        self.dataset = opts.dataset or study.dataset
+        if opts.variant is not None and study.variant is None:
+            raise UserError(f"study {study.name}: --variant is not an option here (it trains its own fixed set of models)")
+        self.variant = opts.variant or study.variant
+        self.cache = {} if cache is None else cache
+        self.runs_dir = Path(opts.runs_dir) if opts.runs_dir else Path(opts.out) / "runs"
+        cuda = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        self.device = torch.device("cuda" if cuda else "cpu")
+        self.report = Report(self.dir, study.title, tensorboard=tensorboard)
+        self.trained: list[dict] = []  # every run this study used, for results.json
+        self._dms: dict[str, MNISTDataModule] = {}
+
+    # -- configs and training ----------------------------------------------------------------------
+    def config(self, variant: str | None = None, **overrides: Any) -> dict:
+        """A resolved config: the variant's, with the study's options and ``overrides`` (dotted keys
+        written with ``__``: ``model__latent_dim=8``) on top."""
+        o = self.opts
+        base: dict[str, Any] = {"data.dataset": self.dataset, "seed": o.seed, "trainer.max_epochs": o.epochs,
+                                "trainer.accelerator": o.accelerator, "trainer.output_dir": str(self.runs_dir),
+                                "trainer.progress_bar": False}
+        for key, value in (("data.data_dir", o.data_dir), ("data.subset", o.subset),
+                           ("data.test_subset", o.test_subset), ("data.batch_size", o.batch_size)):
+            if value is not None:
+                base[key] = value
+        base.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return config_mod.load(variant or self.variant, None, base)
+
+    def train(self, variant: str | None = None, label: str = "", allow_diverge: bool = False,
+              **overrides: Any) -> Trained | None:
+        """Train (or reuse) one run through ``fit.fit``; ``None`` if it diverged and that is allowed."""
+        return self.train_config(self.config(variant, **overrides), label, allow_diverge)
+
+    def train_config(self, cfg: dict, label: str = "", allow_diverge: bool = False) -> Trained | None:
+        from ae_lightning.callbacks import DivergedError
+        from ae_lightning.fit import fit
+        from ae_lightning.models import load_checkpoint
+
+        key = _key(cfg)
+        if key not in self.cache:
+            t0 = time.time()
+            try:
+                res = fit(cfg, verbose=False)
+            except DivergedError as e:
+                if not allow_diverge:
+                    raise UserError(f"study {self.study.name}: {label or cfg['variant']} diverged ({e})") from None
+                print(f"[{self.study.name}] {label}: diverged ({e})", file=sys.stderr)
+                self.trained.append({"label": label, "variant": cfg["variant"], "diverged": str(e)})
+                return None
+            module, _ = load_checkpoint(res.metrics["best_checkpoint"], map_location=self.device)
+            self.cache[key] = Trained(cfg, res.metrics, module.to(self.device).eval(), res.run_dir)
+            shown = " ".join(f"{k}={v:.4g}" for k, v in res.metrics.items()
+                             if k in ("test_nrmse", "test_loss", "test_acc") and isinstance(v, float))
+            print(f"[{self.study.name}] {label or cfg['variant']}: {shown} "
+                  f"({res.metrics['epochs']} epochs, {time.time() - t0:.1f} s)", file=sys.stderr)
+        run = self.cache[key]
+        self.trained.append({"label": label, "variant": cfg["variant"], "run_dir": str(run.run_dir),
+                             "epochs": run.metrics.get("epochs"), "wall_time_s": run.metrics.get("wall_time_s"),
+                             "test_metrics": {k: v for k, v in run.metrics.items() if k.startswith("test_")}})
+        return run
+
+    # -- data --------------------------------------------------------------------------------------
+    def datamodule(self, cfg: dict) -> MNISTDataModule:
+        key = json.dumps(cfg["data"], sort_keys=True)
+        if key not in self._dms:
+            dm = MNISTDataModule(**cfg["data"])
+            dm.setup()
+            self._dms[key] = dm
+        return self._dms[key]
+
+    def tensors(self, cfg: dict, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x (N,1,28,28) in [0,1], labels (N,))`` of a split, on the study's device."""
+        return self.datamodule(cfg).tensors(split, self.device, limit)
+
+    # -- the report's frame ------------------------------------------------------------------------
+    def settings_text(self) -> str:
+        o = self.opts
+        parts = [f"dataset `{self.dataset}`", f"{o.epochs} epoch{'s' * (o.epochs != 1)} per run",
+                 f"training images: {o.subset if o.subset else 'all (minus the validation hold-out)'}",
+                 f"test images: {o.test_subset or 'all'}", f"seed {o.seed}", f"device `{self.device}`"]
+        if self.variant:
+            parts.insert(1, f"variant `{self.variant}`")
+        return "Settings: " + ", ".join(parts) + "."
+
+
+def command_line(argv: list[str]) -> str:
+    return "python -m ae_lightning.studies " + shlex.join(argv)
+
+
+@torch.no_grad()
+def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = None,
+                  batch_size: int = 4096) -> dict[str, float]:
+    """Exact split-level mse / nrmse / rel_error (``ae_lightning.metrics``) of ``module`` on ``x``
+    ``(N,1,28,28)``; the input is ``noisy`` when given (denoising), the target always ``x``."""
+    m = ReconMetrics()
+    src = x if noisy is None else noisy
+    for i in range(0, len(x), batch_size):
+        out = module.output(module.decode(module.encode(src[i:i + batch_size])))
+        m.update(out, x[i:i + batch_size])
+    return {k: float(v) for k, v in m.compute().items()}
+
+
+def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], reference: dict[str, float],
+                 latent: int = 8) -> dict[str, dict]:
+    """The fcAE study's design: one setting changed at a time, everything else held, at latent
+    ``latent``. ``choices`` are ``(label, config overrides)``; a diverged run is reported, not fatal.
+    Writes a table and a bar chart beside the reference test NRMSE; returns the numbers by label."""
+    from ae_lightning.studies.report import bar_plot
+
+    out: dict[str, dict] = {}
+    for label, overrides in choices:
+        run = ctx.train(label=f"{what} {label}", allow_diverge=True, model__latent_dim=latent, **overrides)
+        if run is None:
+            out[label] = {"diverged": True, "overrides": overrides}
+            continue
+        x_train, _ = ctx.tensors(run.cfg, "train")
+        x_test, _ = ctx.tensors(run.cfg, "test")
+        out[label] = {"overrides": overrides, "train": recon_metrics(run.module, x_train),
+                      "test": recon_metrics(run.module, x_test), "test_loss": run.metrics.get("test_loss"),
+                      "epochs": run.metrics.get("epochs")}
+    rows = []
+    for label, _ in choices:
+        r = out[label]
+        if r.get("diverged"):
+            rows.append([label, "diverged", "diverged", None, reference.get(label)])
+        else:
+            rows.append([label, r["train"]["nrmse"], r["test"]["nrmse"], r["test_loss"], reference.get(label)])
+    ctx.report.table([what, "train NRMSE", "test NRMSE", "test loss (its own objective)", "reference test NRMSE"], rows)
+    labels = [label for label, _ in choices]
+    ours = [None if out[lb].get("diverged") else out[lb]["test"]["nrmse"] for lb in labels]
+    ctx.report.figure(f"{what}_nrmse", bar_plot(labels, {"this run": ours, "reference (1000 epochs)":
+                                                         [reference.get(lb) for lb in labels]},
+                                                "test NRMSE", f"test NRMSE by {what}"),
+                      f"Test NRMSE by {what}, beside the reference")
+    ranked = [lb for lb in sorted(labels, key=lambda lb: float("inf") if out[lb].get("diverged")
+                                  else out[lb]["test"]["nrmse"])]
+    ref_ranked = sorted((lb for lb in labels if lb in reference), key=lambda lb: reference[lb])
+    ctx.report.text(f"Order by test NRMSE, best first: this run {' < '.join(ranked)}; "
+                    f"reference {' < '.join(ref_ranked)}.")
+    ctx.report.results.update({"latent_dim": latent, "by_choice": out, "reference_test_nrmse": reference,
+                               "order": ranked, "reference_order": ref_ranked})
+    return out

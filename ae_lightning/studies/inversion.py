@@ -1,0 +1,152 @@
+"""inversion: least-squares inversion of a trained decoder, from its outputs back to the latent code.
+
+The decoder of an MLP autoencoder is ``Linear, LeakyReLU, ..., Linear`` and then the output
+activation. Each step is undone in reverse, in float64:
+
+    sigmoid output   logit(clip(x, eps, 1 - eps))
+    LeakyReLU(a)     y if y >= 0 else y / a                      (exact)
+    Linear(W, b)     x_in = (x_out - b) · pinv(Wᵀ)                (least squares; exact when W has
+                                                                  full column rank and x_out is in range)
+
+Two experiments at each latent size: from the autoencoder's own outputs (the codes must come back:
+Frobenius norm between recovered and encoder codes), and from true images (the code whose decoding
+is closest, at the logit level, to the image; then the re-decoded image's error against the image
+and against the autoencoder's own reconstruction error).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ae_lightning.config import UserError
+from ae_lightning.studies import register
+from ae_lightning.studies.common import Context, recon_metrics
+from ae_lightning.studies.compression import LATENTS, PIXELS, train_sizes
+from ae_lightning.studies.report import line_plot
+
+OWN_EPS = 1e-7  # own outputs are sigmoid values: clip only against float32 rounding at 0 and 1
+TRUE_EPS = 1e-3  # true pixels are often exactly 0 or 1, whose logits are infinite: clip to ±6.9
+# fcAE study at latent 8: Frobenius norm between recovered and encoder codes from the AE's outputs
+REFERENCE = {"own_train_frobenius": 0.0153, "own_test_frobenius": 0.0062}
+
+
+def decoder_steps(module) -> list[nn.Module]:
+    """The decoder's layers in forward order, checked to be invertible; a UserError names the first
+    that is not. The output activation comes last as ``nn.Sigmoid`` (or nothing, for a linear output)."""
+    name = type(module).__name__
+    dec = getattr(module, "decoder", None)
+    if not isinstance(dec, nn.Sequential):
+        raise UserError(f"inversion: {name} has no fully connected decoder (an nn.Sequential `decoder` of Linear "
+                        "and LeakyReLU layers); only MLP decoders can be inverted, e.g. --variant fc or linear")
+    steps: list[nn.Module] = []
+    for layer in dec:
+        if isinstance(layer, (nn.Linear, nn.LeakyReLU)):
+            if isinstance(layer, nn.LeakyReLU) and layer.negative_slope <= 0:
+                raise UserError("inversion: LeakyReLU with slope 0 is not invertible")
+            steps.append(layer)
+        elif not isinstance(layer, nn.Identity):
+            why = " (it maps every negative input to 0)" if isinstance(layer, nn.ReLU) else ""
+            raise UserError(f"inversion: the decoder of {name} holds {type(layer).__name__}{why}, which has no exact "
+                            "inverse; supported layers are Linear and LeakyReLU (with a sigmoid or linear output), "
+                            "e.g. --variant fc or linear")
+    out_act = module.hparams.get("output_act", "none")
+    if out_act not in ("sigmoid", "none"):
+        raise UserError(f"inversion: output activation {out_act!r} is not supported (sigmoid or none)")
+    return steps + ([nn.Sigmoid()] if out_act == "sigmoid" else [])
+
+
+@torch.no_grad()
+def invert(module, x: torch.Tensor, eps: float = OWN_EPS) -> torch.Tensor:
+    """Codes ``(N, k)`` whose decoding best matches ``x`` ``(N,1,28,28)`` (or ``(N,784)``), layer by
+    layer from the top, in float64."""
+    h = x.reshape(len(x), -1).double()
+    for layer in reversed(decoder_steps(module)):
+        if isinstance(layer, nn.Sigmoid):
+            h = torch.logit(h.clamp(eps, 1 - eps))
+        elif isinstance(layer, nn.LeakyReLU):
+            h = torch.where(h >= 0, h, h / layer.negative_slope)
+        else:  # Linear: y = x Wᵀ + b, so x = (y - b) pinv(Wᵀ); W (out, in), pinv(Wᵀ) (out, in)
+            w, b = layer.weight.double(), layer.bias.double() if layer.bias is not None else 0.0
+            h = (h - b) @ torch.linalg.pinv(w.T)
+    return h
+
+
+@torch.no_grad()
+def decode_codes(module, z: torch.Tensor) -> torch.Tensor:
+    """Images ``(N,1,28,28)`` in pixel scale from codes, through the module's own decoder."""
+    return module.output(module.decode(z.to(module.device, torch.float32)))
+
+
+@torch.no_grad()
+def measure(module, x: torch.Tensor) -> dict[str, float]:
+    """Both experiments on one split ``x`` ``(N,1,28,28)``."""
+    z = module.encode_all(x).double()
+    x_hat = decode_codes(module, z)
+    z_own = invert(module, x_hat, OWN_EPS)
+    z_true = invert(module, x, TRUE_EPS)
+    x_re = decode_codes(module, z_true)
+    span = float(x.max() - x.min())
+    return {
+        "own_frobenius": float((z_own - z).norm()),
+        "own_relative": float((z_own - z).norm() / z.norm().clamp_min(1e-12)),
+        "true_code_frobenius": float((z_true - z).norm()),
+        "true_output_frobenius": float((x_re.double() - x.double()).norm()),
+        "true_nrmse": float((x_re.double() - x.double()).square().mean().sqrt() / max(span, 1e-12)),
+        "ae_nrmse": recon_metrics(module, x)["nrmse"],
+        "n": len(x),
+    }
+
+
+def run(ctx: Context) -> None:
+    """Least-squares inversion of the decoder at each latent size."""
+    decoder_steps(_build(ctx))  # a decoder that cannot be inverted fails before anything trains
+    ks = list(ctx.opts.latents or LATENTS)
+    trained = train_sizes(ctx, ks)
+    by_k = {}
+    for k in ks:
+        run_ = trained[k]["run"]
+        x_train, _ = ctx.tensors(run_.cfg, "train")
+        x_test, _ = ctx.tensors(run_.cfg, "test")
+        by_k[k] = {"train": measure(run_.module, x_train), "test": measure(run_.module, x_test)}
+    rep = ctx.report
+    rep.text(f"Decoders of `{ctx.variant}` inverted layer by layer (pseudo-inverse of each Linear, exact inverse "
+             f"of each LeakyReLU, logit of the sigmoid output), in float64. Own outputs are clipped to "
+             f"[{OWN_EPS:g}, 1 − {OWN_EPS:g}] before the logit, true images to [{TRUE_EPS:g}, 1 − {TRUE_EPS:g}] "
+             "(their 0 and 1 pixels have infinite logits). Frobenius norms are over the whole split "
+             f"({by_k[ks[0]]['train']['n']} train, {by_k[ks[0]]['test']['n']} test images); the study's split "
+             "sizes are not stated, so compare magnitudes, not digits.")
+    rep.heading("From the autoencoder's own outputs")
+    rep.table(["latent k", "‖Z_rec − Z‖_F train", "‖Z_rec − Z‖_F test", "relative train", "relative test",
+               "reference (k = 8) train / test"],
+              [[k, by_k[k]["train"]["own_frobenius"], by_k[k]["test"]["own_frobenius"],
+                by_k[k]["train"]["own_relative"], by_k[k]["test"]["own_relative"],
+                "0.0153 / 0.0062" if k == 8 else None] for k in ks])
+    rep.heading("From true images")
+    rep.table(["latent k", "ratio 784/k", "‖Z* − Z_enc‖_F test", "‖decode(Z*) − X‖_F test",
+               "NRMSE decode(Z*) train", "NRMSE decode(Z*) test", "AE's own NRMSE test"],
+              [[k, f"{PIXELS / k:.1f}", by_k[k]["test"]["true_code_frobenius"],
+                by_k[k]["test"]["true_output_frobenius"], by_k[k]["train"]["true_nrmse"],
+                by_k[k]["test"]["true_nrmse"], by_k[k]["test"]["ae_nrmse"]] for k in ks])
+    ratios = [PIXELS / k for k in ks]
+    rep.figure("inversion_nrmse_vs_ratio", line_plot(
+        {"inverted decoder (test)": (ratios, [by_k[k]["test"]["true_nrmse"] for k in ks]),
+         "autoencoder (test)": (ratios, [by_k[k]["test"]["ae_nrmse"] for k in ks])},
+        "compression ratio 784 / k", "NRMSE", "Least-squares decoder inversion vs the encoder", logx=True),
+        "NRMSE of the re-decoded least-squares codes and of the autoencoder, against the compression ratio")
+    rep.scalars("inversion/true_nrmse_test", {k: by_k[k]["test"]["true_nrmse"] for k in ks})
+    rep.scalars("inversion/ae_nrmse_test", {k: by_k[k]["test"]["ae_nrmse"] for k in ks})
+    better = [k for k in ks if by_k[k]["test"]["true_nrmse"] < by_k[k]["test"]["ae_nrmse"]]
+    rep.text("The least-squares code beats the encoder's at k = " + ", ".join(map(str, better)) + "."
+             if better else "The encoder's code reconstructs better than the least-squares code at every k "
+             "(the inversion fits logits, where the clipped 0 pixels weigh as much as the strokes).")
+    rep.results.update({"variant": ctx.variant, "own_eps": OWN_EPS, "true_eps": TRUE_EPS,
+                        "by_latent": by_k, "reference": REFERENCE})
+
+
+def _build(ctx: Context):
+    from ae_lightning.models import get_module
+    cfg = ctx.config(model__latent_dim=2)
+    return get_module(cfg["module"])(**cfg["model"])
+
+
+register("inversion", "Inversion of the decoder", order=5, dataset="fashion_mnist", variant="fc")(run)

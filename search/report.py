@@ -1,0 +1,227 @@
+"""A sweep's outputs, read back from its experiment folder: results.csv, best.json, best.yaml,
+search.png; and the figure that compares sweeps (Ax against random search).
+
+    python -m search.report runs/search/deep-ax                     # rewrite the outputs
+    python -m search.report --compare runs/search/deep-ax runs/search/deep-random \\
+        --labels Ax random --out docs/search_ax_vs_random.png
+
+Trials are numbered in the order they finished (the last result's timestamp), so "best so far
+after n trials" is what the search knew after n trials had ended. A trial's status is one of
+``completed`` (all epochs), ``stopped`` (ASHA stopped it early), ``diverged`` (NaN / inf loss),
+``error`` (any other failure, after its FailureConfig retries), or Tune's own status while the
+sweep is unfinished (``RUNNING``, ``PENDING``, ``PAUSED``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ae_lightning import files
+from ae_lightning.config import UserError, dump_yaml
+
+SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
+_ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
+
+
+def load_settings(exp_dir: Path) -> dict:
+    path = Path(exp_dir) / SETTINGS
+    if not path.is_file():
+        raise UserError(f"{exp_dir} is not a search experiment (no {SETTINGS})")
+    return json.loads(path.read_text())
+
+
+def _reason(trial) -> str:
+    """The one line that says why a trial failed: the last ``XxxError: message`` of its error."""
+    text = ""
+    for attr in ("error_file",):
+        path = getattr(trial, attr, None)
+        if path and Path(path).is_file():
+            text = Path(path).read_text(errors="replace")
+    if not text:
+        return ""
+    lines = [ln.strip() for ln in text.splitlines() if _ERR_LINE.match(ln.strip())]
+    return lines[-1] if lines else text.strip().splitlines()[-1]
+
+
+def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per trial, in the order trials finished."""
+    from ray.tune import ExperimentAnalysis
+
+    from search.space import flatten
+    from search.trainable import DIVERGED, METRIC
+
+    settings = load_settings(exp_dir)
+    analysis = ExperimentAnalysis(str(Path(exp_dir).resolve()))
+    rows = []
+    for trial in analysis.trials:
+        last = trial.last_result or {}
+        path = Path(trial.path) if trial.path else None
+        reason = _reason(trial) if trial.status == "ERROR" else ""
+        if trial.status == "ERROR":
+            diverged = "DivergedError" in reason or (path is not None and (path / DIVERGED).is_file())
+            status = "diverged" if diverged else "error"
+            reason = reason.split("DivergedError: ", 1)[-1] if diverged else reason
+        elif trial.status == "TERMINATED":
+            full = last.get("epoch") == settings["max_epochs"] and last.get("fold", 0) == max(settings["cv"], 1) - 1
+            status = "completed" if full else "stopped"
+        else:
+            status = trial.status
+        metrics = {}
+        if path is not None and (path / "metrics.json").is_file() and not settings["cv"]:
+            m = json.loads((path / "metrics.json").read_text())
+            metrics = {k: v for k, v in m.items() if k.startswith("test_")}
+        value = last.get(METRIC)
+        rows.append({
+            "trial_id": trial.trial_id, "status": status,
+            **{k: v for k, v in sorted(flatten(trial.config).items())},
+            METRIC: value if status not in ("diverged", "error") else None,
+            "epochs": last.get("training_iteration", 0), **metrics, "reason": reason,
+            "trial_dir": str(path) if path else "", "_t": last.get("timestamp") or math.inf,
+        })
+    rows.sort(key=lambda r: (r["_t"], r["trial_id"]))
+    for i, r in enumerate(rows, 1):
+        r.pop("_t")
+        r["trial"] = i
+    return rows
+
+
+def best_so_far(rows: list[dict]) -> list[float]:
+    from search.trainable import METRIC
+
+    out, best = [], math.inf
+    for r in rows:
+        v = r.get(METRIC)
+        if v is not None and math.isfinite(v):
+            best = min(best, v)
+        out.append(best)
+    return out
+
+
+def _best_checkpoint(trial_dir: Path) -> str | None:
+    found = sorted(trial_dir.glob("checkpoints/best-*.ckpt")) or sorted(trial_dir.glob("checkpoint_*/last.ckpt"))
+    return str(found[-1]) if found else None
+
+
+def write_outputs(exp_dir: str | Path) -> dict | None:
+    """results.csv, best.json, best.yaml and search.png; returns best.json's content (or None)."""
+    from search.space import apply
+    from search.trainable import METRIC
+
+    exp_dir = Path(exp_dir)
+    settings = load_settings(exp_dir)
+    rows = collect(exp_dir)
+    cols: list[str] = ["trial", "trial_id", "status"]
+    for r in rows:
+        cols += [k for k in r if k not in cols and k not in ("reason", "trial_dir")]
+    cols += ["reason", "trial_dir"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    files.write_text(exp_dir / "results.csv", buf.getvalue())
+    plot([(settings["algo"], rows)], exp_dir / "search.png",
+         title=f"{settings['variant']} on {settings['base']['data']['dataset']}: {settings['algo']} search")
+    scored = [r for r in rows if r.get(METRIC) is not None and math.isfinite(r[METRIC])]
+    if not scored:
+        return None
+    best = min(scored, key=lambda r: r[METRIC])
+    params = {k: best[k] for k in settings["space_keys"]}
+    cfg = apply(settings["base"], params)  # the base config (no fold, the user's accelerator)
+    files.write_text(exp_dir / "best.yaml", "# best config of the sweep " + exp_dir.name +
+                     f" ({METRIC} {best[METRIC]:.6g}); retrain: python train.py --config best.yaml\n" +
+                     dump_yaml(cfg))
+    info = {"metric": METRIC, "value": best[METRIC], "trial": best["trial"], "trial_id": best["trial_id"],
+            "status": best["status"], "epochs": best["epochs"], "params": params,
+            "checkpoint": _best_checkpoint(Path(best["trial_dir"])), "trial_dir": best["trial_dir"],
+            "trials": len(rows), "statuses": {s: sum(r["status"] == s for r in rows) for s in
+                                              sorted({r["status"] for r in rows})},
+            "retrain": f"python train.py --config {exp_dir.resolve() / 'best.yaml'}", "config": cfg}
+    files.write_json(exp_dir / "best.json", info)
+    return info
+
+
+def plot(series: list[tuple[str, list[dict]]], out: str | Path, title: str = "") -> Path:
+    """Best-so-far against trial number for one sweep or several (one curve each); each trial's
+    own value as a faint dot; failed trials as crosses on the bottom axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.trainable import METRIC
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (label, rows) in enumerate(series):
+        color = f"C{i}"
+        n = list(range(1, len(rows) + 1))
+        vals = [r.get(METRIC) for r in rows]
+        ok = [(k, v) for k, v in zip(n, vals) if v is not None and math.isfinite(v)]
+        if ok:
+            ax.scatter(*zip(*ok), s=12, color=color, alpha=0.35)
+        bsf = best_so_far(rows)
+        ax.step(n, [b if math.isfinite(b) else float("nan") for b in bsf], where="post", color=color,
+                label=f"{label}: best {min(bsf):.4g}" if bsf and math.isfinite(min(bsf)) else label)
+        failed = [k for k, r in zip(n, rows) if r["status"] in ("diverged", "error")]
+        if failed:
+            ax.scatter(failed, [0] * len(failed), marker="x", color=color, transform=ax.get_xaxis_transform(),
+                       clip_on=False, label=f"{label}: failed trials")
+    ax.set_xlabel("trial (in order of finishing)")
+    ax.set_ylabel(f"{METRIC} (validation)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return files.write_bytes(out, buf.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiments", nargs="+", help="experiment folders <storage>/<name>")
+    p.add_argument("--compare", action="store_true", help="one figure with every experiment's curve")
+    p.add_argument("--labels", nargs="*", help="curve labels for --compare (default: folder names)")
+    p.add_argument("--out", help="--compare: the PNG to write")
+    p.add_argument("--title", default="")
+    args = p.parse_args(argv)
+    try:
+        dirs = [Path(d) for d in args.experiments]
+        for d in dirs:
+            load_settings(d)
+        if args.compare:
+            labels = args.labels or [d.name for d in dirs]
+            if len(labels) != len(dirs) or not args.out:
+                raise UserError("--compare needs --out FILE and one --labels entry per experiment")
+            series = [(lab, collect(d)) for lab, d in zip(labels, dirs)]
+            plot(series, args.out, args.title)
+            for lab, rows in series:
+                bsf = best_so_far(rows)
+                final = min(bsf) if bsf else math.inf
+                first = next((i + 1 for i, b in enumerate(bsf) if b <= final), None)
+                print(f"{lab}: {len(rows)} trials, best {final:.6g} (first reached at trial {first})")
+            for lab, rows in series:
+                print(f"{lab} best-so-far: " + " ".join(f"{b:.5g}" for b in best_so_far(rows)))
+            print(args.out)
+            return 0
+        for d in dirs:
+            info = write_outputs(d)
+            print(f"{d}: " + (f"best {info['metric']} {info['value']:.6g}; retrain: {info['retrain']}"
+                              if info else "no trial finished"))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

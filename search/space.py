@@ -1,0 +1,261 @@
+"""Search spaces: a YAML file of dotted config keys, validated against the variant's schema.
+
+    # configs/search/default.yaml
+    space:
+      model.lr:           {type: loguniform, low: 1.0e-3, high: 5.0e-3}
+      model.weight_decay: {type: loguniform, low: 1.0e-6, high: 2.0e-6}
+      data.batch_size:    {type: choice, values: [128, 256, 512, 1024]}
+      model.latent_dim:   {type: int, low: 2, high: 5}
+    points:                # optional: complete configs tried first (e.g. a known good one)
+      - {model.lr: 3.3e-3, model.weight_decay: 1.48e-6, data.batch_size: 1024, model.latent_dim: 5}
+
+Types: ``uniform`` / ``loguniform`` (floats), ``int`` / ``logint`` (integers, both bounds
+included), ``choice`` (a list of values). Keys are the dotted keys of ``train.py --set``: any key of
+the variant's ``data``, ``model`` or ``trainer`` section (``model.beta``, ``model.noise_factor``,
+...), checked with ``ae_lightning.config`` before any trial starts. Every bound and every choice is
+also run through the full config validation (ranges, cross-field checks), so a space that would
+produce an invalid trial fails at once with one line instead of as a failed trial hours later.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from ae_lightning.config import SECTIONS, UserError, coerce, load_yaml, merge, schema_of, validate
+
+FLOAT_TYPES = ("uniform", "loguniform")
+INT_TYPES = ("int", "logint")
+TYPES = FLOAT_TYPES + INT_TYPES + ("choice",)
+# keys the sweep itself owns: the CLI flags set them, a space may not
+RESERVED = {"data.fold": "--cv", "data.folds": "--cv", "trainer.max_epochs": "--max-epochs",
+            "trainer.accelerator": "--gpus-per-trial", "trainer.devices": "--gpus-per-trial",
+            "data.dataset": "--dataset", "data.data_dir": "--data-dir"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One searched key. ``low``/``high`` for ranges (both included), ``values`` for choices."""
+
+    key: str
+    type: str
+    low: float | int | None = None
+    high: float | int | None = None
+    values: tuple = ()
+
+    def samples(self) -> list:
+        """The values the full-config check runs through: the bounds, or every choice."""
+        return list(self.values) if self.type == "choice" else [self.low, self.high]
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "choice":
+            return any(value == v and type(value) is type(v) for v in self.values)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type in INT_TYPES and not isinstance(value, int):
+            return False
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        if self.type == "choice":
+            return f"{self.key}: choice of {list(self.values)}"
+        return f"{self.key}: {self.type} [{self.low:g}, {self.high:g}]"
+
+
+@dataclasses.dataclass
+class Space:
+    params: dict[str, Param]
+    points: list[dict[str, Any]]
+    source: str
+
+    def to_tune(self) -> dict:
+        """Ray Tune's param_space, nested by section: ``{"model": {"lr": tune.loguniform(...)}}``.
+
+        Nested (not dotted) because Tune flattens nested keys with "/" for Ax and back again."""
+        from ray import tune
+
+        out: dict[str, dict] = {}
+        for p in self.params.values():
+            if p.type == "uniform":
+                dom = tune.uniform(p.low, p.high)
+            elif p.type == "loguniform":
+                dom = tune.loguniform(p.low, p.high)
+            elif p.type == "int":
+                dom = tune.randint(p.low, p.high + 1)  # Tune's upper bound is exclusive
+            elif p.type == "logint":
+                dom = tune.lograndint(p.low, p.high + 1)
+            else:
+                dom = tune.choice(list(p.values))
+            section, name = split_key(p.key)
+            out.setdefault(section, {})[name] = dom
+        return out
+
+    def points_nested(self) -> list[dict]:
+        return [nest(pt) for pt in self.points]
+
+    def points_flat(self) -> list[dict]:
+        """Points as Ax parameter names (Tune's flattening: ``model/lr``)."""
+        return [{k.replace(".", "/"): v for k, v in pt.items()} for pt in self.points]
+
+    def describe(self) -> str:
+        return "; ".join(p.describe() for p in self.params.values())
+
+
+def split_key(key: str) -> tuple[str, str]:
+    parts = key.split(".")
+    if key == "seed":
+        return "top", "seed"
+    if len(parts) != 2 or parts[0] not in SECTIONS or not parts[1]:
+        raise UserError(f"search space key {key!r}: keys are section.key with section one of "
+                        f"{', '.join(SECTIONS)} (or seed)")
+    return parts[0], parts[1]
+
+
+def nest(flat: dict[str, Any]) -> dict:
+    out: dict[str, dict] = {}
+    for k, v in flat.items():
+        section, name = split_key(k)
+        out.setdefault(section, {})[name] = v
+    return out
+
+
+def flatten(nested: dict) -> dict[str, Any]:
+    """``{"model": {"lr": x}}`` (a trial's Tune config) -> ``{"model.lr": x}``."""
+    out = {}
+    for section, d in nested.items():
+        for name, v in d.items():
+            out["seed" if section == "top" else f"{section}.{name}"] = v
+    return out
+
+
+def apply(base: dict, flat: dict[str, Any]) -> dict:
+    """``base`` with the dotted values in ``flat`` set, validated again (a new dict)."""
+    over: dict[str, Any] = {}
+    for k, v in flat.items():
+        section, name = split_key(k)
+        if section == "top":
+            over["seed"] = v
+        else:
+            over.setdefault(section, {})[name] = v
+    return validate(merge(base, over))
+
+
+def _schemas(base: dict) -> dict[str, dict]:
+    from ae_lightning.data import MNISTDataModule
+    from ae_lightning.fit import TrainerConfig
+    from ae_lightning.models import get_module
+
+    return {"data": schema_of(MNISTDataModule), "model": schema_of(get_module(base["module"])),
+            "trainer": schema_of(TrainerConfig), "top": {"seed": (int, 0)}}
+
+
+def _number(where: str, value: Any, integer: bool) -> float | int:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (isinstance(value, float) and not math.isfinite(value)):
+        raise UserError(f"{where}: expected {'an integer' if integer else 'a finite number'}, got {value!r}")
+    return value
+
+
+def parse_param(key: str, spec: Any, hint: Any, where: str) -> Param:
+    """One entry of ``space:``; every malformed range is a UserError naming the file and key."""
+    w = f"{where}: {key}"
+    if not isinstance(spec, dict):
+        raise UserError(f"{w}: expected a mapping like {{type: loguniform, low: 1e-4, high: 1e-2}}, got {spec!r}")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise UserError(f"{w}: type must be one of {', '.join(TYPES)}, got {kind!r}")
+    allowed = {"type", "values"} if kind == "choice" else {"type", "low", "high"}
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise UserError(f"{w}: unknown field(s) {', '.join(extra)} for type {kind} (expected {', '.join(sorted(allowed))})")
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or len(values) < 2:
+            raise UserError(f"{w}: choice needs `values:` with at least two entries, got {values!r}")
+        if any(not isinstance(v, (int, float, str, bool)) for v in values):
+            raise UserError(f"{w}: choice values must be numbers, strings or booleans, got {values!r}")
+        if len({(type(v), v) for v in values}) != len(values):
+            raise UserError(f"{w}: choice values repeat: {values!r}")
+        return Param(key, kind, values=tuple(coerce(key, v, hint) for v in values))
+    if "low" not in spec or "high" not in spec:
+        raise UserError(f"{w}: type {kind} needs both low and high")
+    integer = kind in INT_TYPES
+    low, high = _number(f"{w}.low", spec["low"], integer), _number(f"{w}.high", spec["high"], integer)
+    if not low < high:
+        raise UserError(f"{w}: low ({low}) must be below high ({high})")
+    if kind.startswith("log") and low <= 0:
+        raise UserError(f"{w}: {kind} needs low > 0, got {low}")
+    if not integer:
+        low, high = float(low), float(high)
+    for v in (low, high):  # the key's own type and range: PosInt, Fraction, ...
+        try:
+            coerce(key, v, hint)
+        except UserError as e:
+            tip = " (an integer key: use type int or logint)" if not integer and isinstance(v, float) and \
+                _accepts(hint, int(v)) else ""
+            raise UserError(f"{where}: {e}{tip}") from None
+    return Param(key, kind, low, high)
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    try:
+        coerce("", value, hint)
+        return True
+    except UserError:
+        return False
+
+
+def load_space(path: str | Path, base: dict) -> Space:
+    """Read and validate a space file for the resolved ``base`` config of a variant."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"search space file not found: {path}")
+    raw = load_yaml(path)
+    extra = sorted(set(raw) - {"space", "points"})
+    if extra:
+        raise UserError(f"{path}: unknown top-level key(s) {', '.join(extra)} (expected space, points)")
+    entries = raw.get("space")
+    if not isinstance(entries, dict) or not entries:
+        raise UserError(f"{path}: `space:` must be a non-empty mapping of dotted config keys")
+    schemas = _schemas(base)
+    params: dict[str, Param] = {}
+    for key, spec in entries.items():
+        key = str(key)
+        if key in RESERVED:
+            raise UserError(f"{path}: {key} is set by the sweep itself ({RESERVED[key]}), not searched")
+        section, name = split_key(key)
+        if name not in schemas[section]:
+            raise UserError(f"{path}: unknown config key {key} for variant {base['variant']!r}; valid "
+                            f"{section} keys: {', '.join(sorted(schemas[section]))}")
+        params[key] = parse_param(key, spec, schemas[section][name][0], str(path))
+    # each bound / choice through the whole config: cross-field checks see it too
+    for p in params.values():
+        for v in p.samples():
+            try:
+                apply(base, {p.key: v})
+            except UserError as e:
+                raise UserError(f"{path}: {p.key}={v!r} gives an invalid config: {e}") from None
+    points = raw.get("points") or []
+    if not isinstance(points, list) or any(not isinstance(pt, dict) for pt in points):
+        raise UserError(f"{path}: `points:` must be a list of mappings {{key: value}}")
+    for i, pt in enumerate(points):
+        pt = {str(k): v for k, v in pt.items()}
+        if set(pt) != set(params):
+            missing, unknown = sorted(set(params) - set(pt)), sorted(set(pt) - set(params))
+            raise UserError(f"{path}: points[{i}] must give every searched key"
+                            + (f"; missing {', '.join(missing)}" if missing else "")
+                            + (f"; not in the space: {', '.join(unknown)}" if unknown else ""))
+        for k, v in pt.items():
+            p = params[k]
+            if p.type in FLOAT_TYPES and isinstance(v, int) and not isinstance(v, bool):
+                v = pt[k] = float(v)
+            if not p.contains(v):
+                raise UserError(f"{path}: points[{i}]: {k}={v!r} lies outside the space ({p.describe()})")
+        try:
+            apply(base, pt)
+        except UserError as e:
+            raise UserError(f"{path}: points[{i}] gives an invalid config: {e}") from None
+        points[i] = pt
+    return Space(params, copy.deepcopy(points), str(path))

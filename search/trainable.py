@@ -1,0 +1,124 @@
+"""One search trial: the sampled values applied to the base config, trained by ``fit.fit``.
+
+There is no second training loop: a trial is ``ae_lightning.fit.fit(cfg, run_dir=<trial dir>,
+ckpt_path=<restored last.ckpt>, callbacks=[ReportToTune(...)])``, the very call ``train.py`` makes.
+``ReportToTune`` hands Tune, after every epoch, the validation loss and a ``tune.Checkpoint`` of
+that epoch's ``last.ckpt``, so ASHA can stop the trial, ``FailureConfig`` can retry it, and a
+restored experiment can continue it, each from its last finished epoch.
+
+Reported per epoch (``training_iteration`` = epochs reported):
+    val_loss        this epoch's val/loss
+    best_val_loss   the objective: the lowest val/loss so far; with --cv K, the mean over folds
+                    of each fold's lowest val/loss (the folds finished so far and the current one)
+    epoch, fold     the epoch of the current fold (1-based), the fold (0 without --cv)
+
+A trial whose loss turns NaN / inf fails with ``DivergedError`` and its message. It also leaves
+``diverged.txt`` in its folder, so a ``FailureConfig`` retry fails at once with the same reason
+instead of training into the same divergence again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from ae_lightning import files
+from ae_lightning.callbacks import DivergedError
+
+METRIC = "best_val_loss"
+STATE = "trial_state.json"  # inside every Tune checkpoint: fold progress and best-so-far
+DIVERGED = "diverged.txt"
+
+
+class ReportToTune(L.Callback):
+    """``tune.report`` once per epoch, with a checkpoint holding this epoch's ``last.ckpt``.
+
+    Runs in ``on_train_epoch_end``: validation (and ModelCheckpoint's save of ``last.ckpt`` in
+    ``on_validation_end``) is already over by then, and FiniteLossGuard, attached before this
+    callback, has already raised for a NaN epoch, so a diverged epoch is never reported."""
+
+    def __init__(self, run_dir: Path, state: dict[str, Any]):
+        self.run_dir, self.state = Path(run_dir), state
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        from ray import tune
+
+        if trainer.sanity_checking:
+            return
+        val = trainer.callback_metrics.get("val/loss")
+        if val is None:
+            return
+        val = float(val)
+        st = self.state
+        fold = st["fold"]
+        st["fold_best"][fold] = min(val, st["fold_best"][fold] if st["fold_best"][fold] is not None else math.inf)
+        st["epoch"] = trainer.current_epoch + 1
+        bests = [b for b in st["fold_best"] if b is not None]
+        metrics = {"val_loss": val, METRIC: sum(bests) / len(bests), "epoch": st["epoch"], "fold": fold}
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        tmp = Path(tempfile.mkdtemp(prefix="tune_ckpt_"))
+        try:
+            if last.is_file():
+                shutil.copy2(last, tmp / "last.ckpt")
+            files.write_json(tmp / STATE, st)
+            # report() persists (copies) the folder into the trial's storage before returning
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _restored(trial_dir: Path) -> tuple[dict | None, Path | None]:
+    """State and ``last.ckpt`` of the checkpoint Tune restored this trial from, if any."""
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return None, None
+    dest = trial_dir / "restored"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    with ckpt.as_directory() as d:
+        for name in ("last.ckpt", STATE):
+            if (Path(d) / name).is_file():
+                shutil.copy2(Path(d) / name, dest / name)
+    state = json.loads((dest / STATE).read_text()) if (dest / STATE).is_file() else None
+    return state, (dest / "last.ckpt") if (dest / "last.ckpt").is_file() else None
+
+
+def train_trial(config: dict, base: dict, cv: int = 0, cpus: float = 1, gpus: float = 0) -> None:
+    """The Tune function trainable. ``config`` holds the sampled values, nested by section."""
+    import torch
+    from ray import tune
+
+    from ae_lightning.fit import fit
+    from search.space import apply, flatten
+
+    torch.set_num_threads(max(1, int(cpus)))
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    marker = trial_dir / DIVERGED
+    if marker.is_file():  # a FailureConfig retry of a diverged trial: same reason, no retraining
+        raise DivergedError(marker.read_text().strip())
+    overrides: dict[str, Any] = {"trainer.accelerator": "gpu" if gpus > 0 else "cpu", "trainer.devices": 1,
+                                 "trainer.progress_bar": False}
+    cfg = apply(base, {**flatten(config), **overrides})
+    folds = max(cv, 1)
+    state, ckpt = _restored(trial_dir)
+    state = state or {"fold": 0, "epoch": 0, "fold_best": [None] * folds}
+    for fold in range(state["fold"], folds):
+        if fold != state["fold"]:  # a new fold starts from scratch
+            state.update(fold=fold, epoch=0)
+            ckpt = None
+        fold_cfg = apply(cfg, {"data.folds": folds, "data.fold": fold}) if folds > 1 else cfg
+        run_dir = trial_dir / f"fold_{fold}" if folds > 1 else trial_dir
+        try:
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, callbacks=[ReportToTune(run_dir, state)],
+                verbose=False)
+        except DivergedError as e:
+            reason = f"{e} (fold {fold})" if folds > 1 else str(e)
+            files.write_text(marker, reason + "\n")
+            raise DivergedError(reason) from None

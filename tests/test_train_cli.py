@@ -1,0 +1,150 @@
+"""train.py end to end: outputs, bad input, determinism, resume after kill -9, TensorBoard."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import train  # noqa: E402
+
+
+def tiny_args(data_dir, out, *extra):
+    return ["--variant", "fc", "--data-dir", str(data_dir), "--output-dir", str(out), "--subset", "500",
+            "--batch-size", "50", "--max-epochs", "2", "--latent-dim", "4", "--accelerator", "cpu",
+            "--set", "data.download=false", *extra]
+
+
+def test_run_writes_everything_and_reruns_from_its_config(data_dir, tmp_path, capsys):
+    assert train.main(tiny_args(data_dir, tmp_path)) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    run = Path(out[0])
+    assert run == tmp_path / "mnist" / "fc" / "version_0"
+    assert "test_mse=" in out[1] and "2 epochs" in out[1]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["epochs"] == 2 and m["config"]["model"]["latent_dim"] == 4
+    assert 0 < m["test_mse"] < 0.2 and 0 < m["test_nrmse"] < 1 and 0 < m["test_rel_error"] < 1
+    assert (run / "checkpoints" / "last.ckpt").is_file() and len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
+    assert list(run.glob("events.out.tfevents.*"))
+    # --config with a run's config.yaml reruns it exactly: same seed, same device, same figures
+    assert train.main(["--config", str(run / "config.yaml")]) == 0
+    m2 = json.loads((tmp_path / "mnist" / "fc" / "version_1" / "metrics.json").read_text())
+    for k in ("test_mse", "test_nrmse", "test_rel_error", "best_val_loss"):
+        assert m2[k] == m[k], k
+    assert m2["config"] == m["config"]
+
+
+def test_seed_changes_results(data_dir, tmp_path):
+    assert train.main(tiny_args(data_dir, tmp_path, "--seed", "1")) == 0
+    assert train.main(tiny_args(data_dir, tmp_path, "--seed", "2")) == 0
+    a, b = (json.loads((tmp_path / "mnist" / "fc" / f"version_{i}" / "metrics.json").read_text()) for i in (0, 1))
+    assert a["test_mse"] != b["test_mse"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variant", "nope"], "unknown variant 'nope'"),
+    (["--variant", "fc", "--dataset", "cifar10"], "data.dataset: expected one of mnist, fashion_mnist"),
+    (["--variant", "fc", "--latent-dim", "0"], "model.latent_dim"),
+    (["--variant", "fc", "--batch-size", "-2"], "data.batch_size"),
+    (["--variant", "fc", "--max-epochs", "0"], "trainer.max_epochs"),
+    (["--variant", "fc", "--lr", "-1"], "model.lr"),
+    (["--variant", "fc", "--lr", "nan"], "model.lr"),
+    (["--variant", "fc", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
+    (["--variant", "fc", "--set", "trainer.max_epochs=two"], "trainer.max_epochs"),
+    (["--variant", "fc", "--set", "nosection"], "expected KEY=VALUE"),
+    (["--variant", "fc", "--resume"], "nothing to resume"),
+])
+def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
+    assert train.main([*argv, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_data_missing_offline_and_corrupt_file(tmp_path, capsys, monkeypatch):
+    from ae_lightning import data as D
+    from conftest import write_dataset
+
+    monkeypatch.setitem(D.DATASETS["mnist"], "mirrors", ["http://127.0.0.1:9/"])
+    assert train.main(["--variant", "fc", "--data-dir", str(tmp_path / "empty"), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing data file" in err and "--data-dir" in err and "Traceback" not in err
+    root = write_dataset(tmp_path / "d", "MNIST", 200, 50, gz=False)
+    f = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    f.write_bytes(f.read_bytes()[:-3])
+    assert train.main(["--variant", "fc", "--data-dir", str(root), "--subset", "100", "--output-dir", str(tmp_path)]) == 2
+    assert f"corrupt data file {f}" in capsys.readouterr().err
+
+
+def test_help_lists_variants_and_datasets_and_no_traceback():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "variants: " in r.stdout and "fc" in r.stdout and "fashion_mnist" in r.stdout
+    r = subprocess.run([sys.executable, "train.py", "--variant", "fc", "--lr", "0"], cwd=ROOT,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stderr.startswith("error: model.lr") and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_matches_an_unbroken_run(data_dir, tmp_path):
+    """kill -9 mid-training, then --resume: same epochs, same optimizer state, same final figures."""
+    args = ["--variant", "fc", "--data-dir", str(data_dir), "--subset", "1000", "--batch-size", "10",
+            "--max-epochs", "4", "--latent-dim", "4", "--accelerator", "cpu", "--set", "data.download=false",
+            "--set", "trainer.images_every_n_epochs=0"]
+    # every run in its own process with one thread: float sums then match bit for bit
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+    def run(out, *extra):
+        return subprocess.Popen([sys.executable, "train.py", *args, "--output-dir", str(out), *extra], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    out = tmp_path / "broken"
+    proc = run(out)
+    last = out / "mnist/fc/version_0/checkpoints/last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (out / "mnist/fc/version_0/metrics.json").exists(), "killed too late"
+    unbroken_proc = run(tmp_path / "unbroken")
+    resume_proc = run(out, "--resume")
+    assert resume_proc.wait() == 0, resume_proc.stderr.read()
+    assert unbroken_proc.wait() == 0, unbroken_proc.stderr.read()
+    unbroken = json.loads((tmp_path / "unbroken/mnist/fc/version_0/metrics.json").read_text())
+    resumed = json.loads((out / "mnist/fc/version_0/metrics.json").read_text())
+    assert resumed["epochs"] == 4
+    for k in ("test_mse", "test_nrmse", "best_val_loss"):
+        assert resumed[k] == unbroken[k], k
+    assert train.main([*args, "--output-dir", str(out), "--resume"]) == 2  # finished: nothing to resume
+
+
+def test_tensorboard_has_scalars_images_and_hparams(data_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    assert train.main(tiny_args(data_dir, tmp_path, "--set", "trainer.images_every_n_epochs=1",
+                                "--set", "trainer.log_every_n_steps=2",
+                                "--set", "trainer.log_embedding=true")) == 0
+    run = tmp_path / "mnist" / "fc" / "version_0"
+    mux = EventMultiplexer().AddRunsFromDirectory(str(run))
+    mux.Reload()
+    tags = {}
+    for name in mux.Runs():
+        for kind, names in mux.GetAccumulator(name).Tags().items():
+            if isinstance(names, list):
+                tags.setdefault(kind, set()).update(names)
+    scalars = tags["scalars"]
+    assert {"train/loss_step", "train/loss_epoch", "val/loss", "val/mse", "val/nrmse", "test/mse",
+            "test/nrmse", "test/rel_error", "hp/test_mse"} <= scalars
+    assert "val/reconstructions" in tags["images"]
+    plugins = set().union(*(mux.GetAccumulator(n).PluginTagToContent("hparams").keys() for n in mux.Runs()))
+    assert "_hparams_/session_start_info" in plugins
+    assert (run / "projector_config.pbtxt").exists() or list(run.rglob("projector_config.pbtxt"))
