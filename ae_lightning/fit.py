@@ -30,6 +30,7 @@ from ae_lightning import files
 from ae_lightning.callbacks import FiniteLossGuard, ReconstructionImages, RunConfigInCheckpoint
 from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
 from ae_lightning.data import MNISTDataModule
+from ae_lightning.generate import GenerationImages
 from ae_lightning.models import get_module
 
 
@@ -49,6 +50,10 @@ class TrainerConfig:
     gradient_clip_val: NonNegFloat = 0.0
     early_stopping_patience: NonNegInt = 0  # 0: off; else epochs without val/loss improvement
     progress_bar: bool | None = None  # None: on a terminal only
+    # Speed options, measured by benchmarks/bench_options.py (figures in docs/benchmarks.md). Off by
+    # default: no GPU was available to measure them where they could win; turn on with --set.
+    compile: bool = False  # torch.compile the module's loss (the forward of every step)
+    channels_last: bool = False  # NHWC memory format for conv weights and activations
 
     @classmethod
     def check_config(cls, trainer: dict[str, Any]) -> None:
@@ -149,6 +154,10 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
 
     module, dm = build(cfg)
+    if tc.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
+        module.loss = torch.compile(module.loss)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
@@ -159,6 +168,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
                            auto_insert_metric_name=False)
     cbs: list[L.Callback] = [best, RunConfigInCheckpoint(cfg), FiniteLossGuard(),
                              ReconstructionImages(tc.images_every_n_epochs), *callbacks]
+    if tc.images_every_n_epochs:  # decoded random codes at the end of the test (ae_lightning.generate)
+        cbs.append(GenerationImages())
     if tc.early_stopping_patience:
         cbs.append(EarlyStopping("val/loss", patience=tc.early_stopping_patience, mode="min"))
     trainer = L.Trainer(

@@ -99,38 +99,42 @@ def bench_config(variant: str, *, data_dir: str | None, batch_size: int, subset:
 # ----------------------------------------------------------------------------------------------
 # The project path, timed from inside
 class EpochTimer(L.Callback):
-    """Per training epoch: ``train`` (first batch to the end of the last training step) and
-    ``epoch`` (one epoch start to the next: training, validation, checkpoints, logging)."""
+    """Per training epoch: ``train`` (epoch start to the end of the last training step) and
+    ``epoch`` (one epoch start to the next: training, validation, checkpoints, logging), in wall
+    seconds, plus the same in CPU seconds of this process (``*_cpu``: steadier on a shared machine)."""
 
     def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.train: list[float] = []
-        self.end = 0.0
+        self.starts: list[tuple[float, float]] = []
+        self.train: list[tuple[float, float]] = []
+        self.end = (0.0, 0.0)
 
-    def _now(self, pl_module) -> float:
+    def _now(self, pl_module) -> tuple[float, float]:
         sync(pl_module.device)
-        return time.perf_counter()
+        return time.perf_counter(), time.process_time()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.starts.append(self._now(pl_module))
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and len(self.train) < len(self.starts):
-            self.train.append(self._now(pl_module) - self.starts[-1])
+            now = self._now(pl_module)
+            self.train.append((now[0] - self.starts[-1][0], now[1] - self.starts[-1][1]))
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.end = self._now(pl_module)
 
-    def epochs(self) -> list[float]:
+    def result(self) -> dict[str, list[float]]:
         marks = self.starts + [self.end]
-        return [b - a for a, b in zip(marks[:-1], marks[1:])]
+        epochs = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks[:-1], marks[1:])]
+        return {"train": [w for w, _ in self.train], "train_cpu": [c for _, c in self.train],
+                "epoch": [w for w, _ in epochs], "epoch_cpu": [c for _, c in epochs]}
 
 
 def project_run(cfg: dict) -> dict[str, list[float]]:
     """Train ``cfg`` through ``fit`` (the project's one training path); per-epoch times in s."""
     timer = EpochTimer()
     fit(cfg, callbacks=[timer], verbose=False)
-    return {"train": timer.train, "epoch": timer.epochs()}
+    return timer.result()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,16 +179,16 @@ def plain_run(cfg: dict, device: torch.device, data: tuple[torch.Tensor, torch.T
 
     step = step or default_step
     g = torch.Generator(device=device).manual_seed(cfg["seed"])
-    out: dict[str, list[float]] = {"train": [], "epoch": []}
+    out: dict[str, list[float]] = {"train": [], "epoch": [], "train_cpu": [], "epoch_cpu": []}
     for _ in range(cfg["trainer"]["max_epochs"]):
         sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         module.train()
         order = torch.randperm(n, generator=g, device=device)
         for i in range(n_batches):
             step(x_train[order[i * bs:(i + 1) * bs]])
         sync(device)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         module.eval()
         with torch.no_grad():  # validation, as the project does every epoch (loss + exact mse)
             sse = torch.zeros((), dtype=torch.float64, device=device)
@@ -194,9 +198,11 @@ def plain_run(cfg: dict, device: torch.device, data: tuple[torch.Tensor, torch.T
                 sse += (o["x_hat"] - x).square().sum(dtype=torch.float64)
             float(sse)  # read once per epoch, as the project's epoch-end metrics do
         sync(device)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         out["train"].append(t1 - t0)
         out["epoch"].append(t2 - t0)
+        out["train_cpu"].append(c1 - c0)
+        out["epoch_cpu"].append(c2 - c0)
     return out
 
 
@@ -205,14 +211,32 @@ def alternate(sides: dict[str, Callable[[], dict[str, list[float]]]], repeats: i
     """Run each side ``repeats`` times, alternating the order (A B, B A, ...); drop the first
     ``warmup_epochs`` of every run (allocator, thread pools, first-call caches) when more remain."""
     names = list(sides)
-    got: dict[str, dict[str, list[float]]] = {k: {"train": [], "epoch": []} for k in names}
+    got: dict[str, dict[str, list[float]]] = {k: {} for k in names}
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
             res = sides[name]()
             for key, vals in res.items():
                 keep = vals[warmup_epochs:] if len(vals) > warmup_epochs else vals
-                got[name][key].extend(keep)
+                got[name].setdefault(key, []).extend(keep)
     return got
+
+
+def lightning_step_logging(enable: bool) -> None:
+    """``True``: train with the logging this project had before profiling (``self.log(on_step=True,
+    on_epoch=True, prog_bar=True)`` on every step, still the path of validation and test); ``False``:
+    the default, device-side accumulation. Used only to measure the difference (``--before``)."""
+    from ae_lightning.models.base import AutoencoderModule
+
+    if not hasattr(AutoencoderModule, "_default_training_step"):
+        AutoencoderModule._default_training_step = AutoencoderModule.training_step
+
+    def per_step_log(self, batch, batch_idx):
+        x, _ = batch
+        loss, out = self.loss(x, "train")
+        self._log_terms("train", loss, out, x.shape[0])
+        return loss
+
+    AutoencoderModule.training_step = per_step_log if enable else AutoencoderModule._default_training_step
 
 
 def common_args(p, *, epochs: int, repeats: int) -> None:
@@ -222,11 +246,17 @@ def common_args(p, *, epochs: int, repeats: int) -> None:
     p.add_argument("--epochs", type=int, default=epochs, help="epochs per run (the first is warm-up)")
     p.add_argument("--repeats", type=int, default=repeats, help="alternating runs per side")
     p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (1 on an oversubscribed machine)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall seconds, or CPU seconds of this process (steadier on a shared CPU; "
+                        "meaningful with --threads 1 and no GPU)")
 
 
 def resolve_smoke(args) -> None:
     """Smoke mode: synthetic data (unless --data-dir), a tiny subset, one epoch, one repeat."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.smoke:
         args.data_dir = args.data_dir or str(write_smoke_data())
-        args.subset = min(args.subset or 1000, 1000)
+        args.subset = min(args.subset or 500, 500)
         args.epochs, args.repeats = 1, 1

@@ -37,13 +37,16 @@ def load_settings(exp_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def settings_space(settings: dict):
+    from search.space import parse_space
+
+    return parse_space(settings["space_raw"], settings["base"], settings["space_file"])
+
+
 def _reason(trial) -> str:
     """The one line that says why a trial failed: the last ``XxxError: message`` of its error."""
-    text = ""
-    for attr in ("error_file",):
-        path = getattr(trial, attr, None)
-        if path and Path(path).is_file():
-            text = Path(path).read_text(errors="replace")
+    path = Path(trial.path) / "error.txt" if trial.path else None  # in storage, not the staging dir
+    text = path.read_text(errors="replace") if path is not None and path.is_file() else ""
     if not text:
         return ""
     lines = [ln.strip() for ln in text.splitlines() if _ERR_LINE.match(ln.strip())]
@@ -54,10 +57,10 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
     """One row per trial, in the order trials finished."""
     from ray.tune import ExperimentAnalysis
 
-    from search.space import flatten
     from search.trainable import DIVERGED, METRIC
 
     settings = load_settings(exp_dir)
+    space = settings_space(settings)
     analysis = ExperimentAnalysis(str(Path(exp_dir).resolve()))
     rows = []
     for trial in analysis.trials:
@@ -80,16 +83,51 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
         value = last.get(METRIC)
         rows.append({
             "trial_id": trial.trial_id, "status": status,
-            **{k: v for k, v in sorted(flatten(trial.config).items())},
+            **{k: v for k, v in sorted(space.decode(trial.config).items())},
             METRIC: value if status not in ("diverged", "error") else None,
             "epochs": last.get("training_iteration", 0), **metrics, "reason": reason,
-            "trial_dir": str(path) if path else "", "_t": last.get("timestamp") or math.inf,
+            "trial_dir": str(path) if path else "", "_t": last.get("timestamp") or _mtime(path, "error.txt"),
         })
+    _add_generators(Path(exp_dir), analysis.trials, rows)
     rows.sort(key=lambda r: (r["_t"], r["trial_id"]))
     for i, r in enumerate(rows, 1):
         r.pop("_t")
         r["trial"] = i
     return rows
+
+
+def _mtime(folder: Path | None, name: str) -> float:
+    f = folder / name if folder is not None else None
+    return f.stat().st_mtime if f is not None and f.is_file() else math.inf
+
+
+def _add_generators(exp_dir: Path, trials: list, rows: list[dict]) -> None:
+    """Which Ax generator proposed each trial (Manual for a `points:` entry, Sobol, BoTorch...),
+    read from the searcher state Tune saves; matched on the parameters, in creation order."""
+    import cloudpickle
+
+    states = sorted(exp_dir.glob("searcher-state-*.pkl"), key=lambda f: f.stat().st_mtime)
+    if not states:
+        return
+    try:
+        ax = cloudpickle.loads(states[-1].read_bytes()).get("_ax")
+        pool = [(t.arm.parameters, (t.generator_runs[0]._generation_node_name or "Manual").split("_")[-1])
+                for _, t in sorted(ax.experiment.trials.items()) if t.arm is not None]
+    except Exception:  # another searcher (random), or an Ax whose internals moved: no column
+        return
+    for trial, row in zip(trials, rows):
+        flat = _flat_config(trial.config)
+        for i, (params, gen) in enumerate(pool):
+            if {("seed" if k == "top/seed" else k.replace("/", ".")): v for k, v in params.items()} == flat:
+                row["generator"] = gen
+                pool.pop(i)
+                break
+
+
+def _flat_config(cfg: dict) -> dict:
+    from search.space import flatten
+
+    return flatten(cfg)
 
 
 def best_so_far(rows: list[dict]) -> list[float]:

@@ -5,6 +5,8 @@ into the experiment folder and ``--resume`` finds them again.
 """
 from __future__ import annotations
 
+import logging
+
 from ray.tune.search.ax import AxSearch
 
 from search.space import Space
@@ -16,6 +18,16 @@ class FailureAwareAxSearch(AxSearch):
 
     Ray's AxSearch only forgets a failed trial, which leaves it RUNNING inside Ax forever; Ax then
     counts it against its parallelism limit of the Bayesian step and can stall the search."""
+
+    @staticmethod
+    def convert_search_space(spec: dict) -> list[dict]:
+        """Ray's conversion, with numeric choices marked ordered (batch size 128 < 256 < ...) and
+        others unordered, as Ax would guess, but said so (Ax warns about each one otherwise)."""
+        params = AxSearch.convert_search_space(spec)
+        for p in params:
+            if p["type"] == "choice":
+                p["is_ordered"] = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p["values"])
+        return params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if error and trial_id in self._live_trial_mapping:
@@ -43,14 +55,33 @@ def ax_generation_strategy(init_trials: int, seed: int):
     ])
 
 
-def build_searcher(algo: str, space: Space, seed: int, init_trials: int | None = None):
+def check_ax(space: Space, seed: int, init_trials: int | None = None) -> None:
+    """Build the Ax experiment once in the driver, before Ray starts, so a space Ax refuses
+    fails with one line instead of as a traceback after the cluster is up."""
+    from ae_lightning.config import UserError
+
+    searcher = build_searcher("ax", space, seed, init_trials)
+    try:
+        searcher.set_search_properties(METRIC, "min", space.to_tune())
+    except Exception as e:  # Ax's UserInputError, ValueError...
+        raise UserError(f"Ax refuses the search space {space.source}: {str(e).splitlines()[0]}") from None
+
+
+def build_searcher(algo: str, space: Space, seed: int, init_trials: int | None = None,
+                   max_concurrent: int | None = None):
     if algo == "ax":
+        from ax.utils.common.logger import set_ax_logger_levels
+
+        set_ax_logger_levels(logging.WARNING)  # Ax logs every generator choice at INFO
         kwargs = {"generation_strategy": ax_generation_strategy(init_trials, seed)} if init_trials else {}
+        # enforce_sequential_optimization=False: Ax's default caps the Bayesian step at 3 trials
+        # in flight, which would idle a GPU packed with 8 trials; Tune's --max-concurrent limits
         return FailureAwareAxSearch(points_to_evaluate=space.points_flat() or None, random_seed=seed,
-                                    verbose_logging=False, **kwargs)
+                                    verbose_logging=False, enforce_sequential_optimization=False, **kwargs)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=space.points_nested() or None, random_state=seed)
+    return BasicVariantGenerator(points_to_evaluate=space.points_nested() or None, random_state=seed,
+                                 max_concurrent=max_concurrent or 0)
 
 
 def build_scheduler(name: str, max_epochs: int, grace_period: int):

@@ -58,6 +58,23 @@ class Param:
             return False
         return self.low <= value <= self.high
 
+    def from_unit(self, u: float) -> float:
+        """Float keys reach the searchers as a position ``u`` in [0, 1] of their range, log-spaced
+        for loguniform: Ax refuses raw ranges narrower than ~1e-5 (weight decay [1e-6, 2e-6]),
+        and on this scale it models exactly what its own log transform would."""
+        u = min(max(float(u), 0.0), 1.0)
+        if self.type == "loguniform":
+            v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + u * (self.high - self.low)
+        # 12 significant digits: 0.005 at the bound, not 0.005000000000000002; clamped into range
+        return min(max(float(f"{v:.12g}"), self.low), self.high)
+
+    def to_unit(self, value: float) -> float:
+        if self.type == "loguniform":
+            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (value - self.low) / (self.high - self.low)
+
     def describe(self) -> str:
         if self.type == "choice":
             return f"{self.key}: choice of {list(self.values)}"
@@ -69,6 +86,7 @@ class Space:
     params: dict[str, Param]
     points: list[dict[str, Any]]
     source: str
+    raw: dict  # the file's content, kept in search.json so --resume decodes trials the same way
 
     def to_tune(self) -> dict:
         """Ray Tune's param_space, nested by section: ``{"model": {"lr": tune.loguniform(...)}}``.
@@ -78,10 +96,8 @@ class Space:
 
         out: dict[str, dict] = {}
         for p in self.params.values():
-            if p.type == "uniform":
-                dom = tune.uniform(p.low, p.high)
-            elif p.type == "loguniform":
-                dom = tune.loguniform(p.low, p.high)
+            if p.type in FLOAT_TYPES:
+                dom = tune.uniform(0.0, 1.0)  # see Param.from_unit
             elif p.type == "int":
                 dom = tune.randint(p.low, p.high + 1)  # Tune's upper bound is exclusive
             elif p.type == "logint":
@@ -92,15 +108,29 @@ class Space:
             out.setdefault(section, {})[name] = dom
         return out
 
+    def encode(self, flat: dict[str, Any]) -> dict[str, Any]:
+        """Real values -> the searchers' values (floats as positions in [0, 1])."""
+        return {k: self.params[k].to_unit(v) if self.params[k].type in FLOAT_TYPES else v for k, v in flat.items()}
+
+    def decode(self, trial_config: dict) -> dict[str, Any]:
+        """A trial's Tune config (nested, floats in [0, 1]) -> real values by dotted key."""
+        flat = flatten(trial_config)
+        return {k: self.params[k].from_unit(v) if k in self.params and self.params[k].type in FLOAT_TYPES else v
+                for k, v in flat.items()}
+
     def points_nested(self) -> list[dict]:
-        return [nest(pt) for pt in self.points]
+        return [nest(self.encode(pt)) for pt in self.points]
 
     def points_flat(self) -> list[dict]:
         """Points as Ax parameter names (Tune's flattening: ``model/lr``)."""
-        return [{k.replace(".", "/"): v for k, v in pt.items()} for pt in self.points]
+        return [{_ax_name(k): v for k, v in self.encode(pt).items()} for pt in self.points]
 
     def describe(self) -> str:
         return "; ".join(p.describe() for p in self.params.values())
+
+
+def _ax_name(key: str) -> str:
+    return "top/seed" if key == "seed" else key.replace(".", "/")
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -212,7 +242,12 @@ def load_space(path: str | Path, base: dict) -> Space:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"search space file not found: {path}")
-    raw = load_yaml(path)
+    return parse_space(load_yaml(path), base, str(path))
+
+
+def parse_space(raw: dict, base: dict, path: str) -> Space:
+    """Validate the content of a space file (also the copy a sweep keeps for --resume)."""
+    raw = copy.deepcopy(raw)
     extra = sorted(set(raw) - {"space", "points"})
     if extra:
         raise UserError(f"{path}: unknown top-level key(s) {', '.join(extra)} (expected space, points)")
@@ -229,7 +264,7 @@ def load_space(path: str | Path, base: dict) -> Space:
         if name not in schemas[section]:
             raise UserError(f"{path}: unknown config key {key} for variant {base['variant']!r}; valid "
                             f"{section} keys: {', '.join(sorted(schemas[section]))}")
-        params[key] = parse_param(key, spec, schemas[section][name][0], str(path))
+        params[key] = parse_param(key, spec, schemas[section][name][0], path)
     # each bound / choice through the whole config: cross-field checks see it too
     for p in params.values():
         for v in p.samples():
@@ -258,4 +293,4 @@ def load_space(path: str | Path, base: dict) -> Space:
         except UserError as e:
             raise UserError(f"{path}: points[{i}] gives an invalid config: {e}") from None
         points[i] = pt
-    return Space(params, copy.deepcopy(points), str(path))
+    return Space(params, points, path, raw)

@@ -90,22 +90,38 @@ def _restored(trial_dir: Path) -> tuple[dict | None, Path | None]:
     return state, (dest / "last.ckpt") if (dest / "last.ckpt").is_file() else None
 
 
-def train_trial(config: dict, base: dict, cv: int = 0, cpus: float = 1, gpus: float = 0) -> None:
-    """The Tune function trainable. ``config`` holds the sampled values, nested by section."""
-    import torch
+def _trial_folder() -> Path:
+    """Where the trial's run folder lives: straight in the experiment's storage folder when that
+    is a file system path (local, or NFS shared by a cluster), so TensorBoard sees every epoch at
+    once and files written after the last report (test metrics, HParams) are never left behind
+    in a staging folder; else Tune's trial dir, which Tune syncs to the storage."""
+    from pyarrow.fs import LocalFileSystem
     from ray import tune
 
+    ctx = tune.get_context()
+    storage = ctx.get_storage()
+    if isinstance(storage.storage_filesystem, LocalFileSystem):
+        return Path(storage.trial_fs_path)
+    return Path(ctx.get_trial_dir())
+
+
+def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, gpus: float = 0) -> None:
+    """The Tune function trainable. ``config`` holds the searchers' values, nested by section;
+    ``space`` (a ``search.space.Space``) turns them into config values."""
+    import torch
+
     from ae_lightning.fit import fit
-    from search.space import apply, flatten
+    from search.space import apply
 
     torch.set_num_threads(max(1, int(cpus)))
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    trial_dir = _trial_folder()
+    trial_dir.mkdir(parents=True, exist_ok=True)
     marker = trial_dir / DIVERGED
     if marker.is_file():  # a FailureConfig retry of a diverged trial: same reason, no retraining
         raise DivergedError(marker.read_text().strip())
     overrides: dict[str, Any] = {"trainer.accelerator": "gpu" if gpus > 0 else "cpu", "trainer.devices": 1,
                                  "trainer.progress_bar": False}
-    cfg = apply(base, {**flatten(config), **overrides})
+    cfg = apply(base, {**space.decode(config), **overrides})
     folds = max(cv, 1)
     state, ckpt = _restored(trial_dir)
     state = state or {"fold": 0, "epoch": 0, "fold_best": [None] * folds}

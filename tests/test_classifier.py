@@ -10,21 +10,21 @@ import torch
 
 @pytest.fixture(scope="module")
 def encoder_ckpt(data_dir, tmp_path_factory):
-    """A small fc autoencoder (latent 8) trained 2 epochs on the synthetic MNIST."""
+    """A small fc autoencoder (latent 8) trained 1 epoch on the synthetic MNIST."""
     from ae_lightning.config import load
     from ae_lightning.fit import fit
 
     out = tmp_path_factory.mktemp("enc")
     cfg = load("fc", None, {"data.data_dir": str(data_dir), "data.subset": 1000, "data.batch_size": 50,
                             "data.download": False, "model.latent_dim": 8, "model.layers": [784, 64],
-                            "trainer.max_epochs": 2, "trainer.accelerator": "cpu",
+                            "trainer.max_epochs": 1, "trainer.accelerator": "cpu",
                             "trainer.output_dir": str(out), "trainer.images_every_n_epochs": 0})
     return fit(cfg).run_dir / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="module")
 def trained(encoder_ckpt, data_dir, tmp_path_factory):
-    """A frozen-encoder classifier trained 15 epochs on cached codes, with encode() calls counted."""
+    """A frozen-encoder classifier trained 6 epochs on cached codes, with encode() calls counted."""
     import lightning as L
 
     from ae_lightning.config import load
@@ -48,7 +48,7 @@ def trained(encoder_ckpt, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
     cfg = load("classifier", None, {"model.encoder": str(encoder_ckpt), "data.data_dir": str(data_dir),
                                     "data.subset": 1000, "data.batch_size": 100, "data.download": False,
-                                    "trainer.max_epochs": 15, "trainer.accelerator": "cpu",
+                                    "model.lr": 3e-3, "trainer.max_epochs": 6, "trainer.accelerator": "cpu",
                                     "trainer.output_dir": str(out)})
     before = {k: v.clone() for k, v in load_encoder(encoder_ckpt)[0].state_dict().items()}
     res = fit(cfg, callbacks=[CountEncodes()])
@@ -85,9 +85,9 @@ def test_frozen_encoder_unchanged_and_encoded_once(trained):
     after = clf.autoencoder.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    # 1000 train + 100 val + 300 test images, each encoded once over 15 epochs and the test
+    # 1000 train + 100 val + 300 test images, each encoded once over 6 epochs and the test
     assert seen["images"] == 1400
-    assert res.metrics["epochs"] == 15
+    assert res.metrics["epochs"] == 6
 
 
 def test_reload_is_self_contained(trained, encoder_ckpt, tmp_path, data_dir):

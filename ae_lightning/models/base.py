@@ -127,8 +127,46 @@ class AutoencoderModule(BaseModule):
     def training_step(self, batch, batch_idx):
         x, _ = batch
         loss, out = self.loss(x, "train")
-        self._log_terms("train", loss, out, x.shape[0])
+        self._log_train(loss, out, x.shape[0], batch_idx)
         return loss
+
+    def _log_train(self, loss: torch.Tensor, out: dict, batch_size: int, batch_idx: int) -> None:
+        """The training scalars of ``self.log(on_step=True, on_epoch=True)`` without its per-step cost.
+
+        Profiled (docs/benchmarks.md): every ``self.log`` call is Python work (metadata checks,
+        moving Lightning's accumulator to the device), and a ``prog_bar`` value is turned into a
+        number, a device sync, after *every* step even when no bar is shown. So the step sums are
+        accumulated here on the device (one op per step, no sync); Lightning gets ``train/loss_step``
+        only on the steps its loggers write (``log_every_n_steps``), and the weighted epoch means
+        (``train/loss_epoch`` and ``train/<term>``) once, at the epoch's last batch.
+        """
+        trainer = self._trainer
+        if trainer is None:  # a bare module (benchmarks' plain loop, notebooks): nothing to log into
+            return
+        if getattr(self, "_train_acc_epoch", None) != self.current_epoch:
+            self._train_acc_epoch, self._train_sum, self._train_n = self.current_epoch, None, 0
+        terms = {"loss": loss, **out.get("log", {})}
+        vals = torch.stack([torch.as_tensor(v).detach().to(loss.device, torch.float32) for v in terms.values()])
+        self._train_sum = vals * batch_size if self._train_sum is None else self._train_sum.add_(vals, alpha=batch_size)
+        self._train_n, self._train_names = self._train_n + batch_size, list(terms)
+        bar = trainer.progress_bar_callback is not None  # a shown bar reads its values every step
+        every = trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=bar)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self._log_train_epoch(self._train_names, bar)
+
+    def _log_train_epoch(self, names: list[str], bar: bool) -> None:
+        means = self._train_sum / self._train_n
+        for i, name in enumerate(names):
+            key = "train/loss_epoch" if name == "loss" else f"train/{name}"
+            self.log(key, means[i], on_step=False, on_epoch=True, batch_size=1, prog_bar=bar and name == "loss")
+        self._train_n = 0  # logged: on_train_epoch_end's fallback has nothing left to do
+
+    def on_train_epoch_end(self) -> None:
+        # fallback for an epoch that ended before its last batch (its means are logged here instead)
+        if getattr(self, "_train_n", 0) and self._train_sum is not None:
+            self._log_train_epoch(self._train_names, False)
 
     def _eval_step(self, batch, stage: str):
         x, _ = batch

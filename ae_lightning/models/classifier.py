@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ ENCODER_KEY = "classifier_encoder"  # checkpoint[ENCODER_KEY] = {"config": encod
 # Set only while load_from_checkpoint rebuilds a classifier: the encoder's run config stored in the
 # classifier's own checkpoint, so the rebuild does not read (or need) the original encoder file.
 _STORED_ENCODER: contextvars.ContextVar[dict | None] = contextvars.ContextVar("stored_encoder", default=None)
+# Lightning warns about submodules in eval mode when training starts: a frozen encoder is, on purpose.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 def load_encoder(path: str | Path) -> tuple[AutoencoderModule, dict]:
@@ -103,6 +106,7 @@ class LatentClassifier(BaseModule):
         self.register_buffer("code_std", torch.ones(k))
         self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
         self.autoencoder.requires_grad_(finetune)
+        self.autoencoder.train(finetune)
         if finetune:
             self._freeze_unused_parameters()
         self._datamodule = None

@@ -29,6 +29,7 @@ from ae_lightning.config import NonNegFloat, NonNegInt, PosFloat, PosInt, UserEr
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.blocks import ConvLayout, conv_decoder, conv_encoder
+from ae_lightning.models.conv import check_conv
 from ae_lightning.models.layers import mlp
 
 LOG_2PI = math.log(2 * math.pi)
@@ -71,8 +72,8 @@ class VAE(AutoencoderModule):
         super().check_config(model)
         if not model.get("hidden") or any(n <= 0 for n in model["hidden"]):
             raise UserError(f"model.hidden must list at least one positive size, got {model.get('hidden')}")
-        if model.get("encoder", "conv") == "conv" and (not model.get("channels") or any(c <= 0 for c in model["channels"])):
-            raise UserError(f"model.channels must list at least one positive channel count, got {model.get('channels')}")
+        if model.get("encoder", "conv") == "conv":
+            check_conv(model)
         if model.get("likelihood") == "bernoulli" and model.get("output_act") != "sigmoid":
             raise UserError("model.likelihood bernoulli needs model.output_act sigmoid (the decoder gives Bernoulli logits)")
         if model.get("loss", "mse") != "mse":

@@ -25,7 +25,8 @@ class Study:
     run: Callable  # run(ctx: ae_lightning.studies.common.Context) -> None
     order: int  # position in `all` and in the table of contents
     dataset: str  # the dataset of the original study, used when --dataset is not given
-    variant: str | None  # default variant; None: the study fixes its own models (--variant refused)
+    variant: str | None  # default variant; None: the study fixes its own models (--variant refused);
+    # "": the study covers every variant unless --variant names one
     summary: str
 
 

@@ -47,7 +47,7 @@ def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str]) -> tuple[o
 
     t0 = time.time()
     ctx = Context(study, opts, out_dir, cache)
-    ctx.report.text(f"Command: `{command_line(argv)}`\n\n{ctx.settings_text()}")
+    ctx.report.text((f"Command: `{command_line(argv)}`\n\n" if argv else "") + ctx.settings_text())
     study.run(ctx)
     wall = time.time() - t0
     ctx.report.results.update({"settings": {"dataset": ctx.dataset, "variant": ctx.variant, "epochs": opts.epochs,
@@ -69,11 +69,11 @@ def run_all(argv: list[str], opts, studies) -> int:
     sections, results, summary, failed = [], {}, [], []
     t0 = time.time()
     for study in studies:
-        sub = type(opts)(**{**opts.__dict__, "variant": opts.variant if study.variant else None,
+        sub = type(opts)(**{**opts.__dict__, "variant": opts.variant if study.variant is not None else None,
                             "runs_dir": opts.runs_dir or str(out / "runs")})
         print(f"== {study.name}", file=sys.stderr)
         try:
-            ctx, wall = run_one(study, sub, out / study.name, cache, argv)
+            ctx, wall = run_one(study, sub, out / study.name, cache, [])
         except Exception as e:  # one study's failure must not lose the others' hours of training
             msg = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, UserError):
@@ -92,6 +92,15 @@ def run_all(argv: list[str], opts, studies) -> int:
             f"Command: `{command_line(argv)}`", "",
             f"Every study trained {opts.epochs} epoch(s) per run; total wall time {total / 60:.1f} min. "
             "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
+            "**Reading the references.** The reference figures come from the original studies and are set "
+            "beside ours in every table. They differ from ours for three reasons: (1) the epoch budget "
+            f"(the fcAE study trained 1000 epochs; these runs {opts.epochs}"
+            + (f", on {opts.subset} training images" if opts.subset else "") + "), so our errors are "
+            "higher and slow optimizers are hit hardest; (2) the preprocessing (here pixels / 255 in [0, 1], "
+            "no standardization, float32 PyTorch rather than Keras); (3) the split (here the official test "
+            "file for every test figure, and a 5,000-image validation hold-out from the training file that "
+            "picks the best epoch's checkpoint; the studies trained on all 60,000 and validated on the test "
+            "file). Compare orders and magnitudes, not digits.", "",
             "## Contents", ""]
     for study, wall, status in summary:
         took = f"{wall:.0f} s" if wall is not None else status

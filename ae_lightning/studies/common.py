@@ -26,6 +26,7 @@ from ae_lightning.studies import Study
 from ae_lightning.studies.report import Report
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+STUDY_NLL_SAMPLES = 10
 
 
 @dataclasses.dataclass
@@ -90,7 +91,7 @@ class Context:
         self.dataset = opts.dataset or study.dataset
         if opts.variant is not None and study.variant is None:
             raise UserError(f"study {study.name}: --variant is not an option here (it trains its own fixed set of models)")
-        self.variant = opts.variant or study.variant
+        self.variant = opts.variant or study.variant or None  # "" : every variant unless --variant
         self.cache = {} if cache is None else cache
         self.runs_dir = Path(opts.runs_dir) if opts.runs_dir else Path(opts.out) / "runs"
         cuda = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
@@ -112,7 +113,12 @@ class Context:
             if value is not None:
                 base[key] = value
         base.update({k.replace("__", "."): v for k, v in overrides.items()})
-        return config_mod.load(variant or self.variant, None, base)
+        cfg = config_mod.load(variant or self.variant, None, base)
+        if "nll_samples" in cfg["model"] and "model.nll_samples" not in base:
+            # the VAE's importance-sampled test NLL costs K decoder passes per test image and no
+            # study reads it: K = STUDY_NLL_SAMPLES keeps the test pass cheap
+            cfg = config_mod.load(variant or self.variant, None, {**base, "model.nll_samples": STUDY_NLL_SAMPLES})
+        return cfg
 
     def train(self, variant: str | None = None, label: str = "", allow_diverge: bool = False,
               **overrides: Any) -> Trained | None:

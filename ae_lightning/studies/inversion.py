@@ -38,8 +38,11 @@ def decoder_steps(module) -> list[nn.Module]:
     if not isinstance(dec, nn.Sequential):
         raise UserError(f"inversion: {name} has no fully connected decoder (an nn.Sequential `decoder` of Linear "
                         "and LeakyReLU layers); only MLP decoders can be inverted, e.g. --variant fc or linear")
+    leaves = _expand(dec)
+    while leaves and isinstance(leaves[-1], (nn.Unflatten, nn.Identity)):
+        leaves.pop()  # a final reshape to (1, 28, 28): inverted by flattening the images
     steps: list[nn.Module] = []
-    for layer in dec:
+    for layer in leaves:
         if isinstance(layer, (nn.Linear, nn.LeakyReLU)):
             if isinstance(layer, nn.LeakyReLU) and layer.negative_slope <= 0:
                 raise UserError("inversion: LeakyReLU with slope 0 is not invertible")
@@ -53,6 +56,14 @@ def decoder_steps(module) -> list[nn.Module]:
     if out_act not in ("sigmoid", "none"):
         raise UserError(f"inversion: output activation {out_act!r} is not supported (sigmoid or none)")
     return steps + ([nn.Sigmoid()] if out_act == "sigmoid" else [])
+
+
+def _expand(seq: nn.Sequential) -> list[nn.Module]:
+    """The layers of nested Sequentials, in forward order."""
+    out: list[nn.Module] = []
+    for layer in seq:
+        out += _expand(layer) if isinstance(layer, nn.Sequential) else [layer]
+    return out
 
 
 @torch.no_grad()

@@ -127,7 +127,8 @@ def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel
     """One line per named series of (x, y) points."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, (xs, ys) in series.items():
-        ax.plot(list(xs), [np.nan if y is None else y for y in ys], marker=marker, label=label)
+        style = "--" if label.startswith("train") else "-"  # train and test often overlap: keep both visible
+        ax.plot(list(xs), [np.nan if y is None else y for y in ys], style, marker=marker, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -1,0 +1,112 @@
+"""Generation from any trained autoencoder: decode random codes.
+
+    python -m ae_lightning.generate runs/mnist/vae/version_0/checkpoints/last.ckpt --out gen/
+
+Codes are drawn from three distributions, each decoded to a grid of images:
+
+    uniform_per_dim  z_j ~ U[min_j, max_j], the range of code unit j over the test codes
+    uniform_global   z_j ~ U[min, max], the range over all units and test images
+    prior            z ~ N(0, I), for modules with ``sample(n)`` (the VAE)
+
+``fit`` writes the same grids to TensorBoard (``generated/<kind>``) at the end of every run whose
+``trainer.images_every_n_epochs`` is not 0 (callback :class:`GenerationImages`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from ae_lightning import files
+from ae_lightning.config import UserError
+from ae_lightning.viz import save_png, tile
+
+
+def sample_codes(z: torch.Tensor, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random codes (n,k) inside the ranges of the codes ``z`` (N,k): per unit, and over all units."""
+    lo, hi = z.min(0).values, z.max(0).values  # (k,)
+    return {"uniform_per_dim": lo + torch.rand(n, z.shape[1], generator=generator) * (hi - lo),
+            "uniform_global": z.min() + torch.rand(n, z.shape[1], generator=generator) * (z.max() - z.min())}
+
+
+@torch.no_grad()
+def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
+    """``({kind: images (n,1,28,28) in [0,1]}, code ranges)`` from an autoencoder and test images."""
+    from ae_lightning.models.base import AutoencoderModule
+
+    if not isinstance(module, AutoencoderModule):
+        raise UserError(f"generation needs an autoencoder; this checkpoint holds a {type(module).__name__}")
+    was = module.training
+    module.eval()
+    z = module.encode_all(x_test).float().cpu()  # (N,k) test codes (the posterior mean for the VAE)
+    g = torch.Generator().manual_seed(seed)
+    codes = sample_codes(z, n, g)
+    out = {name: module.output(module.decode(c.to(module.device))).cpu() for name, c in codes.items()}
+    if hasattr(module, "sample"):
+        out["prior"] = module.sample(n, generator=g).cpu()
+    module.train(was)
+    ranges = {"per_dim_min": z.min(0).values.tolist(), "per_dim_max": z.max(0).values.tolist(),
+              "global_min": float(z.min()), "global_max": float(z.max()), "n_codes": len(z)}
+    return out, ranges
+
+
+class GenerationImages(L.Callback):
+    """At the end of testing (the best checkpoint's weights), the generated grids to TensorBoard."""
+
+    def __init__(self, n: int = 64, limit: int = 10_000):
+        self.n, self.limit = n, limit
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        from ae_lightning.models.base import AutoencoderModule
+
+        experiment = getattr(trainer.logger, "experiment", None)
+        if not isinstance(pl_module, AutoencoderModule) or not hasattr(experiment, "add_image"):
+            return
+        x, _ = trainer.datamodule.tensors("test", pl_module.device, limit=self.limit)
+        images, _ = generate(pl_module, x, self.n)
+        for name, imgs in images.items():
+            experiment.add_image(f"generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)
+
+
+def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: int = 64, seed: int = 0,
+                             limit: int | None = None, data_dir: str | None = None) -> dict[str, Path]:
+    """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``."""
+    from ae_lightning.data import MNISTDataModule
+    from ae_lightning.models import load_checkpoint
+
+    module, cfg = load_checkpoint(ckpt)
+    data = dict(cfg["data"], **({"data_dir": data_dir} if data_dir else {}))
+    x, _ = MNISTDataModule(**data).tensors("test", limit=limit)
+    images, ranges = generate(module, x, n, seed)
+    out = Path(out)
+    paths = {name: save_png(out / f"{name}.png", tile(imgs, nrow=8)) for name, imgs in images.items()}
+    paths["code_ranges"] = files.write_json(out / "code_ranges.json", {"checkpoint": str(ckpt), "seed": seed, **ranges})
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Decode random codes of a trained autoencoder into image grids.")
+    p.add_argument("checkpoint", help="a .ckpt written by train.py / fit")
+    p.add_argument("--out", required=True, help="folder for the PNG grids and code_ranges.json")
+    p.add_argument("--n", type=int, default=64, help="images per grid (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="test images whose codes set the ranges (default all)")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives, if not where the run found it")
+    args = p.parse_args(argv)
+    try:
+        if args.n <= 0 or (args.limit is not None and args.limit <= 0):
+            raise UserError("--n and --limit must be positive")
+        paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

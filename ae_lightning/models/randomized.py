@@ -1,0 +1,123 @@
+"""The layer-wise randomized deep autoencoder (``randomized``), trained in stages inside one run.
+
+Sizes n_0 = 784, n_1, ..., n_L = k (``layers`` + ``latent_dim``; default 784-500-200-100-10).
+Stage i (i = 0 .. L-1) trains a shallow autoencoder on h_i, the output of the deep encoder so far
+(h_0 = x):
+
+    h_{i+1} = act(R_i h_i + c_i)      R_i random and FROZEN (``random_encoders.i``, never trained)
+    h_i_hat = act(W_d h_{i+1} + b_d)  W_d trained (stage 0: the output activation and ``loss``;
+                                      later stages: the hidden activation and MSE against h_i)
+
+W_d *is* layer i of the deep decoder (``decoders.i``: n_{i+1} -> n_i), and after every optimizer step
+of the stage its transpose W_d^T is copied into layer i of the deep encoder (``encoders.i``, bias 0),
+so the next stage reads h_{i+1} = act(W_d^T h_i) from the deep encoder, as in the multilayer
+ELM autoencoder. After the last stage, the deep autoencoder 784 -> ... -> k -> ... -> 784 is complete;
+``finetune_epochs`` > 0 then trains all of it end to end.
+
+Schedule (one ``fit``): the last ``finetune_epochs`` epochs fine-tune; the epochs before are split
+evenly among the L stages (stage i runs epochs [floor(i E / L), floor((i+1) E / L))). Each epoch logs
+``train/stage`` (L = fine-tuning) and ``train/stage<i>_loss``; validation and test always measure
+the deep autoencoder as it stands, so ``val/loss`` falls stage by stage.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ae_lightning.config import NonNegInt, UserError
+from ae_lightning.models import register
+from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.models.layers import activation
+
+
+@register("randomized")
+class RandomizedAutoencoder(AutoencoderModule):
+    def __init__(self, layers: list[int] = [784, 500, 200, 100], finetune_epochs: NonNegInt = 0, **kwargs):
+        super().__init__(**kwargs)
+        hp = self.hparams
+        sizes = [*layers, hp.latent_dim]
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        self.random_encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        self.random_encoders.requires_grad_(False)  # frozen: saved in checkpoints, never optimized
+        self.encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)  # layer i: n_i -> n_{i+1}
+        self.decoders = nn.ModuleList(nn.Linear(b, a) for a, b in pairs)  # layer i: n_{i+1} -> n_i
+        self.act = activation(hp.hidden_act, hp.leaky_slope)
+        self.n_stages = len(pairs)
+        self.stage = 0  # set from the epoch at each training epoch start; n_stages = fine-tuning
+
+    @classmethod
+    def check_config(cls, model: dict[str, Any]) -> None:
+        super().check_config(model)
+        layers = model.get("layers", [784])
+        if not layers or layers[0] != 784 or any(n <= 0 for n in layers):
+            raise UserError(f"model.layers must start at 784 (the 28x28 input) and hold positive sizes, got {layers}")
+
+    # -- the deep autoencoder --------------------------------------------------------------------
+    def encode_to(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+        """h_depth: x (B,1,28,28) through the first ``depth`` deep encoder layers -> (B, n_depth)."""
+        h = x.flatten(1)
+        for lin in self.encoders[:depth]:
+            h = self.act(lin(h))
+        return h
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_to(x, self.n_stages)  # (B,k)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for i in reversed(range(self.n_stages)):
+            h = self.decoders[i](h)
+            if i > 0:
+                h = self.act(h)
+        return h.view(-1, 1, 28, 28)  # logits
+
+    # -- stages ----------------------------------------------------------------------------------
+    def stage_of_epoch(self, epoch: int, max_epochs: int) -> int:
+        layerwise = max_epochs - self.hparams.finetune_epochs
+        if layerwise < self.n_stages:
+            raise UserError(f"randomized: trainer.max_epochs {max_epochs} minus finetune_epochs "
+                            f"{self.hparams.finetune_epochs} leaves {layerwise} epochs for {self.n_stages} layer "
+                            f"stages; raise trainer.max_epochs to at least {self.n_stages + self.hparams.finetune_epochs}")
+        if epoch >= layerwise:
+            return self.n_stages
+        return max(i for i in range(self.n_stages) if (i * layerwise) // self.n_stages <= epoch)
+
+    def on_fit_start(self) -> None:
+        self.stage_of_epoch(0, self.trainer.max_epochs)  # a too short schedule fails before any work
+
+    def on_train_epoch_start(self) -> None:
+        self.stage = self.stage_of_epoch(self.current_epoch, self.trainer.max_epochs)
+
+    def stage_loss(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage i's shallow autoencoder: (loss, x_hat of the deep model for the metrics)."""
+        with torch.no_grad():
+            h = self.encode_to(x, i)  # (B, n_i), the deep encoder so far (holding W_d^T)
+            code = self.act(self.random_encoders[i](h))  # (B, n_{i+1}), frozen random encoder
+        out = self.decoders[i](code)
+        if i == 0:
+            x_hat, loss = self.reconstruction(out.view(-1, 1, 28, 28), x)
+            return loss, x_hat
+        return F.mse_loss(self.act(out), h), None
+
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+        if stage == "train" and self.stage < self.n_stages:
+            loss, x_hat = self.stage_loss(x, self.stage)
+            log = {"stage": torch.tensor(float(self.stage)), f"stage{self.stage}_loss": loss.detach()}
+            return loss, {"x_hat": x_hat, "z": None, "log": log}
+        loss, out = super().loss(x, stage)  # the deep autoencoder end to end
+        if stage == "train":
+            out["log"]["stage"] = torch.tensor(float(self.n_stages))
+        return loss, out
+
+    @torch.no_grad()
+    def tie_encoder(self, i: int) -> None:
+        """Deep encoder layer i <- W_d^T of stage i's decoder, bias 0."""
+        self.encoders[i].weight.copy_(self.decoders[i].weight.T)
+        self.encoders[i].bias.zero_()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.stage < self.n_stages:
+            self.tie_encoder(self.stage)

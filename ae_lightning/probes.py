@@ -1,0 +1,207 @@
+"""Latent-space probes: how well a trained encoder's codes separate the classes.
+
+    python -m ae_lightning.probes runs/mnist/fc/version_0/checkpoints/last.ckpt
+    python -m ae_lightning.probes ENC.ckpt --out results/ --no-baselines
+
+For the codes of the checkpoint's encoder, and as baselines for the raw pixels and for PCA with as
+many components as the code has dimensions:
+
+    knn     k-nearest-neighbour accuracy (k=5, Euclidean) on the test split, the training split's
+            features as the memory; majority vote, ties to the class of the nearer neighbours
+    linear  a linear probe: multinomial logistic regression on standardized features (full-batch
+            L-BFGS, L2 penalty ``l2`` on the weights), test accuracy
+
+The data is the checkpoint's dataset and preprocessing; ``train`` is its training split (the
+validation hold-out excluded), ``test`` the official test file. A table is printed and written
+to ``probes.json`` (in ``--out``, by default the checkpoint's run folder).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ae_lightning import files
+from ae_lightning.config import UserError
+
+
+# ----------------------------------------------------------------------------------------------
+# The probes, on any features (N, d)
+@torch.no_grad()
+def knn_predict(memory: torch.Tensor, memory_labels: torch.Tensor, queries: torch.Tensor, k: int = 5,
+                num_classes: int = 10, max_block: int = 1 << 24) -> torch.Tensor:
+    """Labels (Q,) of ``queries`` (Q, d) by a vote of their ``k`` nearest rows of ``memory`` (N, d).
+
+    Distances in blocks of queries: ``|m|^2 - 2 q.m`` as one fused matmul per block (``|q|^2`` is the
+    same for every row of memory, so the ranking needs no more; a block's (B, N) matrix stays under
+    ``max_block`` floats). Ties go to the class whose neighbours
+    are nearer: each vote weighs 1 + 1e-3 (k - rank) / k, which never outweighs a whole vote.
+    """
+    if not 1 <= k <= len(memory):
+        raise UserError(f"k must be between 1 and the memory size {len(memory)}, got {k}")
+    memory, queries = memory.float(), queries.float()
+    m2 = memory.square().sum(1)  # (N,)
+    weights = 1 + 1e-3 * (k - torch.arange(k, device=memory.device, dtype=torch.float32)) / k  # (k,)
+    block = max(1, max_block // len(memory))
+    out = []
+    for i in range(0, len(queries), block):
+        q = queries[i:i + block]
+        d2 = torch.addmm(m2, q, memory.T, alpha=-2)  # (B, N): squared distance minus |q|^2
+        idx = d2.topk(k, dim=1, largest=False, sorted=True).indices  # (B, k), nearest first
+        votes = torch.zeros(len(q), num_classes, device=q.device).scatter_add_(
+            1, memory_labels[idx], weights.expand(len(q), k))
+        out.append(votes.argmax(1))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 k: int = 5) -> float:
+    return (knn_predict(train_x, train_y, test_x, k) == test_y).float().mean().item()
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 l2: float = 1e-4, max_iter: int = 150, num_classes: int = 10) -> float:
+    """Test accuracy of multinomial logistic regression fitted on the training features.
+
+    Features are standardized with the training mean and std (constant ones left at 0); the loss is
+    the mean cross-entropy plus ``l2 * |W|^2``, minimized by full-batch L-BFGS (strong Wolfe line
+    search), which is deterministic and needs no learning rate.
+    """
+    mu = train_x.float().mean(0)
+    sd = train_x.float().std(0)
+    sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+    xtr, xte = (train_x.float() - mu) / sd, (test_x.float() - mu) / sd
+    w = torch.zeros(xtr.shape[1], num_classes, device=xtr.device, requires_grad=True)
+    b = torch.zeros(num_classes, device=xtr.device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-6, tolerance_change=1e-9)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(xtr @ w + b, train_y) + l2 * w.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return ((xte @ w + b).argmax(1) == test_y).float().mean().item()
+
+
+def pca(train_x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean (d,), components (d, dim))``: the top principal directions of the training features
+    (eigenvectors of the (d, d) covariance, in float64 for a stable order)."""
+    x = train_x.double()
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean) / max(len(x) - 1, 1)
+    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+    return mean.float(), vecs[:, -dim:].flip(1).float()
+
+
+# ----------------------------------------------------------------------------------------------
+def _row(name: str, train: torch.Tensor, test: torch.Tensor, ytr: torch.Tensor, yte: torch.Tensor,
+         k: int, l2: float) -> dict[str, Any]:
+    t0 = time.time()
+    knn = knn_accuracy(train, ytr, test, yte, k)
+    t1 = time.time()
+    lin = linear_probe(train, ytr, test, yte, l2)
+    return {"features": name, "dim": int(train.shape[1]), "knn_acc": knn, "linear_acc": lin,
+            "knn_s": round(t1 - t0, 2), "linear_s": round(time.time() - t1, 2)}
+
+
+def run_probes(checkpoint: str | Path, *, data_dir: str | Path | None = None, k: int = 5, l2: float = 1e-4,
+               train_limit: int | None = None, test_limit: int | None = None, baselines: bool = True,
+               device: str = "auto") -> dict[str, Any]:
+    """Probe the encoder of an autoencoder checkpoint (and the pixel / PCA baselines); a result dict
+    ``{checkpoint, variant, dataset, latent_dim, k, n_train, n_test, rows: [{features, dim, knn_acc,
+    linear_acc, ...}]}``. Bad checkpoints raise UserError (see ``classifier.load_encoder``)."""
+    from ae_lightning.data import MNISTDataModule
+    from ae_lightning.models.classifier import load_encoder
+
+    if k < 1:
+        raise UserError(f"--k must be at least 1, got {k}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but this machine has no CUDA GPU")
+    ae, cfg = load_encoder(checkpoint)
+    ae = ae.to(device)
+    data = dict(cfg["data"], subset=None, test_subset=None, data_on_device=None)
+    if data_dir is not None:
+        data["data_dir"] = str(data_dir)
+    elif data.get("data_dir") and not Path(data["data_dir"]).is_dir():
+        data["data_dir"] = None  # trained elsewhere: find the data the usual way
+    dm = MNISTDataModule(**data)
+    xtr, ytr = dm.tensors("train", device, train_limit)  # (N,1,28,28) in [0,1], (N,)
+    xte, yte = dm.tensors("test", device, test_limit)
+    if k > len(xtr):
+        raise UserError(f"--k {k} exceeds the {len(xtr)} training images")
+    ztr, zte = ae.encode_all(xtr).float(), ae.encode_all(xte).float()  # (N, latent)
+    dim = ztr.shape[1]
+    rows = [_row("code", ztr, zte, ytr, yte, k, l2)]
+    if baselines:
+        ptr, pte = xtr.flatten(1), xte.flatten(1)  # (N, 784)
+        rows.append(_row("pixels", ptr, pte, ytr, yte, k, l2))
+        mean, comps = pca(ptr, min(dim, ptr.shape[1]))
+        rows.append(_row(f"pca{dim}", (ptr - mean) @ comps, (pte - mean) @ comps, ytr, yte, k, l2))
+    return {"checkpoint": str(checkpoint), "variant": cfg.get("variant"), "dataset": dm.dataset,
+            "latent_dim": dim, "k": k, "l2": l2, "n_train": len(xtr), "n_test": len(xte), "rows": rows}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    head = (f"probes of {result['checkpoint']}\n{result['variant']} on {result['dataset']}, latent "
+            f"{result['latent_dim']}; {result['n_train']} train / {result['n_test']} test images")
+    lines = [head, f"{'features':<10}{'dim':>6}{'knn@' + str(result['k']):>10}{'linear':>10}"]
+    for r in result["rows"]:
+        lines.append(f"{r['features']:<10}{r['dim']:>6}{r['knn_acc']:>10.4f}{r['linear_acc']:>10.4f}")
+    return "\n".join(lines)
+
+
+def default_out_dir(checkpoint: Path) -> Path:
+    """The run folder of ``<run>/checkpoints/x.ckpt``; else the checkpoint's own folder."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ae_lightning.probes", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint of a trained autoencoder (train.py writes them)")
+    p.add_argument("--out", help="folder for probes.json (default: the checkpoint's run folder)")
+    p.add_argument("--k", type=int, default=5, help="neighbours of the kNN probe (default 5)")
+    p.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the linear probe (default 1e-4)")
+    p.add_argument("--data-dir", help="where MNIST / FashionMNIST live (default: the checkpoint's, else auto)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, help="use only the first N test images")
+    p.add_argument("--no-baselines", action="store_true", help="probe the codes only (no pixels, no PCA)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when there is one")
+    args = p.parse_args(argv)
+    try:
+        for name in ("train_limit", "test_limit"):
+            if getattr(args, name) is not None and getattr(args, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if args.l2 < 0:
+            raise UserError(f"--l2 must be >= 0, got {args.l2}")
+        result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
+                            train_limit=args.train_limit, test_limit=args.test_limit,
+                            baselines=not args.no_baselines, device=args.device)
+        out = Path(args.out) if args.out else default_out_dir(Path(args.checkpoint))
+        try:
+            path = files.write_json(out / "probes.json", result)
+        except OSError as e:
+            raise UserError(f"cannot write {out / 'probes.json'}: {e.strerror or e}") from None
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""latent: what the code space looks like, and what its random points decode to.
+
+For an autoencoder (``--variant``, default ``fc``) and, when the checkout has it, the VAE:
+
+- a 2-D map of the test codes coloured by label: the codes themselves when k = 2, else t-SNE
+  (scikit-learn) on a subsample;
+- 250 decoded random codes per scheme (``ae_lightning.generate``): uniform in each unit's
+  [min, max] over the test codes ("per-dim"), uniform in the global [min, max] ("same"), and
+  N(0, I) for the VAE ("prior");
+- each scheme scored by how many of its 250 images a pixel CNN (``pixel_classifier``, trained in
+  this study through ``fit``) labels with confidence >= 0.9: an automatic stand-in for the original
+  study's human count of recognizable digits.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ae_lightning import config as config_mod
+from ae_lightning.generate import generate
+from ae_lightning.studies import register
+from ae_lightning.studies.common import Context
+from ae_lightning.studies.pixel_classifier import pixel_classifier_config
+from ae_lightning.viz import tile
+
+N_GENERATED = 250
+THRESHOLD = 0.9
+TSNE_POINTS = 2000
+# human count of good digits out of 250 in the original study
+REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
+             ("vae", "uniform_global"): 94, ("vae", "uniform_per_dim"): 100}
+SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
+
+
+def map_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """``(points (N, 2), method)``: the codes when k = 2, else their t-SNE embedding."""
+    if z.shape[1] == 2:
+        return z, "codes (k = 2)"
+    if z.shape[1] == 1:
+        return np.concatenate([z, np.zeros_like(z)], 1), "codes (k = 1)"
+    from sklearn.manifold import TSNE
+    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
+    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+    return emb, f"t-SNE (perplexity {perplexity:g})"
+
+
+def scatter(points: np.ndarray, labels: np.ndarray, title: str, names: list[str]) -> "plt.Figure":
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
+    cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
+    cbar.ax.set_yticklabels(names, fontsize=7)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def run(ctx: Context) -> None:
+    """2-D maps of the codes and decoded random codes, scored by a pixel classifier."""
+    rep = ctx.report
+    models = {"ae": ctx.train(label=f"autoencoder ({ctx.variant})")}
+    if "vae" in config_mod.variants():
+        models["vae"] = ctx.train("vae", label="vae")
+    clf_run = ctx.train_config(pixel_classifier_config(models["ae"].cfg), label="pixel CNN")
+    clf = clf_run.module
+    first = models["ae"]
+    x, y = ctx.tensors(first.cfg, "test")
+    names = ctx.datamodule(first.cfg).class_names
+    g = torch.Generator().manual_seed(ctx.opts.seed)
+    sub = torch.randperm(len(x), generator=g)[:TSNE_POINTS].sort().values
+    rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in models else
+             " (no `vae` variant in this checkout, so no VAE rows)") +
+             f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
+             f"({ctx.opts.epochs} epoch(s)): test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
+             f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
+             "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
+    rows, results = [], {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"),
+                                              "run_dir": str(clf_run.run_dir)}, "models": {}}
+    for key, run_ in models.items():
+        m = run_.module
+        xm, ym = ctx.tensors(run_.cfg, "test")  # the model's own preprocessing (the VAE may binarize)
+        z = m.encode_all(xm).float().cpu()
+        pts, method = map_2d(z[sub].numpy(), ctx.opts.seed)
+        rep.figure(f"map_{key}", scatter(pts, ym[sub].cpu().numpy(), f"{key}: test codes, {method}", names),
+                   f"{key} ({run_.cfg['variant']}, k = {z.shape[1]}): {len(sub)} test codes by label, {method}")
+        images, ranges = generate(m, xm, N_GENERATED, ctx.opts.seed)
+        scored = {}
+        for scheme, imgs in images.items():
+            conf, cls = clf.confidence(imgs)
+            good = conf >= THRESHOLD
+            scored[scheme] = {"count": int(good.sum()), "of": len(imgs), "mean_confidence": float(conf.mean()),
+                              "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist()}
+            rows.append([key, run_.cfg["variant"], z.shape[1], SCHEME_NAMES[scheme], f"{int(good.sum())} / {len(imgs)}",
+                         float(conf.mean()), REFERENCE.get((key, scheme))])
+            rep.image(f"generated_{key}_{scheme}", tile(imgs[:100], nrow=20),
+                      f"{key}: the first 100 of {len(imgs)} decoded {SCHEME_NAMES[scheme]} codes "
+                      f"({int(good[:100].sum())} of these 100 confident)")
+        results["models"][key] = {"variant": run_.cfg["variant"], "latent_dim": int(z.shape[1]), "map": method,
+                                  "code_ranges": ranges, "scores": scored}
+    rep.heading("Recognizable generated images")
+    rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence",
+               "reference (human count of 250)"], rows)
+    results.update({"threshold": THRESHOLD, "n_generated": N_GENERATED, "map_points": len(sub),
+                    "reference": {f"{a}/{b}": v for (a, b), v in REFERENCE.items()}})
+    rep.results.update(results)
+
+
+register("latent", "Latent space: maps and generation", order=7, dataset="mnist", variant="fc")(run)

@@ -1,0 +1,139 @@
+"""Latent-space probes: the kNN and linear probes themselves, the whole run, the command, bad inputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(data_dir, tmp_path_factory):
+    """A small fc autoencoder (latent 8) trained 1 epoch on the synthetic MNIST."""
+    from ae_lightning.config import load
+    from ae_lightning.fit import fit
+
+    out = tmp_path_factory.mktemp("probe_enc")
+    cfg = load("fc", None, {"data.data_dir": str(data_dir), "data.subset": 1000, "data.batch_size": 50,
+                            "data.download": False, "model.latent_dim": 8, "model.layers": [784, 64],
+                            "trainer.max_epochs": 1, "trainer.accelerator": "cpu",
+                            "trainer.output_dir": str(out), "trainer.images_every_n_epochs": 0})
+    return fit(cfg).run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_knn_matches_brute_force():
+    """Two classes and odd k, so no vote ties: exactly the brute-force majority of the 5 nearest."""
+    from ae_lightning.probes import knn_predict
+
+    g = torch.Generator().manual_seed(0)
+    mem, q = torch.randn(300, 6, generator=g), torch.randn(97, 6, generator=g)
+    labels = (mem[:, 0] + 0.8 * torch.randn(300, generator=g) > 0).long()
+    got = knn_predict(mem, labels, q, k=5, max_block=1000)  # blocks of 3 queries: the blocking is exercised
+    nearest = torch.cdist(q, mem).argsort(1)[:, :5]
+    want = (labels[nearest].sum(1) >= 3).long()
+    assert torch.equal(got, want)
+
+
+def test_knn_ties_go_to_the_nearer_class():
+    from ae_lightning.probes import knn_predict
+
+    mem = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    # k=4: two votes each for class 7 (the nearer pair) and class 2
+    assert knn_predict(mem, torch.tensor([2, 2, 7, 7]), torch.tensor([[2.6]]), k=4).item() == 7
+    assert knn_predict(mem, torch.tensor([2, 2, 7, 7]), torch.tensor([[0.4]]), k=4).item() == 2
+    assert knn_predict(mem, torch.tensor([1, 3, 3, 1]), torch.tensor([[1.4]]), k=1).item() == 3
+
+
+def test_linear_probe_separable_and_chance():
+    from ae_lightning.probes import linear_probe
+
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(20, 10, generator=g)
+    x = torch.randn(2000, 20, generator=g) * 3 + 5  # off-centre and scaled: the probe standardizes
+    y = ((x - 5) @ w).argmax(1)  # linearly separable labels
+    assert linear_probe(x[:1500], y[:1500], x[1500:], y[1500:], max_iter=40) >= 0.9
+    noise_y = torch.randint(0, 10, (2000,), generator=g)  # labels unrelated to the features
+    assert linear_probe(x[:1500], noise_y[:1500], x[1500:], noise_y[1500:], max_iter=40) < 0.2
+
+
+def test_pca_finds_the_spread_directions():
+    from ae_lightning.probes import pca
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4000, 5, generator=g) * torch.tensor([10.0, 0.1, 5.0, 0.1, 0.1]) + 3
+    mean, comps = pca(x, 2)
+    assert torch.allclose(mean, torch.full((5,), 3.0), atol=0.5)
+    assert comps.shape == (5, 2)
+    assert comps[0, 0].abs() > 0.99 and comps[2, 1].abs() > 0.99  # largest spread first
+
+
+def test_run_probes_on_separable_data(encoder_ckpt, data_dir):
+    from ae_lightning.probes import format_table, run_probes
+
+    res = run_probes(encoder_ckpt, data_dir=data_dir, device="cpu", train_limit=600, test_limit=200)
+    rows = {r["features"]: r for r in res["rows"]}
+    assert set(rows) == {"code", "pixels", "pca8"} and rows["pca8"]["dim"] == rows["code"]["dim"] == 8
+    assert rows["pixels"]["dim"] == 784 and res["k"] == 5
+    assert res["n_train"] == 600 and res["n_test"] == 200
+    for r in rows.values():
+        assert r["knn_acc"] >= 0.9 and r["linear_acc"] >= 0.9, r
+    table = format_table(res)
+    assert "knn@5" in table and f"{rows['code']['knn_acc']:.4f}" in table
+
+
+def test_command_writes_json(encoder_ckpt, data_dir, tmp_path, capsys):
+    from ae_lightning.probes import main
+
+    rc = main([str(encoder_ckpt), "--out", str(tmp_path / "p"), "--data-dir", str(data_dir),
+               "--no-baselines", "--k", "3", "--train-limit", "500", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    res = json.loads((tmp_path / "p" / "probes.json").read_text())
+    assert res["k"] == 3 and res["n_train"] == 500 and [r["features"] for r in res["rows"]] == ["code"]
+    assert "knn@3" in out and f"{res['rows'][0]['linear_acc']:.4f}" in out
+
+
+def test_default_out_is_the_run_folder(tmp_path):
+    from pathlib import Path
+
+    from ae_lightning.probes import default_out_dir
+
+    assert default_out_dir(tmp_path / "run" / "checkpoints" / "last.ckpt") == (tmp_path / "run").resolve()
+    assert default_out_dir(tmp_path / "x.ckpt") == tmp_path.resolve()
+    assert isinstance(default_out_dir(Path("a.ckpt")), Path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "truncated", "foreign", "classifier_config"])
+def test_bad_checkpoints(kind, encoder_ckpt, data_dir, tmp_path, capsys):
+    from ae_lightning.probes import main
+
+    path = tmp_path / "x.ckpt"
+    if kind == "garbage":
+        path.write_bytes(b"\x00\x01garbage" * 100)
+    elif kind == "truncated":
+        path.write_bytes(encoder_ckpt.read_bytes()[:3000])
+    elif kind == "foreign":
+        torch.save({"model": {"w": torch.zeros(2)}}, path)
+    elif kind == "classifier_config":  # a run of this project, but not an autoencoder
+        ckpt = torch.load(encoder_ckpt, map_location="cpu", weights_only=False)
+        ckpt["ae_lightning"]["config"] = dict(ckpt["ae_lightning"]["config"], module="classifier", variant="classifier")
+        torch.save(ckpt, path)
+    rc = main([str(path), "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    expected = {"missing": "checkpoint not found", "garbage": "cannot read checkpoint",
+                "truncated": "cannot read checkpoint", "foreign": "is not a checkpoint of an ae-lightning run",
+                "classifier_config": "not of an autoencoder"}[kind]
+    assert rc == 2 and err.startswith("error: ") and expected in err and "\n" not in err, err
+    assert not (tmp_path / "probes.json").exists()
+
+
+@pytest.mark.parametrize("flags, expected", [(["--k", "0"], "--k must be at least 1"),
+                                             (["--k", "5000"], "exceeds the 1080 training images"),
+                                             (["--train-limit", "0"], "--train-limit must be at least 1"),
+                                             (["--l2", "-1"], "--l2 must be >= 0")])
+def test_bad_flags(flags, expected, encoder_ckpt, data_dir, tmp_path, capsys):
+    from ae_lightning.probes import main
+
+    rc = main([str(encoder_ckpt), "--data-dir", str(data_dir), "--out", str(tmp_path), *flags])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and expected in err and "\n" not in err, err

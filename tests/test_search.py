@@ -1,0 +1,367 @@
+"""Hyperparameter search (search/): space validation, CLI errors, and real Ray Tune sweeps on CPU.
+
+The unmarked sweep runs real Ray Tune + Ax (Sobol, then a BoTorch step) end to end, so an Ax /
+BoTorch / Ray upgrade that breaks AxSearch fails the default test run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ae_lightning.config import ROOT, UserError, load
+
+# a space where the first trial (the `points:` entry, lr 1e6 with SGD on the linear variant)
+# diverges for certain, and the others train normally
+NAN_SPACE = """
+space:
+  model.lr:         {type: choice, values: [0.001, 0.003, 1.0e+6]}
+  model.latent_dim: {type: int, low: 2, high: 8}
+points:
+  - {model.lr: 1.0e+6, model.latent_dim: 4}
+"""
+
+
+def sweep_args(data_dir, storage, name, space, *extra) -> list[str]:
+    return ["--variant", "linear", "--space", str(space), "--data-dir", str(data_dir), "--subset", "1000",
+            "--storage", str(storage), "--name", name, "--max-concurrent", "1", "--quiet",
+            "--set", "data.download=false", "--set", "trainer.images_every_n_epochs=0",
+            "--set", "model.optimizer=sgd", "--set", "data.batch_size=100", *extra]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def base(data_dir):
+    return load("deep", None, {"data.data_dir": str(data_dir), "data.download": False})
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+# ---------------------------------------------------------------------------------------------
+# search space
+def test_default_space_loads_and_maps_to_tune(base):
+    from ray import tune
+
+    from search.space import load_space, nest
+    from search.tune import DEFAULT_SPACE
+
+    space = load_space(DEFAULT_SPACE, base)
+    assert list(space.params) == ["model.lr", "model.weight_decay", "data.batch_size", "model.latent_dim"]
+    t = space.to_tune()
+    # floats reach the searchers as a position in [0, 1] of their range, log-spaced for loguniform
+    assert isinstance(t["model"]["weight_decay"], tune.search.sample.Float)
+    assert (t["model"]["weight_decay"].lower, t["model"]["weight_decay"].upper) == (0.0, 1.0)
+    wd = space.params["model.weight_decay"]
+    assert [wd.from_unit(u) for u in (0, 0.5, 1)] == pytest.approx([1e-6, 2 ** 0.5 * 1e-6, 2e-6])
+    real = {"model.lr": 0.002, "model.weight_decay": 1.5e-6, "data.batch_size": 256, "model.latent_dim": 3}
+    assert space.decode(nest(space.encode(real))) == pytest.approx(real)
+    assert t["data"]["batch_size"].categories == [128, 256, 512, 1024]
+    # int ranges include their upper bound (Tune's randint excludes it)
+    assert (t["model"]["latent_dim"].lower, t["model"]["latent_dim"].upper) == (2, 6)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("space: {model.nope: {type: uniform, low: 0, high: 1}}", "unknown config key model.nope"),
+    ("space: {bogus.lr: {type: uniform, low: 0, high: 1}}", "keys are section.key"),
+    ("space: {model.lr: {type: loguniform, low: 1.0e-2, high: 1.0e-3}}", "must be below high"),
+    ("space: {model.lr: {type: loguniform, low: 0, high: 1.0e-3}}", "needs low > 0"),
+    ("space: {model.lr: {type: uniform, low: -1, high: 1}}", "model.lr: expected"),
+    ("space: {model.lr: {type: gaussian, low: 0, high: 1}}", "type must be one of"),
+    ("space: {model.lr: {type: uniform, low: 0.1}}", "needs both low and high"),
+    ("space: {model.lr: {type: uniform, low: 0.1, high: 1, step: 2}}", "unknown field(s) step"),
+    ("space: {model.latent_dim: {type: uniform, low: 2, high: 9.5}}", "use type int"),
+    ("space: {model.latent_dim: {type: int, low: 2.5, high: 9}}", "expected an integer"),
+    ("space: {data.batch_size: {type: choice, values: [64]}}", "at least two"),
+    ("space: {data.batch_size: {type: choice, values: [64, 64]}}", "repeat"),
+    ("space: {model.loss: {type: choice, values: [mse, huber]}}", "model.loss: expected one of"),
+    ("space: {trainer.max_epochs: {type: int, low: 1, high: 5}}", "set by the sweep itself"),
+    ("space: {model.lr: {type: uniform, low: 0.1, high: 1}}\nextra: 1", "unknown top-level key(s) extra"),
+    ("space: {}", "non-empty mapping"),
+    ("space: [1, 2", "not valid YAML"),
+    ("space: {model.lr: {type: uniform, low: 0.1, high: 1}}\npoints: [{model.lr: 5.0}]", "outside the space"),
+    ("space: {model.lr: {type: uniform, low: 0.1, high: 1}}\npoints: [{model.wd: 0.5}]", "missing model.lr"),
+])
+def test_space_errors_name_the_problem(tmp_path, base, text, message):
+    from search.space import load_space
+
+    with pytest.raises(UserError) as e:
+        load_space(write(tmp_path, text), base)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_space_values_pass_the_whole_config_check(tmp_path, data_dir):
+    """A value valid for its key alone, but not with the variant's other keys, fails up front:
+    BCE needs a sigmoid output, and `linear` has none."""
+    from search.space import load_space
+
+    linear = load("linear", None, {"data.data_dir": str(data_dir)})
+    with pytest.raises(UserError, match="model.loss='bce' gives an invalid config"):
+        load_space(write(tmp_path, "space: {model.loss: {type: choice, values: [mse, bce]}}"), linear)
+
+
+def test_apply_sets_dotted_keys_and_validates(base):
+    from search.space import apply, flatten, nest
+
+    flat = {"model.lr": 0.002, "data.batch_size": 512, "seed": 3}
+    assert flatten(nest(flat)) == flat
+    cfg = apply(base, flat)
+    assert (cfg["model"]["lr"], cfg["data"]["batch_size"], cfg["seed"]) == (0.002, 512, 3)
+    assert base["model"]["lr"] == 1e-3  # base untouched
+    with pytest.raises(UserError):
+        apply(base, {"model.lr": -1.0})
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-validation folds in the data module
+def test_data_folds_partition_the_train_val_pool(data_dir):
+    from ae_lightning.data import MNISTDataModule
+
+    kw = dict(data_dir=str(data_dir), download=False, subset=600)
+    plain = MNISTDataModule(**kw)
+    pool = torch_cat_images(plain, ("train", "val"))
+    vals = []
+    for fold in range(3):
+        dm = MNISTDataModule(**kw, folds=3, fold=fold)
+        tr, va = dm.split("train")[0], dm.split("val")[0]
+        assert len(tr) + len(va) == len(pool) and len(va) in (len(pool) // 3, len(pool) // 3 + 1)
+        assert not set(map(bytes_of, tr)) & set(map(bytes_of, va))
+        vals += list(map(bytes_of, va))
+    assert sorted(vals) == sorted(map(bytes_of, pool))  # every pool image validates exactly once
+    with pytest.raises(UserError, match="data.fold must lie in 0..folds-1"):
+        load("deep", None, {"data.folds": 3, "data.fold": 3})
+
+
+def torch_cat_images(dm, splits):
+    import torch
+
+    return torch.cat([dm.split(s)[0] for s in splits])
+
+
+def bytes_of(img) -> bytes:
+    return img.numpy().tobytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: bad input fails with one line, exit 2, before Ray starts
+@pytest.mark.parametrize("argv, message", [
+    (["--num-samples", "0"], "--num-samples: expected an integer >= 1"),
+    (["--num-samples", "ten"], "--num-samples: expected an integer"),
+    (["--algo", "hyperopt"], "--algo hyperopt: choose one of ax, random"),
+    (["--scheduler", "pbt"], "--scheduler pbt: choose one of asha, none"),
+    (["--space", "/nonexistent/space.yaml"], "search space file not found"),
+    (["--cv", "1"], "--cv 1"),
+    (["--cv", "3", "--scheduler", "asha"], "--cv with --scheduler asha"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial: expected a number >= 0"),
+    (["--gpus-per-trial", "1.5"], "a trial trains on one device"),
+    (["--variant", "nope"], "unknown variant"),
+    (["--resume", "--name", "never-ran"], "--resume: nothing to resume"),
+])
+def test_cli_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
+    import ray
+
+    from search.tune import main
+
+    args = ["--variant", "deep", "--storage", str(tmp_path / "s"), *argv]
+    if argv[0] == "--variant":
+        args = ["--storage", str(tmp_path / "s"), *argv]
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own checks
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and err.startswith("error: ") and "\n" not in err, err
+    assert not ray.is_initialized()
+
+
+def test_cli_gpus_without_gpu_fails_fast(tmp_path, capsys, monkeypatch, data_dir):
+    import ray
+    import torch
+
+    from search.tune import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    t0 = time.time()
+    code = main(["--variant", "deep", "--gpus-per-trial", "0.25", "--storage", str(tmp_path),
+                 "--data-dir", str(data_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "this machine has no CUDA GPU" in err and "\n" not in err
+    assert time.time() - t0 < 10 and not ray.is_initialized()
+
+
+def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys, data_dir):
+    from search.tune import main
+
+    (tmp_path / "s" / "old").mkdir(parents=True)
+    (tmp_path / "s" / "old" / "search.json").write_text("{}")
+    code = main(["--variant", "deep", "--storage", str(tmp_path / "s"), "--name", "old", "--data-dir", str(data_dir)])
+    assert code == 2 and "--resume --name old" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# real sweeps
+def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, data_dir, capsys):
+    """3 AxSearch trials: the first (lr 1e6) diverges and is reported failed with its reason, the
+    other two finish (Sobol, then a BoTorch proposal); the outputs exist; best.yaml retrains."""
+    import train
+    from search.tune import main
+
+    storage = tmp_path / "search"
+    code = main(sweep_args(data_dir, storage, "ax3", write(tmp_path, NAN_SPACE), "--num-samples", "3",
+                           "--max-epochs", "2", "--init-trials", "1", "--max-failures", "1"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    exp = storage / "ax3"
+    rows = read_rows(exp / "results.csv")
+    assert len(rows) == 3
+    by_status = {r["status"]: r for r in rows}
+    assert sorted(r["status"] for r in rows) == ["completed", "completed", "diverged"]
+    bad = by_status["diverged"]
+    assert float(bad["model.lr"]) == 1e6 and ("became nan" in bad["reason"] or "became inf" in bad["reason"])
+    assert {r["generator"] for r in rows} == {"Manual", "Sobol", "BoTorch"}  # the Bayesian step ran
+    done = [r for r in rows if r["status"] == "completed"]
+    assert all(int(r["epochs"]) == 2 and float(r["best_val_loss"]) > 0 and r["test_mse"] for r in done)
+
+    best = json.loads((exp / "best.json").read_text())
+    assert best["value"] == min(float(r["best_val_loss"]) for r in done)
+    assert Path(best["checkpoint"]).is_file() and best["checkpoint"].startswith(str(exp))
+    assert (exp / "search.png").stat().st_size > 1000
+    assert f"retrain: python train.py --config {exp / 'best.yaml'}" in out
+    # every trial logs TensorBoard under the experiment folder; finished ones carry HParams
+    for r in done:
+        events = list(Path(r["trial_dir"]).glob("events.out.tfevents.*"))
+        assert events and any(b"_hparams_/session_start_info" in e.read_bytes() for e in events)
+
+    best_yaml = yaml.safe_load((exp / "best.yaml").read_text())
+    assert best_yaml["model"]["lr"] == best["params"]["model.lr"]
+    assert best_yaml["model"]["latent_dim"] == best["params"]["model.latent_dim"]
+    assert best_yaml["trainer"]["max_epochs"] == 2 and best_yaml["data"]["folds"] == 1
+    assert train.main(["--config", str(exp / "best.yaml"), "--output-dir", str(tmp_path / "retrain")]) == 0
+    run = Path(capsys.readouterr().out.splitlines()[0])
+    retrained = yaml.safe_load((run / "config.yaml").read_text())
+    assert retrained["model"] == best_yaml["model"] and retrained["data"] == best_yaml["data"]
+    m = json.loads((run / "metrics.json").read_text())
+    # same config, seed and data: the retrained run reproduces the trial's validation loss
+    assert m["best_val_loss"] == pytest.approx(best["value"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
+    """kill -9 the driver mid-sweep; --resume finishes the sweep and does not redo finished trials."""
+    storage = tmp_path / "search"
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
+    cmd = [sys.executable, "-m", "search.tune", *sweep_args(data_dir, storage, "killed", space, "--algo", "random",
+                                                              "--num-samples", "4", "--max-epochs", "3")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exp = storage / "killed"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(exp.glob("trial_*/metrics.json")):
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.5)
+        finished = {p.parent.name: p.stat().st_mtime_ns for p in exp.glob("trial_*/metrics.json")}
+        assert finished, "no trial finished in time"
+        time.sleep(1.0)  # let Tune snapshot the experiment state with that trial terminated
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        try:  # Ray's own processes of the killed driver (they die with it; make sure)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not (exp / "results.csv").exists()
+    done = subprocess.run([sys.executable, "-m", "search.tune", "--storage", str(storage), "--name", "killed",
+                           "--resume", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_rows(exp / "results.csv")
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}, rows
+    assert all(int(r["epochs"]) == 3 for r in rows)
+    for name, mtime in finished.items():  # finished before the kill: kept, not trained again
+        assert (exp / name / "metrics.json").stat().st_mtime_ns == mtime
+    assert (exp / "best.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_cv_reports_the_mean_over_folds(tmp_path, data_dir, capsys):
+    from search.tune import main
+
+    storage = tmp_path / "search"
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
+    code = main(sweep_args(data_dir, storage, "cv", space, "--algo", "random", "--num-samples", "2",
+                           "--max-epochs", "2", "--cv", "3"))
+    assert code == 0
+    for r in read_rows(storage / "cv" / "results.csv"):
+        assert r["status"] == "completed" and int(r["epochs"]) == 6  # 3 folds x 2 epochs
+        folds = [json.loads((Path(r["trial_dir"]) / f"fold_{k}" / "metrics.json").read_text()) for k in range(3)]
+        assert [f["config"]["data"]["fold"] for f in folds] == [0, 1, 2]
+        mean = sum(f["best_val_loss"] for f in folds) / 3
+        assert float(r["best_val_loss"]) == pytest.approx(mean, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_failure_config_retries_a_crashed_trial_from_its_checkpoint(tmp_path, data_dir):
+    """kill -9 a trial's worker process after its first epochs: FailureConfig restarts the trial
+    from its last reported checkpoint, and it still ends with every epoch, each reported once."""
+    storage = tmp_path / "search"
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
+    cmd = [sys.executable, "-m", "search.tune", *sweep_args(data_dir, storage, "crash", space, "--algo", "random",
+                                                              "--num-samples", "1", "--max-epochs", "25")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    exp = storage / "crash"
+    try:
+        deadline, killed = time.time() + 240, None
+        while time.time() < deadline and killed is None:
+            for result in exp.glob("trial_*/result.json"):
+                lines = result.read_text().splitlines()
+                if lines and json.loads(lines[-1])["epoch"] >= 2:
+                    killed = json.loads(lines[-1])
+                    os.kill(killed["pid"], signal.SIGKILL)  # the trial's worker, not the driver
+            time.sleep(0.05)
+        assert killed is not None, "the trial never reported"
+        _, err = proc.communicate(timeout=300)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, err[-2000:]
+    (row,) = read_rows(exp / "results.csv")
+    assert row["status"] == "completed"
+    trial = Path(row["trial_dir"])
+    assert (trial / "restored" / "last.ckpt").is_file() and (trial / "error.txt").is_file()
+    epochs = [json.loads(line)["epoch"] for line in (trial / "result.json").read_text().splitlines()]
+    assert epochs[-1] == 25 and killed["epoch"] in epochs
+    assert epochs == sorted(set(epochs))  # resumed after the checkpoint, no epoch trained twice
+
+
+@pytest.mark.slow
+def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
+    from search.tune import main
+
+    storage = tmp_path / "search"
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}}")
+    code = main(sweep_args(data_dir, storage, "asha", space, "--algo", "random", "--num-samples", "6",
+                           "--max-epochs", "9", "--scheduler", "asha"))
+    assert code == 0
+    rows = read_rows(storage / "asha" / "results.csv")
+    assert {r["status"] for r in rows} <= {"completed", "stopped"} and len(rows) == 6
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    assert stopped and all(int(r["epochs"]) in (1, 3) for r in stopped)  # ASHA rungs 1, 3 (x3)
+    assert all(int(r["epochs"]) == 9 for r in rows if r["status"] == "completed")
