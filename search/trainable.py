@@ -42,8 +42,28 @@ class ReportToTune(L.Callback):
     ``on_validation_end``) is already over by then, and FiniteLossGuard, attached before this
     callback, has already raised for a NaN epoch, so a diverged epoch is never reported."""
 
-    def __init__(self, run_dir: Path, state: dict[str, Any]):
-        self.run_dir, self.state = Path(run_dir), state
+    def __init__(self, run_dir: Path, state: dict[str, Any], cfg: dict | None = None):
+        self.run_dir, self.state, self.cfg = Path(run_dir), state, cfg
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """Tune stops a trial (ASHA) by raising SystemExit inside ``tune.report``, so ``fit`` never
+        reaches its HParams session. Write the session here (hparams, no test metrics), without
+        an experiment summary: TensorBoard takes the metric columns from a finished trial's, and
+        the stopped trial shows in the HParams tab with those columns blank."""
+        if not isinstance(exception, SystemExit) or self.cfg is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        from ae_lightning.fit import _flat  # the same flattening fit's HParams use
+
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "_get_file_writer"):
+            return
+        _, start, end = hparams(_flat(self.cfg), {})
+        writer = experiment._get_file_writer()
+        writer.add_summary(start)
+        writer.add_summary(end)
+        writer.flush()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         from ray import tune
@@ -53,8 +73,12 @@ class ReportToTune(L.Callback):
         val = trainer.callback_metrics.get("val/loss")
         if val is None:
             return
-        val = float(val)
         st = self.state
+        if trainer.current_epoch + 1 <= st["epoch"]:
+            # resumed from a last.ckpt written at this epoch's end: Lightning replays the epoch-end
+            # hooks without training; the epoch was reported before the checkpoint was taken
+            return
+        val = float(val)
         fold = st["fold"]
         st["fold_best"][fold] = min(val, st["fold_best"][fold] if st["fold_best"][fold] is not None else math.inf)
         st["epoch"] = trainer.current_epoch + 1
@@ -132,7 +156,7 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
         fold_cfg = apply(cfg, {"data.folds": folds, "data.fold": fold}) if folds > 1 else cfg
         run_dir = trial_dir / f"fold_{fold}" if folds > 1 else trial_dir
         try:
-            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, callbacks=[ReportToTune(run_dir, state)],
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, callbacks=[ReportToTune(run_dir, state, fold_cfg)],
                 verbose=False)
         except DivergedError as e:
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)

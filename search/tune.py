@@ -200,6 +200,7 @@ def _start_ray(args, s: dict) -> None:
 
 def run(args) -> int:
     from search import report
+    from search.trainable import METRIC
 
     storage = Path(args.storage).resolve()
     if args.resume:
@@ -212,7 +213,8 @@ def run(args) -> int:
         s = report.load_settings(exp_dir)
         from ray.tune import Tuner
         if not Tuner.can_restore(str(exp_dir)):
-            raise UserError(f"--resume: {exp_dir} holds no Tune experiment state (it stopped before its first trial)")
+            raise UserError(f"--resume: {exp_dir} holds no Tune experiment state (it stopped before its "
+                            "first trial); delete the folder and start the sweep again")
     else:
         _check_flags(args)
         _check_local_resources(args.gpus_per_trial, args.cpus_per_trial, args)
@@ -228,11 +230,32 @@ def run(args) -> int:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0" if args.quiet else "1")
     _start_ray(args, s)
+    import ray
+    try:
+        _tune(args, s, exp_dir, storage)
+    finally:
+        ray.shutdown()
+
+    info = report.write_outputs(exp_dir)
+    print(f"results: {exp_dir / 'results.csv'}  figure: {exp_dir / 'search.png'}")
+    print(f"tensorboard --logdir {exp_dir}")
+    if info is None:
+        print("error: no trial produced a validation loss (see results.csv)", file=sys.stderr)
+        return 1
+    print(f"best {METRIC} {info['value']:.6g} (trial {info['trial']} of {info['trials']}, {info['statuses']}): "
+          + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
+    print(f"retrain: {info['retrain']}")
+    return 0
+
+
+def _tune(args, s: dict, exp_dir: Path, storage: Path) -> None:
+    """Build the Tuner (or restore it) and run it to the end."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from ae_lightning import files
     from search.searchers import build_scheduler, build_searcher, trial_dirname
+    from search import report
     from search.trainable import METRIC, train_trial
 
     space = report.settings_space(s)
@@ -265,19 +288,6 @@ def run(args) -> int:
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
     tuner.fit()
-    import ray
-    ray.shutdown()
-
-    info = report.write_outputs(exp_dir)
-    print(f"results: {exp_dir / 'results.csv'}  figure: {exp_dir / 'search.png'}")
-    print(f"tensorboard --logdir {exp_dir}")
-    if info is None:
-        print("error: no trial produced a validation loss (see results.csv)", file=sys.stderr)
-        return 1
-    print(f"best {METRIC} {info['value']:.6g} (trial {info['trial']} of {info['trials']}, {info['statuses']}): "
-          + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
-    print(f"retrain: {info['retrain']}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,13 +22,13 @@ def _run(capsys, script: str, *argv: str) -> float:
     lines = capsys.readouterr().out.strip().splitlines()
     key = lines[-1].split("=")[0]
     assert key in ("ratio", "speedup"), lines[-1]
-    assert math.isfinite(value) and value > 0 and float(lines[-1].split("=")[1]) == pytest.approx(value, abs=1e-3)
+    assert math.isfinite(value) and value > 0 and float(lines[-1].split("=")[1]) == pytest.approx(value, abs=6e-3)
     print(f"{script}: {lines[-1]}")  # shown with -rP; never compared with a target
     return value
 
 
 def test_bench_fit_smoke(capsys, data_dir):
-    _run(capsys, "bench_fit", "--data-dir", str(data_dir), "--before")
+    _run(capsys, "bench_fit", "--data-dir", str(data_dir))
 
 
 def test_bench_step_smoke(capsys, data_dir):
@@ -69,7 +69,8 @@ def test_train_logging_epoch_mean_and_step_values(cfg_for):
     from ae_lightning.fit import fit
 
     cb = _StepLosses()
-    cfg = cfg_for("vae", data__batch_size=96, trainer__log_every_n_steps=4)  # last batch smaller
+    cfg = cfg_for("vae", data__batch_size=96, trainer__log_every_n_steps=4,  # last batch smaller
+                  model__nll_samples=2)
     res = fit(cfg, callbacks=[cb])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -99,3 +100,17 @@ def test_compile_flag_trains_fc_and_checkpoints_keep_plain_keys(cfg_for):
     assert math.isfinite(res.metrics["test_mse"])
     ckpt = torch.load(res.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert not any("_orig_mod" in k for k in ckpt["state_dict"])
+
+
+def test_unit_scale_batches_equal_the_affine_map():
+    """The one-scale fast path of TensorBatches gives the very floats of ``clamp(u8 * a + b)``."""
+    from ae_lightning.data import TensorBatches
+
+    u8 = torch.arange(256, dtype=torch.uint8).repeat(4).view(-1, 1, 1).expand(-1, 28, 28).contiguous()
+    labels = torch.zeros(len(u8), dtype=torch.long)
+    for a, b, fast in ((torch.full((1, 28, 28), 1 / 255), torch.zeros(1, 28, 28), True),
+                       (torch.rand(1, 28, 28) / 100, torch.rand(1, 28, 28) / 2, False)):
+        tb = TensorBatches(u8, labels, a, b, batch_size=100)
+        assert (tb.scale is not None) == fast
+        x = torch.cat([x for x, _ in tb])
+        assert torch.equal(x, torch.addcmul(b, u8.unsqueeze(1).float(), a).clamp_(0, 1))

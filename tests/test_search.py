@@ -32,7 +32,7 @@ points:
 
 def sweep_args(data_dir, storage, name, space, *extra) -> list[str]:
     return ["--variant", "linear", "--space", str(space), "--data-dir", str(data_dir), "--subset", "1000",
-            "--storage", str(storage), "--name", name, "--max-concurrent", "1", "--quiet",
+            "--storage", str(storage), "--name", name, "--max-concurrent", "1", "--quiet", "--num-cpus", "2",
             "--set", "data.download=false", "--set", "trainer.images_every_n_epochs=0",
             "--set", "model.optimizer=sgd", "--set", "data.batch_size=100", *extra]
 
@@ -73,6 +73,15 @@ def test_default_space_loads_and_maps_to_tune(base):
     assert t["data"]["batch_size"].categories == [128, 256, 512, 1024]
     # int ranges include their upper bound (Tune's randint excludes it)
     assert (t["model"]["latent_dim"].lower, t["model"]["latent_dim"].upper) == (2, 6)
+
+
+@pytest.mark.parametrize("space_file, variant", [("default.yaml", "deep"), ("default.yaml", "vae"),
+                                                  ("vae.yaml", "vae")])
+def test_shipped_space_files_are_valid(data_dir, space_file, variant):
+    from search.space import load_space
+
+    space = load_space(ROOT / "configs" / "search" / space_file, load(variant, None, {"data.data_dir": str(data_dir)}))
+    assert space.params and all(p.contains(p.samples()[0]) for p in space.params.values())
 
 
 @pytest.mark.parametrize("text, message", [
@@ -365,3 +374,7 @@ def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
     stopped = [r for r in rows if r["status"] == "stopped"]
     assert stopped and all(int(r["epochs"]) in (1, 3) for r in stopped)  # ASHA rungs 1, 3 (x3)
     assert all(int(r["epochs"]) == 9 for r in rows if r["status"] == "completed")
+    for r in rows:  # every trial is in the HParams tab, stopped ones too (with no test metrics)
+        events = b"".join(e.read_bytes() for e in Path(r["trial_dir"]).glob("events.out.tfevents.*"))
+        assert b"_hparams_/session_start_info" in events
+        assert (b"hp/test_loss" in events) == (r["status"] == "completed")

@@ -98,9 +98,10 @@ def run_all(argv: list[str], opts, studies) -> int:
             + (f", on {opts.subset} training images" if opts.subset else "") + "), so our errors are "
             "higher and slow optimizers are hit hardest; (2) the preprocessing (here pixels / 255 in [0, 1], "
             "no standardization, float32 PyTorch rather than Keras); (3) the split (here the official test "
-            "file for every test figure, and a 5,000-image validation hold-out from the training file that "
-            "picks the best epoch's checkpoint; the studies trained on all 60,000 and validated on the test "
-            "file). Compare orders and magnitudes, not digits.", "",
+            "file for every test figure, and a validation hold-out from the training file ("
+            + (f"{max(1, opts.subset // 10)} images" if opts.subset else "5,000 images") + ") that picks the "
+            "best epoch's checkpoint; the studies trained on all 60,000 and validated on the test file). "
+            "Compare orders and magnitudes, not digits.", "",
             "## Contents", ""]
     for study, wall, status in summary:
         took = f"{wall:.0f} s" if wall is not None else status
