@@ -46,14 +46,14 @@ def main(argv: list[str] | None = None) -> float:
     print(f"# {common.machine()}")
     print(f"# fc, {n} training + {len(data[1])} validation images, batch {args.batch_size}, "
           f"{args.epochs} epochs x {args.repeats} alternating runs per side, medians (first epoch of each run dropped)")
-    print(f"# ratio on the {args.clock} clock; {args.threads or 'default'} torch threads")
+    print(f"# ratio and samples/s on the {args.clock} clock; {args.threads or 'default'} torch threads")
     print(f"{'path':<8} {'epoch_s':>9} {'train_s':>9} {'epoch_cpu_s':>12} {'train_cpu_s':>12} {'samples/s':>10}")
     med = {}
     for side in got:
         m = {k: common.median(v) for k, v in got[side].items()}
         med[side] = m["epoch" if args.clock == "wall" else "epoch_cpu"]
         print(f"{side:<8} {m['epoch']:9.3f} {m['train']:9.3f} {m['epoch_cpu']:12.3f} {m['train_cpu']:12.3f} "
-              f"{n / m['train']:10.0f}")
+              f"{n / m['train' if args.clock == 'wall' else 'train_cpu']:10.0f}")
     if "before" in med:
         print(f"before/plain={med['before'] / med['plain']:.3f}")
     ratio = med["project"] / med["plain"]

@@ -113,12 +113,13 @@ def main(argv: list[str] | None = None) -> float:
         for r in range(args.repeats):
             for o in (opts if r % 2 == 0 else opts[::-1]):
                 torch.manual_seed(r)
+                clock = time.perf_counter if args.clock == "wall" else time.process_time
                 common.sync(device)
-                t0 = time.perf_counter()
+                t0 = clock()
                 for x in batches:
                     steps[o](x)
                 common.sync(device)
-                rates[o].append(args.steps * args.batch_size / (time.perf_counter() - t0))
+                rates[o].append(args.steps * args.batch_size / (clock() - t0))
         base = common.median(rates["fp32"])
         ref = losses["fp32"]
         for o in opts:
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> float:
             first_speedup = max(common.median(rates[o]) for o in opts) / base
     print(f"# {common.machine()}")
     print(f"# plain-loop training steps, batch {args.batch_size}, {args.steps} steps x {args.repeats} rounds, "
-          f"compile backend {args.compile_backend}, median samples/s; loss_diff: max relative difference "
+          f"compile backend {args.compile_backend}, median samples/s on the {args.clock} clock, "
+          f"{args.threads or 'default'} torch threads; loss_diff: max relative difference "
           f"of the loss curve from fp32 over {args.steps} steps from the same weights")
     print(f"{'variant':<8} {'option':<20} {'samples/s':>10} {'speedup':>8} {'loss_diff':>10}")
     for variant, o, rate, sp, diff in rows:

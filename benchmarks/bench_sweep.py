@@ -81,10 +81,11 @@ def main(argv: list[str] | None = None) -> float:
     unit = "trials per GPU" if gpu else f"trials at once ({args.cpus_per_trial:g} CPU each)"
     print(f"# {args.variant}: random search, {args.trials} trials x {args.epochs} epochs on {args.subset} images; "
           f"{args.repeats} alternating repeats, median wall (Ray start included)")
-    print(f"{unit:<34} {'wall_s':>8} {'trials/hour':>12} {'speedup':>8}")
+    print(f"{unit:<34} {'wall_s':>8} {'trials/hour':>12} {'speedup':>8}  every run's wall_s")
     rate = {k: args.trials / common.median(v) * 3600 for k, v in walls.items()}
     for k in levels:
-        print(f"{k:<34d} {common.median(walls[k]):8.1f} {rate[k]:12.0f} {rate[k] / rate[levels[0]]:8.2f}")
+        print(f"{k:<34d} {common.median(walls[k]):8.1f} {rate[k]:12.0f} {rate[k] / rate[levels[0]]:8.2f}  "
+              + " ".join(f"{w:.1f}" for w in walls[k]))
     speedup = max(rate.values()) / rate[levels[0]]
     print(f"speedup={speedup:.2f}")
     return speedup

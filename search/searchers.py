@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.ax import AxSearch
 
 from search.space import Space
@@ -84,13 +85,27 @@ def build_searcher(algo: str, space: Space, seed: int, init_trials: int | None =
                                  max_concurrent=max_concurrent or 0)
 
 
+class FinishingASHA(ASHAScheduler):
+    """ASHA that never stops a trial at its last epoch.
+
+    Plain ASHA answers STOP to the result at ``max_t`` (and to a rung placed there), which ends
+    the trial inside ``tune.report``: ``fit`` would never test the best epoch, write metrics.json
+    or its HParams session. Here the last epoch's result is recorded and the trial ends by
+    itself, a moment later, through the rest of ``fit``."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        from ray.tune.schedulers import TrialScheduler
+
+        if result.get(self._time_attr, 0) >= self._max_t:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 def build_scheduler(name: str, max_epochs: int, grace_period: int):
     if name == "none":
         return None
-    from ray.tune.schedulers import ASHAScheduler
-
-    # time = epochs reported; rungs at grace_period * 3^k epochs
-    return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
+    # time = epochs reported; rungs at grace_period * 3^k epochs below max_epochs
+    return FinishingASHA(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
                          reduction_factor=3)
 
 

@@ -58,6 +58,19 @@ def test_bad_options_give_one_clear_line(argv, message, data_dir, tmp_path, caps
     assert not (tmp_path / "out" / "runs").exists()  # refused before anything trained
 
 
+def test_resume_refuses_a_study_run_with_other_options(data_dir, tmp_path, capsys):
+    from ae_lightning import files
+
+    out = tmp_path / "all"
+    files.write_json(out / "compression" / "report_blocks.json", {"title": "Compression", "blocks": []})
+    files.write_json(out / "compression" / "results.json", {"settings": {"epochs": 3, "subset": 200, "seed": 0,
+                                                                          "test_subset": None}})
+    code, res = _run(["all", "--resume", "--epochs", 1, "--subset", 200, "--data-dir", data_dir, "--out", out], capsys)
+    assert code == 2 and "error: --resume: compression was run with epochs 3, this call asks for 1" in res.err
+    code, res = _run(["weights", "--resume", "--data-dir", data_dir, "--out", out], capsys)
+    assert code == 2 and "--resume applies to all" in res.err
+
+
 # -- inversion ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", ["fc", "linear"])
 def test_inversion_recovers_codes_of_a_random_decoder(variant, cfg_for):
@@ -193,3 +206,16 @@ def test_all_smoke_writes_every_study_and_a_table_of_contents(data_dir, tmp_path
     assert sum(v["of"] for v in s["latent"]["models"]["ae"]["scores"].values()) == 500
     assert set(s["denoising"]["by_factor"]) == {"0.2", "0.3", "0.6"}
     assert s["classifier"]["by_variant"]["fc"]["test_acc"] > 0.1
+
+    # --resume reads back every finished study and runs only the missing one
+    import shutil
+    shutil.rmtree(out / "weights")
+    code, res = _run(["all", "--resume", "--latents", "4", "--epochs", 1, "--subset", 300, "--test-subset", 150,
+                      "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
+    assert code == 0, res.err
+    assert "== compression: read back" in res.err and "== weights\n" in res.err
+    again = (out / "report.md").read_text()
+    assert "read back from an earlier call" in again and "--resume" not in again.split("\n")[2]
+    assert again.split("## Compression")[1].split("## Optimizers")[0] == \
+        combined.split("## Compression")[1].split("## Optimizers")[0]
+    _assert_study_outputs(out / "weights")

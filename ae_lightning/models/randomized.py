@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_lightning.config import NonNegInt, UserError
+from ae_lightning.config import NonNegInt, PosFloat, UserError
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.layers import activation
@@ -35,12 +35,18 @@ from ae_lightning.models.layers import activation
 
 @register("randomized")
 class RandomizedAutoencoder(AutoencoderModule):
-    def __init__(self, layers: list[int] = [784, 500, 200, 100], finetune_epochs: NonNegInt = 0, **kwargs):
+    def __init__(self, layers: list[int] = [784, 500, 200, 100], finetune_epochs: NonNegInt = 0,
+                 random_gain: PosFloat = 4.0, **kwargs):
         super().__init__(**kwargs)
         hp = self.hparams
         sizes = [*layers, hp.latent_dim]
         pairs = list(zip(sizes[:-1], sizes[1:]))
         self.random_encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        for lin in self.random_encoders:
+            # N(0, gain^2 / n_in), bias 0: PyTorch's default init (std ~ 0.6 / sqrt(n_in)) leaves every
+            # sigmoid feature near 0.5 for all images, and the decoder learns next to nothing from them
+            nn.init.normal_(lin.weight, 0.0, random_gain / lin.in_features ** 0.5)
+            nn.init.zeros_(lin.bias)
         self.random_encoders.requires_grad_(False)  # frozen: saved in checkpoints, never optimized
         self.encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)  # layer i: n_i -> n_{i+1}
         self.decoders = nn.ModuleList(nn.Linear(b, a) for a, b in pairs)  # layer i: n_{i+1} -> n_i

@@ -25,6 +25,8 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="?", help="one of: " + ", ".join(names) + ", or all")
     p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--resume", action="store_true",
+                   help="all: read back the studies already finished under --out (same options); run the rest")
     p.add_argument("--variant", help="the variant a study trains (studies with a fixed set of models refuse it)")
     p.add_argument("--dataset", help="mnist or fashion_mnist (default: the original study's)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per training run (default 5)")
@@ -59,18 +61,38 @@ def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str]) -> tuple[o
     return ctx, wall
 
 
-def run_all(argv: list[str], opts, studies) -> int:
+def check_resumable(name: str, settings: dict, opts) -> None:
+    """A study read back by ``--resume`` must have run with this call's options."""
+    for key in ("epochs", "subset", "test_subset", "seed"):
+        if settings.get(key) != getattr(opts, key):
+            raise UserError(f"--resume: {name} was run with {key} {settings.get(key)!r}, this call asks for "
+                            f"{getattr(opts, key)!r} (use the same options, or another --out)")
+    if opts.dataset is not None and settings.get("dataset") != opts.dataset:
+        raise UserError(f"--resume: {name} was run on {settings.get('dataset')}, this call asks for {opts.dataset}")
+
+
+def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
     from ae_lightning import files
     from ae_lightning.studies.common import command_line
-    from ae_lightning.studies.report import slug
+    from ae_lightning.studies.report import load_report, slug
 
     out = Path(opts.out)
     cache: dict = {}
     sections, results, summary, failed = [], {}, [], []
     t0 = time.time()
+    reused = []
     for study in studies:
         sub = type(opts)(**{**opts.__dict__, "variant": opts.variant if study.variant is not None else None,
                             "runs_dir": opts.runs_dir or str(out / "runs")})
+        done = load_report(out / study.name) if resume else None
+        if done is not None:
+            check_resumable(study.name, done.results.get("settings", {}), sub)
+            print(f"== {study.name}: read back from {out / study.name}", file=sys.stderr)
+            sections.append(done.render(level=2, image_prefix=f"{study.name}/"))
+            results[study.name] = done.results
+            summary.append((study, done.results.get("wall_time_s"), "ok"))
+            reused.append(study.name)
+            continue
         print(f"== {study.name}", file=sys.stderr)
         try:
             ctx, wall = run_one(study, sub, out / study.name, cache, [])
@@ -87,9 +109,14 @@ def run_all(argv: list[str], opts, studies) -> int:
         sections.append(ctx.report.render(level=2, image_prefix=f"{study.name}/"))
         results[study.name] = ctx.report.results
         summary.append((study, wall, "ok"))
-    total = time.time() - t0
+    total = time.time() - t0 + sum(w or 0 for s, w, _ in summary if s.name in reused)
+    shown = [a for a in argv if a != "--resume"]  # a resumed run equals an unbroken one (seeded, deterministic)
     head = ["# Autoencoder studies", "",
-            f"Command: `{command_line(argv)}`", "",
+            f"Command: `{command_line(shown)}`", ""]
+    if reused:
+        head += [f"(Run in more than one call with `--resume`: {', '.join(reused)} read back from an earlier call "
+                 "with the same options.)", ""]
+    head += [
             f"Every study trained {opts.epochs} epoch(s) per run; total wall time {total / 60:.1f} min. "
             "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
             "**Reading the references.** The reference figures come from the original studies and are set "
@@ -107,7 +134,8 @@ def run_all(argv: list[str], opts, studies) -> int:
         took = f"{wall:.0f} s" if wall is not None else status
         head.append(f"- [{study.title}](#{slug(study.title)}) — {study.summary} ({took})")
     files.write_text(out / "report.md", "\n".join(head) + "\n\n" + "\n".join(sections))
-    files.write_json(out / "results.json", {"command": command_line(argv), "wall_time_s": round(total, 1),
+    files.write_json(out / "results.json", {"command": command_line(shown), "resumed_from_earlier_call": reused,
+                                            "wall_time_s": round(total, 1),
                                             "studies": results})
     print(out / "report.md")
     if failed:
@@ -148,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                        latents=parse_latents(args.latents))
         opts.check()
         if args.study == "all":
-            return run_all(argv, opts, studies())
+            return run_all(argv, opts, studies(), resume=args.resume)
+        if args.resume:
+            raise UserError("--resume applies to all (a single study always runs afresh)")
         study = get(args.study)
         run_one(study, opts, Path(args.out), {}, argv)
     except UserError as e:

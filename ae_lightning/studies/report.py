@@ -8,6 +8,7 @@ down, with image links relative to the combined report.
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -22,6 +23,8 @@ import torch  # noqa: E402
 
 from ae_lightning import files  # noqa: E402
 from ae_lightning.viz import save_png  # noqa: E402
+
+BLOCKS_FILE = "report_blocks.json"
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -112,14 +115,30 @@ class Report:
         return "\n\n".join(out) + "\n"
 
     def write(self) -> Path:
-        """``report.md`` and ``results.json`` in the study's folder; closes TensorBoard."""
+        """``report.md``, ``results.json`` and the blocks (to re-render it, ``all --resume``) in the
+        study's folder; closes TensorBoard."""
         files.write_json(self.dir / "results.json", self.results)
+        files.write_json(self.dir / BLOCKS_FILE, {"title": self.title, "blocks": self.blocks})
         if self._writer is not None:
             self._writer.add_text("report", self.render(), global_step=0)
             self._writer.flush()
             self._writer.close()
             self._writer = None
         return files.write_text(self.dir / "report.md", self.render())
+
+
+def load_report(out_dir: Path) -> Report | None:
+    """A study's finished report read back from its folder (no TensorBoard); None if incomplete."""
+    out_dir = Path(out_dir)
+    try:
+        data = json.loads((out_dir / BLOCKS_FILE).read_text())
+        results = json.loads((out_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rep = Report(out_dir, data["title"], tensorboard=False)
+    rep.blocks = [(kind, tuple(payload) if kind == "img" else payload) for kind, payload in data["blocks"]]
+    rep.results = results
+    return rep
 
 
 def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
