@@ -169,8 +169,8 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.drop_last, self.bernoulli = batch_size, shuffle, drop_last, bernoulli
         self.seed, self.epoch_fn, self.rank, self.world = seed, epoch_fn or (lambda: 0), rank, world
         # One scale for every pixel and no offset (unit normalization, binarized splits): ``u8 * s``
-        # gives the same floats as the broadcast addcmul in two passes instead of four (the CPU
-        # profile in docs/benchmarks.md: 2-4x cheaper batches at batch 1024), and needs no clamp.
+        # gives the same floats as the broadcast addcmul in two passes instead of three and needs no
+        # clamp (benchmarks/bench_batch.py: a batch of 1024 costs ~1.5 ms of CPU instead of ~1.75 ms).
         flat_a = a.flatten()
         self.scale = (float(flat_a[0]) if len(flat_a) and bool((a == flat_a[0]).all()) and not bool(b.any())
                       and float(flat_a[0] * 255) <= 1 else None)  # in float32, as the batches are

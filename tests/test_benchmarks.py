@@ -40,6 +40,10 @@ def test_bench_input_smoke(capsys, data_dir):
     _run(capsys, "bench_input", "--data-dir", str(data_dir), "--workers", "1")
 
 
+def test_bench_batch_smoke(capsys):
+    _run(capsys, "bench_batch")
+
+
 def test_bench_options_smoke(capsys, data_dir):
     _run(capsys, "bench_options", "--data-dir", str(data_dir), "--variants", "fc",
          "--options", "fp32", "bf16", "compile")
