@@ -126,7 +126,8 @@ def _quiet_lightning(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (r".*smaller than the logging interval.*", r".*does not have many workers.*",
                     r".*Checkpoint directory .* exists and is not empty.*", r".*LeafSpec.*",
-                    r".*The `srun` command is available.*", r".*which may be a bottleneck.*"):
+                    r".*The `srun` command is available.*", r".*which may be a bottleneck.*",
+                    r".*module\(s\) in eval mode at the start of training.*"):  # frozen encoders
         warnings.filterwarnings("ignore", message=pattern)
 
 

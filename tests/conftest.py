@@ -74,3 +74,18 @@ def cfg_for(data_dir, tmp_path):
         return load(variant, None, base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def encoder_ckpt(data_dir, tmp_path_factory) -> Path:
+    """A small fc autoencoder (latent 8) trained 1 epoch on the synthetic MNIST: its last.ckpt.
+    Shared by the classifier and probe tests (a test that moves it must put it back)."""
+    from ae_lightning.config import load
+    from ae_lightning.fit import fit
+
+    out = tmp_path_factory.mktemp("enc")
+    cfg = load("fc", None, {"data.data_dir": str(data_dir), "data.subset": 1000, "data.batch_size": 50,
+                            "data.download": False, "model.latent_dim": 8, "model.layers": [784, 64],
+                            "trainer.max_epochs": 1, "trainer.accelerator": "cpu",
+                            "trainer.output_dir": str(out), "trainer.images_every_n_epochs": 0})
+    return fit(cfg).run_dir / "checkpoints" / "last.ckpt"

@@ -9,20 +9,6 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def encoder_ckpt(data_dir, tmp_path_factory):
-    """A small fc autoencoder (latent 8) trained 1 epoch on the synthetic MNIST."""
-    from ae_lightning.config import load
-    from ae_lightning.fit import fit
-
-    out = tmp_path_factory.mktemp("enc")
-    cfg = load("fc", None, {"data.data_dir": str(data_dir), "data.subset": 1000, "data.batch_size": 50,
-                            "data.download": False, "model.latent_dim": 8, "model.layers": [784, 64],
-                            "trainer.max_epochs": 1, "trainer.accelerator": "cpu",
-                            "trainer.output_dir": str(out), "trainer.images_every_n_epochs": 0})
-    return fit(cfg).run_dir / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
 def trained(encoder_ckpt, data_dir, tmp_path_factory):
     """A frozen-encoder classifier trained 6 epochs on cached codes, with encode() calls counted."""
     import lightning as L
