@@ -217,8 +217,9 @@ def _log_embedding(logger: TensorBoardLogger, module: L.LightningModule, dm: MNI
 
 
 def summary_line(cfg: dict, metrics: dict) -> str:
-    shown = [f"{k}={v:.4g}" for k, v in metrics.items()
-             if k.startswith("test_") and isinstance(v, float)][:6]
+    """One line: the headline test figures (accuracy / likelihood first), epochs and wall time."""
+    first = ("test_acc", "test_nll", "test_loss", "test_mse", "test_nrmse", "test_rel_error")
+    shown = [f"{k}={metrics[k]:.4g}" for k in first if isinstance(metrics.get(k), float)]
     latent = cfg["model"].get("latent_dim")
     return (f"{cfg['variant']} on {cfg['data']['dataset']}" + (f" (latent {latent})" if latent else "") +
             f": {' '.join(shown)} | {metrics['epochs']} epochs, {metrics['wall_time_s']:.1f} s")

@@ -18,10 +18,9 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch import nn
 
 from ae_lightning.config import Fraction, NonNegFloat, PosFloat, PosInt, UserError
-from ae_lightning.metrics import LOSSES, ReconMetrics, reconstruction_loss
+from ae_lightning.metrics import ReconMetrics, reconstruction_loss
 from ae_lightning.models.layers import Activation
 
 Optimizer = Literal["adam", "adamw", "sgd", "adagrad", "adadelta", "rmsprop"]

@@ -32,7 +32,7 @@ from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.blocks import ConvLayout, conv_autoencoder, mlp_autoencoder
 from ae_lightning.models.conv import check_conv
-from ae_lightning.models.layers import Activation
+from ae_lightning.models.layers import Activation, check_layers
 
 Noise = Literal["gaussian", "masking", "occlusion", "salt_pepper"]
 ARCH_LAYERS = {"fc": [784, 392, 196], "deep": [784, 128]}
@@ -97,11 +97,10 @@ class DenoisingAutoencoder(AutoencoderModule):
                             f"expected a number <= 1, got {factor}")
         if model.get("patch_size", 10) > 28:
             raise UserError(f"model.patch_size must fit a 28x28 image, got {model['patch_size']}")
-        layers = model.get("layers")
         if model.get("architecture", "fc") == "conv":
             check_conv(model)
-        elif layers is not None and (not layers or layers[0] != 784 or any(n <= 0 for n in layers)):
-            raise UserError(f"model.layers must start at 784 (the 28x28 input) and hold positive sizes, got {layers}")
+        else:
+            check_layers(model.get("layers"))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x if self.hparams.architecture == "conv" else x.flatten(1))

@@ -5,6 +5,8 @@ from typing import Literal
 
 from torch import nn
 
+from ae_lightning.config import UserError
+
 Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "gelu", "none"]
 
 
@@ -33,3 +35,9 @@ def mlp(sizes: list[int], act: str, last_act: str, slope: float = 0.01) -> nn.Se
         if name != "none":
             layers.append(activation(name, slope))
     return nn.Sequential(*layers)
+
+
+def check_layers(layers: list[int] | None) -> None:
+    """A fully connected layer list starts at the 784 input pixels and holds positive sizes."""
+    if layers is not None and (not layers or layers[0] != 784 or any(n <= 0 for n in layers)):
+        raise UserError(f"model.layers must start at 784 (the 28x28 input) and hold positive sizes, got {layers}")

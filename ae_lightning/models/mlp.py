@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 
-from ae_lightning.config import UserError
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.models.layers import Activation, mlp
+from ae_lightning.models.layers import Activation, check_layers, mlp
 
 
 @register("mlp")
@@ -33,9 +32,7 @@ class MLPAutoencoder(AutoencoderModule):
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
         super().check_config(model)
-        layers = model.get("layers", [784])
-        if not layers or layers[0] != 784 or any(n <= 0 for n in layers):
-            raise UserError(f"model.layers must start at 784 (the 28x28 input) and hold positive sizes, got {layers}")
+        check_layers(model.get("layers"))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))  # (B,784) -> (B,k)

@@ -30,7 +30,7 @@ from torch import nn
 from ae_lightning.config import NonNegInt, PosFloat, UserError
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.models.layers import activation
+from ae_lightning.models.layers import activation, check_layers
 
 
 @register("randomized")
@@ -57,9 +57,7 @@ class RandomizedAutoencoder(AutoencoderModule):
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
         super().check_config(model)
-        layers = model.get("layers", [784])
-        if not layers or layers[0] != 784 or any(n <= 0 for n in layers):
-            raise UserError(f"model.layers must start at 784 (the 28x28 input) and hold positive sizes, got {layers}")
+        check_layers(model.get("layers"))
 
     # -- the deep autoencoder --------------------------------------------------------------------
     def encode_to(self, x: torch.Tensor, depth: int) -> torch.Tensor:
