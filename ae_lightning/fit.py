@@ -167,7 +167,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
                            monitor="val/loss", mode="min", save_top_k=1, save_last=True,
-                           auto_insert_metric_name=False)
+                           auto_insert_metric_name=False, enable_version_counter=False)  # resume overwrites last.ckpt
     cbs: list[L.Callback] = [best, RunConfigInCheckpoint(cfg), FiniteLossGuard(),
                              ReconstructionImages(tc.images_every_n_epochs), *callbacks]
     if tc.images_every_n_epochs:  # decoded random codes at the end of the test (ae_lightning.generate)

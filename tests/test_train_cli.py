@@ -122,6 +122,9 @@ def test_resume_after_kill_9_matches_an_unbroken_run(data_dir, tmp_path):
     unbroken = json.loads((tmp_path / "unbroken/mnist/fc/version_0/metrics.json").read_text())
     resumed = json.loads((out / "mnist/fc/version_0/metrics.json").read_text())
     assert resumed["epochs"] == 4
+    names = sorted(p.name for p in last.parent.iterdir())  # last.ckpt overwritten, never last-v1.ckpt
+    assert "last.ckpt" in names and len(names) == 2 and not any("-v" in n for n in names), names
+    assert __import__("torch").load(last, weights_only=False)["epoch"] == 3
     for k in ("test_mse", "test_nrmse", "best_val_loss"):
         assert resumed[k] == unbroken[k], k
     assert train.main([*args, "--output-dir", str(out), "--resume"]) == 2  # finished: nothing to resume
