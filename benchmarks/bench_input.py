@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> float:
     ds = PerSampleMNIST(x, y)
     pin = device.type == "cuda"
     loaders = {"loader-0": DataLoader(ds, batch_size=args.batch_size, shuffle=True, pin_memory=pin)}
-    for w in args.workers:
+    for w in (w for w in args.workers if w > 0):  # loader-0 is always there
         loaders[f"loader-{w}"] = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=w,
                                             persistent_workers=True, pin_memory=pin)
     sides = {"device": lambda: epoch_device(dm, device)}

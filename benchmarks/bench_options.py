@@ -53,6 +53,8 @@ def make_step(cfg: dict, device: torch.device, option: str, backend: str) -> Cal
         if "channels_last" in option:
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        if option == "cudagraphs":  # a new graph step: the previous replay's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with ctx:
             loss, _ = loss_fn(x, "train")
         opt.zero_grad(set_to_none=True)
@@ -63,7 +65,7 @@ def make_step(cfg: dict, device: torch.device, option: str, backend: str) -> Cal
         else:
             loss.backward()
             opt.step()
-        return loss.detach().float()
+        return loss.detach().float().clone()  # cudagraphs reuse their output buffers
 
     return step
 

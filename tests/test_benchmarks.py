@@ -37,7 +37,8 @@ def test_bench_step_smoke(capsys, data_dir):
 
 
 def test_bench_input_smoke(capsys, data_dir):
-    _run(capsys, "bench_input", "--data-dir", str(data_dir), "--workers", "1")
+    # "0" is the always-present loader-0 (it once became a second, persistent 0-worker loader and failed)
+    _run(capsys, "bench_input", "--data-dir", str(data_dir), "--workers", "0", "1")
 
 
 def test_bench_batch_smoke(capsys):
