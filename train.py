@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ae_lightning.config import UserError, cli, load, parse_value, variants
+
 # flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
 FLAGS = {
     "dataset": "data.dataset", "latent_dim": "model.latent_dim", "max_epochs": "trainer.max_epochs",
@@ -41,40 +43,35 @@ def parser(variants: list[str]) -> argparse.ArgumentParser:
     return p
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
-    from ae_lightning.config import UserError, load, parse_value, variants
-
     args = parser(variants()).parse_args(argv)
+    overrides = {}
+    for name, key in FLAGS.items():
+        value = getattr(args, name)
+        if value is not None:
+            overrides[key] = value if name in ("data_dir", "output_dir") else parse_value(value)
+    for item in args.set:
+        if "=" not in item:
+            raise UserError(f"--set {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = parse_value(v)
+    cfg = load(args.variant, args.config, overrides)
+
+    from ae_lightning.callbacks import DivergedError
+    from ae_lightning.fit import fit, latest_run_dir, summary_line
+
+    run_dir = ckpt = None
+    if args.resume:  # the run's own config, then the flags given now (e.g. more epochs)
+        run_dir = latest_run_dir(cfg)
+        cfg = load(args.variant, run_dir / "config.yaml", overrides)
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        print(f"resuming {run_dir}", file=sys.stderr)
     try:
-        overrides = {}
-        for name, key in FLAGS.items():
-            value = getattr(args, name)
-            if value is not None:
-                overrides[key] = value if name in ("data_dir", "output_dir") else parse_value(value)
-        for item in args.set:
-            if "=" not in item:
-                raise UserError(f"--set {item}: expected KEY=VALUE")
-            k, v = item.split("=", 1)
-            overrides[k.strip()] = parse_value(v)
-        cfg = load(args.variant, args.config, overrides)
-
-        from ae_lightning.callbacks import DivergedError
-        from ae_lightning.fit import fit, latest_run_dir, summary_line
-
-        run_dir = ckpt = None
-        if args.resume:  # the run's own config, then the flags given now (e.g. more epochs)
-            run_dir = latest_run_dir(cfg)
-            cfg = load(args.variant, run_dir / "config.yaml", overrides)
-            ckpt = run_dir / "checkpoints" / "last.ckpt"
-            print(f"resuming {run_dir}", file=sys.stderr)
-        try:
-            result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
-        except DivergedError as e:
-            print(f"error: training diverged: {e} (lower --lr?)", file=sys.stderr)
-            return 3
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
+    except DivergedError as e:
+        print(f"error: training diverged: {e} (lower --lr?)", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: continue with --resume", file=sys.stderr)
         return 130

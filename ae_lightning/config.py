@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import math
 import re
+import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Annotated, Literal, Union
+from typing import Any, Annotated, Callable, Literal, Union
 
 import yaml
 
@@ -38,6 +40,21 @@ TOP_LEVEL = {"variant": str, "module": str, "seed": int}
 
 class UserError(Exception):
     """The one error type for mistakes a user can fix. The CLIs print ``str(e)`` and exit 2."""
+
+
+def cli(main: Callable[..., int]) -> Callable[..., int]:
+    """Wraps every command's ``main(argv) -> exit code``: a UserError raised anywhere inside becomes
+    one line, ``error: <message>``, on stderr and exit code 2; never a traceback."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 @dataclasses.dataclass(frozen=True)

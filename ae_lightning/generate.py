@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 from ae_lightning import files
-from ae_lightning.config import UserError
+from ae_lightning.config import UserError, cli
 from ae_lightning.viz import save_png, tile
 
 
@@ -87,6 +87,7 @@ def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: int = 64, see
     return paths
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Decode random codes of a trained autoencoder into image grids.")
     p.add_argument("checkpoint", help="a .ckpt written by train.py / fit")
@@ -96,13 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="test images whose codes set the ranges (default all)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives, if not where the run found it")
     args = p.parse_args(argv)
-    try:
-        if args.n <= 0 or (args.limit is not None and args.limit <= 0):
-            raise UserError("--n and --limit must be positive")
-        paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.n <= 0 or (args.limit is not None and args.limit <= 0):
+        raise UserError("--n and --limit must be positive")
+    paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
     for path in paths.values():
         print(path)
     return 0

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ae_lightning import files
-from ae_lightning.config import UserError
+from ae_lightning.config import UserError, cli
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +168,7 @@ def default_out_dir(checkpoint: Path) -> Path:
     return parent.parent if parent.name == "checkpoints" else parent
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ae_lightning.probes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,23 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-baselines", action="store_true", help="probe the codes only (no pixels, no PCA)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when there is one")
     args = p.parse_args(argv)
+    for name in ("train_limit", "test_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.l2 < 0:
+        raise UserError(f"--l2 must be >= 0, got {args.l2}")
+    result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
+                        train_limit=args.train_limit, test_limit=args.test_limit,
+                        baselines=not args.no_baselines, device=args.device)
+    out = Path(args.out) if args.out else default_out_dir(Path(args.checkpoint))
     try:
-        for name in ("train_limit", "test_limit"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if args.l2 < 0:
-            raise UserError(f"--l2 must be >= 0, got {args.l2}")
-        result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
-                            train_limit=args.train_limit, test_limit=args.test_limit,
-                            baselines=not args.no_baselines, device=args.device)
-        out = Path(args.out) if args.out else default_out_dir(Path(args.checkpoint))
-        try:
-            path = files.write_json(out / "probes.json", result)
-        except OSError as e:
-            raise UserError(f"cannot write {out / 'probes.json'}: {e.strerror or e}") from None
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        path = files.write_json(out / "probes.json", result)
+    except OSError as e:
+        raise UserError(f"cannot write {out / 'probes.json'}: {e.strerror or e}") from None
     print(format_table(result))
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ae_lightning import files
-from ae_lightning.config import UserError, dump_yaml
+from ae_lightning.config import UserError, cli, dump_yaml
 
 SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
 _ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -224,6 +224,7 @@ def plot(series: list[tuple[str, list[dict]]], out: str | Path, title: str = "")
     return files.write_bytes(out, buf.getvalue())
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiments", nargs="+", help="experiment folders <storage>/<name>")
@@ -232,32 +233,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="--compare: the PNG to write")
     p.add_argument("--title", default="")
     args = p.parse_args(argv)
-    try:
-        dirs = [Path(d) for d in args.experiments]
-        for d in dirs:
-            load_settings(d)
-        if args.compare:
-            labels = args.labels or [d.name for d in dirs]
-            if len(labels) != len(dirs) or not args.out:
-                raise UserError("--compare needs --out FILE and one --labels entry per experiment")
-            series = [(lab, collect(d)) for lab, d in zip(labels, dirs)]
-            plot(series, args.out, args.title)
-            for lab, rows in series:
-                bsf = best_so_far(rows)
-                final = min(bsf) if bsf else math.inf
-                first = next((i + 1 for i, b in enumerate(bsf) if b <= final), None)
-                print(f"{lab}: {len(rows)} trials, best {final:.6g} (first reached at trial {first})")
-            for lab, rows in series:
-                print(f"{lab} best-so-far: " + " ".join(f"{b:.5g}" for b in best_so_far(rows)))
-            print(args.out)
-            return 0
-        for d in dirs:
-            info = write_outputs(d)
-            print(f"{d}: " + (f"best {info['metric']} {info['value']:.6g}; retrain: {info['retrain']}"
-                              if info else "no trial finished"))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    dirs = [Path(d) for d in args.experiments]
+    for d in dirs:
+        load_settings(d)
+    if args.compare:
+        labels = args.labels or [d.name for d in dirs]
+        if len(labels) != len(dirs) or not args.out:
+            raise UserError("--compare needs --out FILE and one --labels entry per experiment")
+        series = [(lab, collect(d)) for lab, d in zip(labels, dirs)]
+        plot(series, args.out, args.title)
+        for lab, rows in series:
+            bsf = best_so_far(rows)
+            final = min(bsf) if bsf else math.inf
+            first = next((i + 1 for i, b in enumerate(bsf) if b <= final), None)
+            print(f"{lab}: {len(rows)} trials, best {final:.6g} (first reached at trial {first})")
+        for lab, rows in series:
+            print(f"{lab} best-so-far: " + " ".join(f"{b:.5g}" for b in best_so_far(rows)))
+        print(args.out)
+        return 0
+    for d in dirs:
+        info = write_outputs(d)
+        print(f"{d}: " + (f"best {info['metric']} {info['value']:.6g}; retrain: {info['retrain']}"
+                          if info else "no trial finished"))
     return 0
 
 

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from ae_lightning.config import ROOT, UserError
+from ae_lightning.config import ROOT, UserError, cli
 
 DEFAULT_SPACE = ROOT / "configs" / "search" / "default.yaml"
 ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")
@@ -290,13 +290,11 @@ def _tune(args, s: dict, exp_dir: Path, storage: Path) -> None:
     tuner.fit()
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"interrupted: continue with --resume --name {args.name or '<name>'}", file=sys.stderr)
         return 130

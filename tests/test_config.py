@@ -79,3 +79,21 @@ def test_schema_follows_kwargs_chain():
 
     keys = schema_of(MLPAutoencoder)
     assert {"layers", "code_act", "latent_dim", "loss", "lr", "optimizer"} <= keys.keys()
+
+
+def test_cli_wrapper_turns_user_errors_into_one_line_and_exit_2(capsys):
+    from ae_lightning.config import cli
+
+    @cli
+    def main(argv=None):
+        if argv == ["bad"]:
+            raise UserError("--x must be positive")
+        if argv == ["bug"]:
+            raise ValueError("a bug is not the user's error")
+        return 0
+
+    assert main([]) == 0
+    assert main(["bad"]) == 2
+    assert capsys.readouterr().err == "error: --x must be positive\n"
+    with pytest.raises(ValueError):  # anything else keeps its traceback
+        main(["bug"])

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ae_lightning.config import UserError
+from ae_lightning.config import UserError, cli
 
 
 def parser(names: list[str]) -> argparse.ArgumentParser:
@@ -157,6 +157,7 @@ def parse_latents(text: str | None) -> list[int] | None:
     return sorted(set(values))
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     from ae_lightning.studies import get, studies
     from ae_lightning.studies.common import Options
@@ -181,9 +182,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--resume applies to all (a single study always runs afresh)")
         study = get(args.study)
         run_one(study, opts, Path(args.out), {}, argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
