@@ -166,9 +166,12 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
 
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
-                           monitor="val/loss", mode="min", save_top_k=1, save_last=True,
-                           auto_insert_metric_name=False, enable_version_counter=False)  # resume overwrites last.ckpt
-    cbs: list[L.Callback] = [best, RunConfigInCheckpoint(cfg), FiniteLossGuard(),
+                           monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
+    # last.ckpt after every epoch, improved or not (Lightning 2.6's save_last=True writes it only in
+    # an epoch that also saved a best one: a kill after a plateau would lose those epochs);
+    # no version counter, so that a resumed run overwrites it
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    cbs: list[L.Callback] = [best, last, RunConfigInCheckpoint(cfg), FiniteLossGuard(),
                              ReconstructionImages(tc.images_every_n_epochs), *callbacks]
     if tc.images_every_n_epochs:  # decoded random codes at the end of the test (ae_lightning.generate)
         cbs.append(GenerationImages())
@@ -185,7 +188,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     epochs = trainer.current_epoch
-    test_ckpt = best.best_model_path or best.last_model_path or None
+    test_ckpt = best.best_model_path or last.best_model_path or None
     results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
     test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
     metrics = {

@@ -9,3 +9,70 @@ def test_fit_writes_run_folder(cfg_for):
     m = json.loads((res.run_dir / "metrics.json").read_text())
     assert {"test_mse", "test_nrmse", "test_rel_error"} <= m.keys()
     assert (res.run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_lr_factor_holds_then_decays():
+    from ae_lightning.models.base import lr_factor
+
+    hp = {"lr_scheduler": "exponential", "lr_gamma": 0.5, "lr_step_size": 2, "lr_decay_start": 2}
+    assert [lr_factor(hp, 10, e) for e in range(5)] == [1, 1, 1, 0.5, 0.25]
+    hp.update(lr_scheduler="step")
+    assert [lr_factor(hp, 10, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.5, 0.25]
+    hp.update(lr_scheduler="cosine", lr_decay_start=0)
+    assert lr_factor(hp, 10, 0) == 1 and abs(lr_factor(hp, 10, 5) - 0.5) < 1e-12 and lr_factor(hp, 10, 10) == 0
+
+
+def test_lr_schedule_in_training_and_across_resume(cfg_for, tmp_path):
+    """The lr each epoch trains with: held for lr_decay_start epochs, then x gamma per epoch; a run
+    resumed from last.ckpt continues the schedule where it stopped."""
+    import lightning as L
+
+    from ae_lightning.fit import fit
+
+    class LrLog(L.Callback):
+        def __init__(self):
+            self.lrs = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    over = dict(model__lr=0.01, model__lr_scheduler="exponential", model__lr_gamma=0.5, model__lr_decay_start=2,
+                data__subset=300)
+    log = LrLog()
+    fit(cfg_for("fc", trainer__max_epochs=5, **over), callbacks=[log])
+    assert log.lrs == [0.01, 0.01, 0.01, 0.005, 0.0025]
+
+    first, rest = LrLog(), LrLog()
+    res = fit(cfg_for("fc", trainer__max_epochs=3, **over), callbacks=[first])
+    fit(cfg_for("fc", trainer__max_epochs=5, **over), run_dir=res.run_dir,
+        ckpt_path=res.run_dir / "checkpoints" / "last.ckpt", callbacks=[rest])
+    assert first.lrs + rest.lrs == log.lrs
+
+
+def test_last_ckpt_is_every_epoch_even_without_improvement(cfg_for):
+    """last.ckpt holds the epoch just finished even when val/loss did not improve (a resume must
+    not lose the epochs of a plateau); best-*.ckpt stays at the best epoch."""
+    import lightning as L
+    import torch
+
+    from ae_lightning.fit import fit
+
+    class WorseEveryEpoch(L.Callback):  # runs before the checkpoint callbacks (Lightning puts those last)
+        def on_validation_end(self, trainer, pl_module):
+            trainer.callback_metrics["val/loss"] = torch.tensor(float(trainer.current_epoch))
+
+    class LastCkptEpoch(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_epoch_start(self, trainer, pl_module):  # the previous epoch's checkpoint is written
+            if trainer.current_epoch:
+                path = trainer.default_root_dir + "/checkpoints/last.ckpt"
+                self.seen.append(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+
+    seen = LastCkptEpoch()
+    res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), callbacks=[WorseEveryEpoch(), seen])
+    last = torch.load(res.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert seen.seen + [last["epoch"]] == [0, 1, 2]
+    assert sorted(p.name for p in (res.run_dir / "checkpoints").iterdir()) == ["best-000.ckpt", "last.ckpt"]
+    assert res.metrics["best_checkpoint"].endswith("best-000.ckpt")

@@ -14,17 +14,34 @@ Batches are ``(x, y)`` from ``MNISTDataModule``; labels are ignored by autoencod
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Literal
 
 import lightning as L
 import torch
 
-from ae_lightning.config import Fraction, NonNegFloat, PosFloat, PosInt, UserError
+from ae_lightning.config import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, UserError
 from ae_lightning.metrics import ReconMetrics, reconstruction_loss
 from ae_lightning.models.layers import Activation
 
 Optimizer = Literal["adam", "adamw", "sgd", "adagrad", "adadelta", "rmsprop"]
 Scheduler = Literal["none", "cosine", "step", "exponential", "plateau"]
+
+
+def lr_factor(hp: dict[str, Any], max_epochs: int, epoch: int) -> float:
+    """The lr multiplier during ``epoch`` (0-based): 1 for the first ``lr_decay_start`` epochs, then
+    ``cosine`` to 0 at ``max_epochs``, ``step`` (x ``lr_gamma`` every ``lr_step_size`` epochs) or
+    ``exponential`` (x ``lr_gamma`` every epoch)."""
+    e = epoch - hp["lr_decay_start"]
+    if e <= 0:
+        return 1.0
+    if hp["lr_scheduler"] == "cosine":
+        span = max(1, max_epochs - hp["lr_decay_start"])
+        return 0.5 * (1.0 + math.cos(math.pi * min(e, span) / span))
+    if hp["lr_scheduler"] == "step":
+        return hp["lr_gamma"] ** (e // hp["lr_step_size"])
+    return hp["lr_gamma"] ** e  # exponential
 
 
 class BaseModule(L.LightningModule):
@@ -39,6 +56,7 @@ class BaseModule(L.LightningModule):
         lr_scheduler: Scheduler = "none",
         lr_step_size: PosInt = 10,  # step: epochs between decays
         lr_gamma: PosFloat = 0.5,  # step / exponential / plateau factor
+        lr_decay_start: NonNegInt = 0,  # cosine / step / exponential: epochs at the full lr first
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the init arguments of every subclass too
@@ -62,13 +80,11 @@ class BaseModule(L.LightningModule):
         }[hp.optimizer]()
         if hp.lr_scheduler == "none":
             return opt
-        epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
-        sched = {
-            "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
-            "step": lambda: torch.optim.lr_scheduler.StepLR(opt, hp.lr_step_size, hp.lr_gamma),
-            "exponential": lambda: torch.optim.lr_scheduler.ExponentialLR(opt, hp.lr_gamma),
-            "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=hp.lr_gamma, patience=2),
-        }[hp.lr_scheduler]()
+        if hp.lr_scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=hp.lr_gamma, patience=2)
+        else:
+            epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(lr_factor, dict(hp), epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "monitor": "val/loss"}}
 
 
