@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 
 from ae_lightning import files
 from ae_lightning.callbacks import DivergedError
@@ -35,12 +35,16 @@ STATE = "trial_state.json"  # inside every Tune checkpoint: fold progress and be
 DIVERGED = "diverged.txt"
 
 
-class ReportToTune(L.Callback):
+class ReportToTune(Checkpoint):
     """``tune.report`` once per epoch, with a checkpoint holding this epoch's ``last.ckpt``.
 
-    Runs in ``on_train_epoch_end``: validation (and ModelCheckpoint's save of ``last.ckpt`` in
-    ``on_validation_end``) is already over by then, and FiniteLossGuard, attached before this
-    callback, has already raised for a NaN epoch, so a diverged epoch is never reported."""
+    A ``Checkpoint`` subclass only for its place in the hook order: Lightning runs checkpoint
+    callbacks after all others, in the order given, and ``fit`` lists its ModelCheckpoints before
+    the caller's callbacks. So in ``on_train_epoch_end`` (where Lightning 2.6's ModelCheckpoint
+    saves when validation runs every epoch) this epoch's ``last.ckpt`` and best-checkpoint
+    bookkeeping are written before the report copies them; as a plain Callback it ran first and
+    reported the previous epoch's file (none at all after the first epoch). FiniteLossGuard has
+    raised for a NaN epoch by then too, so a diverged epoch is never reported."""
 
     def __init__(self, run_dir: Path, state: dict[str, Any], cfg: dict | None = None):
         self.run_dir, self.state, self.cfg = Path(run_dir), state, cfg

@@ -378,3 +378,28 @@ def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
         events = b"".join(e.read_bytes() for e in Path(r["trial_dir"]).glob("events.out.tfevents.*"))
         assert b"_hparams_/session_start_info" in events
         assert (b"hp/test_loss" in events) == (r["status"] == "completed")
+
+
+def test_each_report_carries_the_checkpoint_of_its_own_epoch(monkeypatch, cfg_for, tmp_path):
+    """The checkpoint handed to tune.report after epoch k holds epoch k (its last.ckpt written, and
+    the best-checkpoint bookkeeping updated), so a restored trial resumes exactly after it."""
+    import torch
+    from ray import tune
+
+    from ae_lightning.fit import fit
+    from search.trainable import STATE, ReportToTune
+
+    seen = []
+
+    def fake_report(metrics, checkpoint=None):
+        ckpt = torch.load(Path(checkpoint.path) / "last.ckpt", map_location="cpu", weights_only=False)
+        best = next(v for k, v in ckpt["callbacks"].items() if "val/loss" in k)
+        state = json.loads((Path(checkpoint.path) / STATE).read_text())
+        seen.append((metrics["epoch"], ckpt["epoch"] + 1, state["epoch"], best["best_model_path"]))
+
+    monkeypatch.setattr(tune, "report", fake_report)
+    cfg = cfg_for("fc", trainer__max_epochs=3, data__subset=300)
+    run_dir = tmp_path / "trial"
+    res = fit(cfg, run_dir=run_dir, callbacks=[ReportToTune(run_dir, {"fold": 0, "epoch": 0, "fold_best": [None]}, cfg)])
+    assert [s[:3] for s in seen] == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    assert seen[-1][3] == res.metrics["best_checkpoint"]
