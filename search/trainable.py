@@ -12,18 +12,25 @@ Reported per epoch (``training_iteration`` = epochs reported):
                     of each fold's lowest val/loss (the folds finished so far and the current one)
     epoch, fold     the epoch of the current fold (1-based), the fold (0 without --cv)
 
+A trial (or fold) whose ``metrics.json`` exists is finished and is taken exactly as it is: a
+restored or retried trial (the driver killed while the trial was finishing, ``--resume``) does not
+train, test or log it again. The trial's folder keeps ``trial_state.json``, the state and the
+last result handed to Tune, so such a trial reports its last result again only when Tune never
+received it.
+
 A trial whose loss turns NaN / inf fails with ``DivergedError`` and its message. It also leaves
 ``diverged.txt`` in its folder, so a ``FailureConfig`` retry fails at once with the same reason
 instead of training into the same divergence again.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from lightning.pytorch.callbacks import Checkpoint
 
@@ -46,8 +53,10 @@ class ReportToTune(Checkpoint):
     reported the previous epoch's file (none at all after the first epoch). FiniteLossGuard has
     raised for a NaN epoch by then too, so a diverged epoch is never reported."""
 
-    def __init__(self, run_dir: Path, state: dict[str, Any], cfg: dict | None = None):
+    def __init__(self, run_dir: Path, state: dict[str, Any], cfg: dict | None = None,
+                 hparam_keys: Sequence[str] = (), state_file: Path | None = None):
         self.run_dir, self.state, self.cfg = Path(run_dir), state, cfg
+        self.hparam_keys, self.state_file = list(hparam_keys), state_file
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """Tune stops a trial (ASHA) by raising SystemExit inside ``tune.report``, so ``fit`` never
@@ -58,12 +67,16 @@ class ReportToTune(Checkpoint):
             return
         from torch.utils.tensorboard.summary import hparams
 
-        from ae_lightning.fit import _flat  # the same flattening fit's HParams use
+        from ae_lightning import fit as fit_module
 
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "_get_file_writer"):
             return
-        _, start, end = hparams(_flat(self.cfg), {})
+        if hasattr(fit_module, "hparams"):  # the columns fit's own HParams session has
+            columns = fit_module.hparams(self.cfg, self.hparam_keys)
+        else:
+            columns = fit_module._flat(self.cfg)
+        _, start, end = hparams(columns, {})
         writer = experiment._get_file_writer()
         writer.add_summary(start)
         writer.add_summary(end)
@@ -88,6 +101,9 @@ class ReportToTune(Checkpoint):
         st["epoch"] = trainer.current_epoch + 1
         bests = [b for b in st["fold_best"] if b is not None]
         metrics = {"val_loss": val, METRIC: sum(bests) / len(bests), "epoch": st["epoch"], "fold": fold}
+        st["last_report"] = metrics
+        if self.state_file is not None:  # the trial's own record of what it reported (see train_trial)
+            files.write_json(self.state_file, st)
         last = self.run_dir / "checkpoints" / "last.ckpt"
         tmp = Path(tempfile.mkdtemp(prefix="tune_ckpt_"))
         try:
@@ -151,18 +167,53 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
                                  "trainer.progress_bar": False}
     cfg = apply(base, {**space.decode(config), **overrides})
     folds = max(cv, 1)
+    fold_dir = (lambda k: trial_dir / f"fold_{k}") if folds > 1 else (lambda k: trial_dir)
+    told = _told()  # the last result Tune has of this trial: (fold, epoch)
+    if all((fold_dir(k) / "metrics.json").is_file() for k in range(told[0], folds)):
+        _report_missed(trial_dir, told)  # finished before a kill or a crash: taken as it is
+        return
     state, ckpt = _restored(trial_dir)
     state = state or {"fold": 0, "epoch": 0, "fold_best": [None] * folds}
+    keys = list(space.params)
+    kw = {"hparam_keys": keys} if "hparam_keys" in inspect.signature(fit).parameters else {}
     for fold in range(state["fold"], folds):
         if fold != state["fold"]:  # a new fold starts from scratch
             state.update(fold=fold, epoch=0)
             ckpt = None
         fold_cfg = apply(cfg, {"data.folds": folds, "data.fold": fold}) if folds > 1 else cfg
-        run_dir = trial_dir / f"fold_{fold}" if folds > 1 else trial_dir
+        run_dir = fold_dir(fold)
+        done = run_dir / "metrics.json"
+        if done.is_file():  # a fold finished before a kill or a crash: taken exactly as it is
+            state["fold_best"][fold] = json.loads(done.read_text())["best_val_loss"]
+            continue
         try:
-            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, callbacks=[ReportToTune(run_dir, state, fold_cfg)],
-                verbose=False)
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=False, **kw,
+                callbacks=[ReportToTune(run_dir, state, fold_cfg, keys, trial_dir / STATE)])
         except DivergedError as e:
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)
             files.write_text(marker, reason + "\n")
             raise DivergedError(reason) from None
+
+
+def _told() -> tuple[int, int]:
+    """(fold, epoch) of the checkpoint Tune restored this trial from; (0, 0) for a fresh trial."""
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return 0, 0
+    with ckpt.as_directory() as d:
+        path = Path(d) / STATE
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    return state.get("fold", 0), state.get("epoch", 0)
+
+
+def _report_missed(trial_dir: Path, told: tuple[int, int]) -> None:
+    """A trial found finished: if its last result never reached Tune (the driver died between the
+    trial's report and its own snapshot), report that result once more, as it was; else nothing."""
+    from ray import tune
+
+    path = trial_dir / STATE
+    own = json.loads(path.read_text()) if path.is_file() else None
+    if own and own.get("last_report") and (own["fold"], own["epoch"]) > told:
+        tune.report(own["last_report"])

@@ -14,6 +14,7 @@ and the command that retrains the best config. See docs/search.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -173,20 +174,111 @@ def _probe(address: str, timeout_s: float = 10.0) -> None:
                         "start one with `ray start --head` or check host and port") from None
 
 
+TOKEN_HELP = ("copy the head's token to this machine: `ray get-auth-token` on the head prints it; put it in "
+              "~/.ray/auth_token here, or set RAY_AUTH_TOKEN=<token> or RAY_AUTH_TOKEN_PATH=<file> (docs/search.md)")
+
+
+def _token_source() -> str | None:
+    """Where Ray reads this machine's authentication token, in Ray's own order of precedence
+    (RAY_AUTH_TOKEN, then the file RAY_AUTH_TOKEN_PATH names, then ~/.ray/auth_token), or None.
+    A RAY_AUTH_TOKEN_PATH naming no token is refused here: Ray itself aborts the process on it."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        try:
+            token = Path(path).expanduser().read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            token = ""
+        if not token:
+            raise UserError(f"RAY_AUTH_TOKEN_PATH={path}: no token in that file (missing, unreadable or empty); "
+                            + TOKEN_HELP)
+        return f"RAY_AUTH_TOKEN_PATH={path}"
+    try:
+        default = Path.home() / ".ray" / "auth_token"
+        if default.is_file() and default.read_text().strip():
+            return str(default)
+    except (OSError, RuntimeError, UnicodeDecodeError):  # no home folder, unreadable file
+        pass
+    return None
+
+
+def _enable_token_auth(source: str | None) -> None:
+    """Ray 2.60's ``ray start --head`` turns token authentication on whenever a token exists
+    (~/.ray/auth_token, which any local ``ray.init()`` creates), but ``ray.init(address=HOST:PORT)``
+    never does (only ``address="auto"`` does): the driver then sends no token and the head refuses
+    it. So, as "auto" does: with RAY_AUTH_MODE unset and a token on this machine, this driver uses
+    token mode. A head without authentication accepts such a driver too. An explicit RAY_AUTH_MODE
+    (``disabled``, ``token``) is left as it is."""
+    if os.environ.get("RAY_AUTH_MODE") is not None or source is None:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")  # what Ray's own auto-enable does: re-read RAY_AUTH_MODE
+    except ImportError:  # a Ray without token authentication
+        pass
+
+
+def _check_auth(address: str, source: str | None) -> None:
+    """One short GCS request: a refused token fails here, at once and in one line, instead of
+    after ray.init's 20 s of retries (whose message does not say why)."""
+    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+    if mode == "token" and source is None:  # Ray's C++ side would abort the process
+        raise UserError(f"--address {address}: RAY_AUTH_MODE=token is set but this machine has no token: {TOKEN_HELP}")
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # a Ray without token authentication
+        return
+    try:
+        with _quiet_fd2():  # Ray's C++ client logs each refused attempt on stderr
+            GcsClient(address=address.split("://", 1)[-1])
+    except AuthenticationError:
+        if mode == "disabled":
+            why = "RAY_AUTH_MODE=disabled is set here, but the cluster uses token authentication: unset it and "
+        elif source is None:
+            why = "the cluster uses token authentication and this machine has no token: "
+        else:
+            why = f"the cluster uses token authentication and refused the token from {source} (not the cluster's): "
+        raise UserError(f"--address {address}: {why}{TOKEN_HELP}") from None
+    except Exception:  # anything else: ray.init reports it
+        return
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Standard error (file descriptor 2, where C++ code writes) to /dev/null for a moment."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _start_ray(args, s: dict) -> None:
     import ray
+    from ray.exceptions import RayError
 
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     os.environ.update(env)  # a local Ray's workers inherit it; a cluster's get it via runtime_env
     kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=not args.quiet)
+    source = _token_source()
     if args.address and args.address != "auto":  # Ray would retry an unreachable head for minutes
         _probe(args.address)
+        _enable_token_auth(source)
+        _check_auth(args.address, source)
     try:
         if args.address:
             ray.init(address=args.address, runtime_env={"env_vars": env}, **kw)
         else:
             ray.init(num_cpus=args.num_cpus or os.cpu_count(), **kw)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except (ConnectionError, RuntimeError, ValueError, RayError) as e:
         raise UserError(f"cannot start or join Ray ({'--address ' + args.address if args.address else 'local'}): "
                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     if args.address:

@@ -37,6 +37,20 @@ def sweep_args(data_dir, storage, name, space, *extra) -> list[str]:
             "--set", "model.optimizer=sgd", "--set", "data.batch_size=100", *extra]
 
 
+def hparam_columns(run_dir: Path) -> list[str]:
+    """The HParams tab's columns of a run, in order (its experiment summary in the events)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for v in event.summary.value:
+                if v.tag == "_hparams_/experiment":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                    return [h.name for h in data.experiment.hparam_infos]
+    return []
+
+
 def read_rows(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -250,10 +264,12 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     assert Path(best["checkpoint"]).is_file() and best["checkpoint"].startswith(str(exp))
     assert (exp / "search.png").stat().st_size > 1000
     assert f"retrain: python train.py --config {exp / 'best.yaml'}" in out
-    # every trial logs TensorBoard under the experiment folder; finished ones carry HParams
+    # every trial logs TensorBoard under the experiment folder; finished ones carry HParams, whose
+    # columns start with the searched keys (the space file's order)
     for r in done:
         events = list(Path(r["trial_dir"]).glob("events.out.tfevents.*"))
         assert events and any(b"_hparams_/session_start_info" in e.read_bytes() for e in events)
+        assert hparam_columns(Path(r["trial_dir"]))[:2] == ["model.lr", "model.latent_dim"]
 
     best_yaml = yaml.safe_load((exp / "best.yaml").read_text())
     assert best_yaml["model"]["lr"] == best["params"]["model.lr"]
@@ -285,6 +301,7 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
             assert proc.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.5)
         finished = {p.parent.name: p.stat().st_mtime_ns for p in exp.glob("trial_*/metrics.json")}
+        events = {name: sorted(e.name for e in (exp / name).glob("events.out.tfevents.*")) for name in finished}
         assert finished, "no trial finished in time"
         time.sleep(1.0)  # let Tune snapshot the experiment state with that trial terminated
         os.kill(proc.pid, signal.SIGKILL)
@@ -301,8 +318,9 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
     rows = read_rows(exp / "results.csv")
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}, rows
     assert all(int(r["epochs"]) == 3 for r in rows)
-    for name, mtime in finished.items():  # finished before the kill: kept, not trained again
+    for name, mtime in finished.items():  # finished before the kill: kept, not trained or tested again
         assert (exp / name / "metrics.json").stat().st_mtime_ns == mtime
+        assert sorted(e.name for e in (exp / name).glob("events.out.tfevents.*")) == events[name]
     assert (exp / "best.yaml").is_file()
 
 
@@ -403,3 +421,54 @@ def test_each_report_carries_the_checkpoint_of_its_own_epoch(monkeypatch, cfg_fo
     res = fit(cfg, run_dir=run_dir, callbacks=[ReportToTune(run_dir, {"fold": 0, "epoch": 0, "fold_best": [None]}, cfg)])
     assert [s[:3] for s in seen] == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]
     assert seen[-1][3] == res.metrics["best_checkpoint"]
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_finished_trial_is_taken_exactly_as_it_is(monkeypatch, tmp_path, data_dir):
+    """A trial restored after its metrics.json was written (the driver killed while the trial was
+    finishing; --resume) is not trained, tested or logged again: no file of its folder changes
+    (metrics.json, TensorBoard events, checkpoints). Its last result is reported again only when
+    the checkpoint Tune restored is older than that result, i.e. when Tune never received it."""
+    import shutil
+
+    from ray import tune
+
+    from search import trainable
+    from search.space import load_space, nest
+
+    base = load("linear", None, {"data.data_dir": str(data_dir), "data.download": False, "data.subset": 300,
+                                 "data.batch_size": 100, "trainer.max_epochs": 2, "model.optimizer": "sgd",
+                                 "trainer.images_every_n_epochs": 0})
+    space = load_space(write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}"), base)
+    config = nest(space.encode({"model.lr": 0.005}))
+    trial = tmp_path / "trial"
+    reports, restored = [], [None]
+
+    def fake_report(metrics, checkpoint=None):
+        kept = None
+        if checkpoint is not None:  # train_trial deletes its folder after the report
+            kept = shutil.copytree(checkpoint.path, tmp_path / f"tune_ckpt_{len(reports)}")
+        reports.append((metrics, kept))
+
+    monkeypatch.setattr(trainable, "_trial_folder", lambda: trial)
+    monkeypatch.setattr(tune, "report", fake_report)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: restored[0])
+
+    trainable.train_trial(config, base=base, space=space)
+    assert [m["epoch"] for m, _ in reports] == [1, 2] and (trial / "metrics.json").is_file()
+    before, first = _tree(trial), list(reports)
+
+    # Tune has the last result (its checkpoint is epoch 2's): nothing is run, reported or written
+    reports.clear()
+    restored[0] = tune.Checkpoint.from_directory(str(first[1][1]))
+    trainable.train_trial(config, base=base, space=space)
+    assert reports == [] and _tree(trial) == before
+
+    # Tune missed the last result (its checkpoint is epoch 1's): that result, once, as it was
+    restored[0] = tune.Checkpoint.from_directory(str(first[0][1]))
+    trainable.train_trial(config, base=base, space=space)
+    assert [m for m, _ in reports] == [first[1][0]] and _tree(trial) == before
+    assert len(list(trial.glob("events.out.tfevents.*"))) == len([k for k in before if k.startswith("events.")])
