@@ -59,22 +59,32 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args.variant, args.config, overrides)
 
     from ae_lightning.callbacks import DivergedError
-    from ae_lightning.fit import fit, latest_run_dir, summary_line
+    from ae_lightning.fit import fit, latest_run_dir, process_rank, summary_line
 
+    # DDP (--devices N): Lightning starts this script again for ranks 1..N-1; rank 0 alone prints
+    rank = process_rank()
     run_dir = ckpt = None
     if args.resume:  # the run's own config, then the flags given now (e.g. more epochs)
         run_dir = latest_run_dir(cfg)
         cfg = load(args.variant, run_dir / "config.yaml", overrides)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
-        print(f"resuming {run_dir}", file=sys.stderr)
+        if rank == 0:
+            print(f"resuming {run_dir}", file=sys.stderr)
     try:
         result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
+    except UserError:
+        if rank:  # every rank meets the same bad input; rank 0 prints the line
+            return 2
+        raise
     except DivergedError as e:
-        print(f"error: training diverged: {e} (lower --lr?)", file=sys.stderr)
+        if not rank:
+            print(f"error: training diverged: {e} (lower --lr?)", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("interrupted: continue with --resume", file=sys.stderr)
         return 130
+    if result.rank:
+        return 0
     print(result.run_dir)
     print(summary_line(cfg, result.metrics))
     return 0

@@ -28,7 +28,8 @@ class RunConfigInCheckpoint(L.Callback):
 class FiniteLossGuard(L.Callback):
     """Stops a run whose loss is NaN or inf, with the epoch and the metric in the message.
 
-    Checked once per epoch on the epoch aggregates (a per-step check would sync the device)."""
+    Checked once per epoch on the epoch aggregates (a per-step check would sync the device). Under
+    DDP those are reduced over the ranks, so every rank sees the same value and stops together."""
 
     def _check(self, trainer, key: str) -> None:
         value = trainer.callback_metrics.get(key)
@@ -38,7 +39,9 @@ class FiniteLossGuard(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check(trainer, "train/loss_epoch")
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # on_validation_end: val/loss is logged in the module's epoch-end hook, which Lightning
+        # calls after the callbacks' (and before any checkpoint of this validation is written)
         if not trainer.sanity_checking:
             self._check(trainer, "val/loss")
 
@@ -54,6 +57,8 @@ class ReconstructionImages(L.Callback):
         epoch = trainer.current_epoch
         last = epoch + 1 >= (trainer.max_epochs or 0)
         if trainer.sanity_checking or not self.every or not (epoch % self.every == 0 or last):
+            return
+        if not trainer.is_global_zero:  # DDP: rank 0 writes the images (the others log nothing)
             return
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_image") or not hasattr(pl_module, "corrupt"):

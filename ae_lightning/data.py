@@ -158,16 +158,23 @@ class TensorBatches:
     ``images`` stay uint8 on their device; each batch is one gather plus ``x * a + b`` (per-pixel
     affine normalization), optionally a Bernoulli draw (dynamic binarization). Shuffling draws a
     permutation from ``seed + epoch``, so a resumed run sees the same order as an unbroken one.
+
+    DDP (``world`` > 1) gives each ``rank`` a disjoint shard. ``equal_shards`` (training, the default
+    when shuffling): every rank gets ``N // world`` images of the epoch's permutation, strided, so
+    every rank runs the same number of steps (the remainder, fewer than ``world`` images, waits for
+    another epoch's permutation). Otherwise (evaluation): contiguous shards of ``N // world`` or
+    ``N // world + 1`` images, so every image is counted exactly once, with no padding duplicates.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  batch_size: int, shuffle: bool = False, drop_last: bool = False, bernoulli: bool = False,
                  seed: int = 0, epoch_fn: Callable[[], int] | None = None, rank: int = 0, world: int = 1,
-                 features: torch.Tensor | None = None):
+                 features: torch.Tensor | None = None, equal_shards: bool | None = None):
         self.images, self.labels, self.a, self.b = images, labels, a, b
         self.features = features  # (N, ...) served as x instead of the images (MNISTDataModule.features)
         self.batch_size, self.shuffle, self.drop_last, self.bernoulli = batch_size, shuffle, drop_last, bernoulli
         self.seed, self.epoch_fn, self.rank, self.world = seed, epoch_fn or (lambda: 0), rank, world
+        self.equal_shards = shuffle if equal_shards is None else equal_shards
         # One scale for every pixel and no offset (unit normalization, binarized splits): ``u8 * s``
         # gives the same floats as the broadcast addcmul in two passes instead of three and needs no
         # clamp (benchmarks/bench_batch.py: a batch of 1024 costs ~1.5 ms of CPU instead of ~1.75 ms).
@@ -175,8 +182,16 @@ class TensorBatches:
         self.scale = (float(flat_a[0]) if len(flat_a) and bool((a == flat_a[0]).all()) and not bool(b.any())
                       and float(flat_a[0] * 255) <= 1 else None)  # in float32, as the batches are
 
+    def _bounds(self) -> tuple[int, int]:
+        """This rank's uneven contiguous shard ``[start, stop)`` (evaluation)."""
+        n = len(self.images)
+        return self.rank * n // self.world, (self.rank + 1) * n // self.world
+
     def _count(self) -> int:
-        return len(self.images) // self.world
+        if self.equal_shards:
+            return len(self.images) // self.world
+        start, stop = self._bounds()
+        return stop - start
 
     def __len__(self) -> int:
         n = self._count()
@@ -188,7 +203,10 @@ class TensorBatches:
         g.manual_seed(self.seed * 100_003 + self.epoch_fn())
         n_all = len(self.images)
         order = torch.randperm(n_all, generator=g, device=dev) if self.shuffle else torch.arange(n_all, device=dev)
-        order = order[self.rank: self._count() * self.world: self.world]  # DDP: a disjoint shard per rank
+        if self.equal_shards:  # DDP: a disjoint, strided shard per rank, the same size on every rank
+            order = order[self.rank: self._count() * self.world: self.world]
+        else:  # every image exactly once over the ranks
+            order = order[slice(*self._bounds())]
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             if self.features is not None:  # precomputed inputs, e.g. cached codes: one gather
@@ -342,10 +360,13 @@ class MNISTDataModule(L.LightningDataModule):
         feats = self.features(name) if self.features is not None else None
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if len(x) < world:  # a rank without a batch would skip the epoch's collectives and hang
+            raise UserError(f"data: the {name} split holds {len(x)} images, fewer than the {world} devices "
+                            f"(raise --subset or lower --devices)")
         return TensorBatches(
             x.to(dev), y.to(dev), a.to(dev), b.to(dev),
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train, drop_last=train and self.hparams.drop_last,
+            shuffle=train, drop_last=train and self.hparams.drop_last, equal_shards=train,
             bernoulli=train and self.hparams.binarize == "dynamic",
             seed=torch.initial_seed() % (2**31) if train else 0,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -67,6 +68,54 @@ class TrainerConfig:
 class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
+    rank: int = 0  # DDP: this process's global rank; only rank 0 writes files (and train.py prints)
+
+
+# DDP: the run folder rank 0 chose, for the processes Lightning's launcher starts (they inherit it)
+RUN_DIR_ENV = "AE_LIGHTNING_RUN_DIR"
+
+
+def process_rank() -> int:
+    """This process's global rank as its launcher set it, before any process group exists (0 in a
+    plain run; Lightning's DDP script launcher sets LOCAL_RANK in the processes it starts, torchrun
+    RANK): Lightning's own ``rank_zero_only.rank``."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+class _SharedRunDir(L.Callback):
+    """Every DDP rank takes rank 0's run folder, broadcast once the process group exists (a process
+    started by another launcher than Lightning's, e.g. torchrun, has no RUN_DIR_ENV)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir), src=0))
+
+
+# HParams of a plain run (dotted keys; missing ones skipped), then the variant's own options: the
+# model and data keys its configs/<variant>.yaml sets. A sweep's searched keys (``hparam_keys``) first.
+HPARAM_KEYS = ("variant", "data.dataset", "model.optimizer", "model.lr", "model.weight_decay", "data.batch_size",
+               "trainer.max_epochs", "model.latent_dim", "model.loss", "model.likelihood")
+
+
+def hparams(cfg: dict, hparam_keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """The HParams tab's columns, in order: ``hparam_keys`` (e.g. a sweep's searched keys), the keys
+    that matter in every run (:data:`HPARAM_KEYS`), then the variant's own main options. The full
+    config stays in config.yaml. The VAE has no ``model.loss`` (its objective is set by likelihood)."""
+    from ae_lightning.config import CONFIG_DIR, load_yaml
+
+    flat = _flat(cfg)
+    try:
+        own = load_yaml(CONFIG_DIR / f"{cfg['variant']}.yaml")
+    except UserError:
+        own = {}
+    variant_keys = [f"{section}.{k}" for section in ("model", "data") for k in (own.get(section) or {})]
+    keys = [*(hparam_keys or ()), *HPARAM_KEYS, *variant_keys]
+    if cfg.get("module") == "vae":
+        keys = [k for k in keys if k != "model.loss" or k in (hparam_keys or ())]
+    return {k: flat[k] for k in dict.fromkeys(keys) if k in flat}
 
 
 class _TBLogger(TensorBoardLogger):
@@ -95,7 +144,11 @@ def run_root(cfg: dict) -> Path:
 def new_run_dir(cfg: dict) -> Path:
     """The next free ``version_N`` (created exclusively, so concurrent runs never share one)."""
     root = run_root(cfg)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. --output-dir names a file
+        raise UserError(f"trainer.output_dir {cfg['trainer']['output_dir']}: cannot create the run folder "
+                        f"{root} ({e.strerror or e})") from None
     taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
     n = max(taken, default=-1) + 1
     while True:
@@ -107,9 +160,14 @@ def new_run_dir(cfg: dict) -> Path:
 
 
 def latest_run_dir(cfg: dict) -> Path:
-    """The run ``--resume`` continues: the latest version with a ``last.ckpt`` and no metrics.json."""
+    """The run ``--resume`` continues: the latest version with a ``last.ckpt`` and no metrics.json.
+
+    Folders of runs that never wrote a checkpoint (killed before their first epoch ended) are
+    skipped: there is nothing in them to continue."""
     root = run_root(cfg)
-    runs = sorted((p for p in root.glob("version_*") if p.name[8:].isdigit()), key=lambda p: int(p.name[8:]))
+    runs = sorted((p for p in root.glob("version_*") if p.name[8:].isdigit() and
+                   ((p / "metrics.json").exists() or (p / "checkpoints" / "last.ckpt").is_file())),
+                  key=lambda p: int(p.name[8:]))
     if not runs:
         raise UserError(f"--resume: nothing to resume, no run in {root}")
     run = runs[-1]
@@ -142,11 +200,19 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
 
 
 def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
-        callbacks: Sequence[L.Callback] = (), verbose: bool | None = None) -> RunResult:
+        callbacks: Sequence[L.Callback] = (), verbose: bool | None = None,
+        hparam_keys: Sequence[str] | None = None) -> RunResult:
     """Train and test one resolved config (``ae_lightning.config.load``); return its metrics.
 
-    ``run_dir``: an existing folder to use (``--resume``, search trials); else a new version_N.
+    ``run_dir``: an existing folder to use (``--resume``, search trials); else a new version_N,
+    removed again if the run fails before its first checkpoint.
     ``ckpt_path``: a ``last.ckpt`` to continue from, with its epoch counter and optimizer state.
+    ``hparam_keys``: dotted config keys logged first in the HParams tab (a sweep's searched keys);
+    the keys of :func:`hparams` follow.
+
+    DDP (``trainer.devices`` > 1): every rank runs this function. Rank 0 chooses the run folder and
+    the others use it; only rank 0 writes config.yaml, metrics.json and TensorBoard, and every rank
+    returns the same metrics (reduced over the ranks).
     """
     t0 = time.time()
     tc = TrainerConfig(**cfg["trainer"])
@@ -160,9 +226,19 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         module = module.to(memory_format=torch.channels_last)
     if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
         module.loss = torch.compile(module.loss)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    rank = process_rank()
+    created = not run_dir and rank == 0
+    if run_dir:
+        run_dir = Path(run_dir)
+    elif rank == 0:
+        dm.prepare_data()  # missing or corrupt data stops the run before its folder exists
+        run_dir = new_run_dir(cfg)
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the DDP processes Lightning starts
+    else:  # a DDP process: rank 0's folder (from the launcher's environment; else broadcast at setup)
+        run_dir = Path(os.environ.get(RUN_DIR_ENV) or run_root(cfg) / "version_unknown")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
@@ -184,9 +260,17 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
         enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
     )
-    if verbose:
+    shared = _SharedRunDir(run_dir)
+    trainer.callbacks.append(shared)
+    if verbose and rank == 0:
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except BaseException:
+        if created and not (run_dir / "checkpoints" / "last.ckpt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: no folder
+        raise
+    run_dir = shared.run_dir
     epochs = trainer.current_epoch
     test_ckpt = best.best_model_path or last.best_model_path or None
     results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
@@ -201,13 +285,13 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         "data_dir": str(dm.data_dir),
         "config": cfg,
     }
-    if tc.log_embedding:
+    if tc.log_embedding and trainer.is_global_zero:
         _log_embedding(logger, module, dm)
-    logger.log_hyperparams(_flat({k: v for k, v in cfg.items()}),
-                           {f"hp/{k}": v for k, v in test.items()})
+    logger.log_hyperparams(hparams(cfg, hparam_keys), {f"hp/{k}": v for k, v in test.items()})  # rank 0 only
     logger.finalize("success")
-    files.write_json(run_dir / "metrics.json", metrics)
-    return RunResult(run_dir, metrics)
+    if trainer.is_global_zero:
+        files.write_json(run_dir / "metrics.json", metrics)
+    return RunResult(run_dir, metrics, trainer.global_rank)
 
 
 def _log_embedding(logger: TensorBoardLogger, module: L.LightningModule, dm: MNISTDataModule, n: int = 2000) -> None:

@@ -65,6 +65,8 @@ class GenerationImages(L.Callback):
         experiment = getattr(trainer.logger, "experiment", None)
         if not isinstance(pl_module, AutoencoderModule) or not hasattr(experiment, "add_image"):
             return
+        if not trainer.is_global_zero:  # DDP: rank 0 writes the images
+            return
         x, _ = trainer.datamodule.tensors("test", pl_module.device, limit=self.limit)
         images, _ = generate(pl_module, x, self.n)
         for name, imgs in images.items():

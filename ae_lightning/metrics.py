@@ -23,6 +23,9 @@ Logged as ``<stage>/mse``, ``<stage>/nrmse``, ``<stage>/rel_error``; in ``metric
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -47,10 +50,65 @@ def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor, logi
     raise ValueError(f"unknown loss {kind!r}")
 
 
+def distributed_world() -> int:
+    """The number of processes of the initialized ``torch.distributed`` group (1 without one)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """``t`` reduced in place over every rank (``sum``, ``min`` or ``max``); a no-op in one process.
+
+    Every rank must call it, with the same shape and dtype. The split-level metrics reduce their
+    sums, counts and extremes with it, so a DDP evaluation equals a one-process one (not a mean of
+    per-rank figures)."""
+    if distributed_world() > 1:
+        torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, op.upper()))
+    return t
+
+
+def _dist_device() -> torch.device:
+    """Where a collective's tensors must live: the current CUDA device under NCCL, else the CPU."""
+    if distributed_world() > 1 and torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+class BatchMeans:
+    """Exact means over a split of per-batch means (an evaluation loss and its terms), weighted by
+    batch size: ``update`` adds ``mean * batch_size`` into one float64 device tensor (no sync);
+    ``compute`` reduces the sums and the image count over the DDP ranks (one collective), so uneven
+    shards weigh exactly as in one process (Lightning's ``sync_dist`` mean truncates an uneven
+    count: gloo divides its integer batch-size total by the world size in place)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums, self.n, self.names = None, 0, []
+
+    @torch.no_grad()
+    def update(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        ref = next(iter(values.values()))
+        dev = ref.device if isinstance(ref, torch.Tensor) else None
+        vals = torch.stack([torch.as_tensor(v).detach().to(dev, torch.float64) for v in values.values()])
+        self.sums = vals * batch_size if self.sums is None else self.sums.add_(vals, alpha=batch_size)
+        self.n, self.names = self.n + batch_size, list(values)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        if self.sums is None:  # every DDP rank has batches (MNISTDataModule refuses smaller splits)
+            return {}
+        total = all_reduce_(torch.cat([self.sums, self.sums.new_tensor([float(self.n)])]), "sum")
+        return {name: (total[i] / total[-1]).float() for i, name in enumerate(self.names)}
+
+
 class ReconMetrics:
     """Exact split-level mse / nrmse / rel_error, accumulated on the device without syncing.
 
-    ``update`` only adds into device tensors; ``compute`` (once per epoch) is the only sync.
+    ``update`` only adds into device tensors; ``compute`` (once per epoch) is the only sync. Under
+    DDP (an initialized ``torch.distributed`` group), ``compute`` first reduces the sums and counts
+    (sum) and the target's extremes (min / max) over the ranks: every rank must call it, and every
+    rank then gets the figures of the whole split, exactly as one process would.
     """
 
     def __init__(self) -> None:
@@ -75,10 +133,19 @@ class ReconMetrics:
         self.n += target.numel()
 
     def compute(self) -> dict[str, torch.Tensor]:
-        if self.sse is None:
+        sse, sx2, n, lo, hi = self.sse, self.sx2, self.n, self.lo, self.hi
+        if distributed_world() > 1:  # every rank joins the collectives, one without batches too
+            dev = sse.device if sse is not None else _dist_device()
+            f64 = functools.partial(torch.full, (), dtype=torch.float64, device=dev)
+            sums = torch.stack([f64(0.0)] * 3 if sse is None else [sse, sx2, n])
+            ext = torch.stack([f64(-math.inf)] * 2 if sse is None else [-lo.double(), hi.double()])
+            all_reduce_(sums, "sum")
+            all_reduce_(ext, "max")  # [-min, max]: one collective for both extremes
+            sse, sx2, n, lo, hi = (None,) * 5 if not float(sums[2]) else (*sums, -ext[0], ext[1])
+        if sse is None:
             return {}
-        mse = self.sse / self.n
-        span = (self.hi - self.lo).double().clamp_min(EPS)
+        mse = sse / n
+        span = (hi - lo).double().clamp_min(EPS)
         return {"mse": mse.float(),
                 "nrmse": (mse.sqrt() / span).float(),
-                "rel_error": (self.sse.sqrt() / self.sx2.sqrt().clamp_min(EPS)).float()}
+                "rel_error": (sse.sqrt() / sx2.sqrt().clamp_min(EPS)).float()}

@@ -151,3 +151,78 @@ def test_tensorboard_has_scalars_images_and_hparams(data_dir, tmp_path):
     plugins = set().union(*(mux.GetAccumulator(n).PluginTagToContent("hparams").keys() for n in mux.Runs()))
     assert "_hparams_/session_start_info" in plugins
     assert (run / "projector_config.pbtxt").exists() or list(run.rglob("projector_config.pbtxt"))
+
+
+def test_output_dir_that_is_a_file_exits_2_with_one_line(data_dir, tmp_path, capsys):
+    f = tmp_path / "a_file"
+    f.write_text("not a folder")
+    for out in (f, f / "sub"):
+        assert train.main(tiny_args(data_dir, out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: trainer.output_dir") and str(f) in err and "\n" not in err
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    from ae_lightning import data as D
+
+    monkeypatch.setitem(D.DATASETS["mnist"], "mirrors", ["http://127.0.0.1:9/"])
+    out = tmp_path / "runs"
+    assert train.main(["--variant", "fc", "--data-dir", str(tmp_path / "empty"), "--output-dir", str(out)]) == 2
+    assert "missing data file" in capsys.readouterr().err
+    assert not list(out.rglob("version_*"))
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_is_removed(data_dir, tmp_path, capsys):
+    assert train.main(tiny_args(data_dir, tmp_path, "--lr", "1e6")) == 3  # diverges in epoch 0
+    assert "error: training diverged" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("version_*"))
+
+
+def test_resume_skips_folders_of_runs_that_never_wrote_a_checkpoint(data_dir, tmp_path, capsys):
+    assert train.main(tiny_args(data_dir, tmp_path)) == 0
+    run = tmp_path / "mnist" / "fc" / "version_0"
+    (run / "metrics.json").unlink()  # unfinished, with its last.ckpt
+    stale = tmp_path / "mnist" / "fc" / "version_1"  # e.g. killed -9 while loading the data
+    stale.mkdir()
+    (stale / "config.yaml").write_text((run / "config.yaml").read_text())
+    capsys.readouterr()
+    assert train.main(tiny_args(data_dir, tmp_path, "--resume", "--max-epochs", "3")) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == str(run) and f"resuming {run}" in out.err
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+
+
+def _hparam_columns(run: Path) -> list[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for ev in run.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        try:
+            content = acc.PluginTagToContent("hparams").get("_hparams_/experiment")
+        except KeyError:  # an event file without HParams (Lightning writes fit and test apart)
+            continue
+        if content:
+            exp = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+            return [h.name for h in exp.hparam_infos] + [m.name.tag for m in exp.metric_infos]
+    raise AssertionError(f"no HParams in {run}")
+
+
+def test_hparams_tab_logs_the_keys_that_matter_searched_keys_first(cfg_for):
+    from ae_lightning.fit import fit, hparams
+
+    common = ["variant", "data.dataset", "model.optimizer", "model.lr", "model.weight_decay", "data.batch_size",
+              "trainer.max_epochs", "model.latent_dim"]
+    cols = _hparam_columns(fit(cfg_for("fc", model__latent_dim=4, model__layers=[784, 32])).run_dir)
+    assert cols == [*common, "model.loss", "model.layers", "model.hidden_act", "model.leaky_slope",
+                    "model.code_act", "model.output_act", "hp/test_loss", "hp/test_mse", "hp/test_nrmse",
+                    "hp/test_rel_error"]
+    vae = list(hparams(cfg_for("vae")))
+    assert vae[:9] == [*common, "model.likelihood"] and "model.loss" not in vae and "model.beta" in vae
+    assert "data.binarize" in hparams(cfg_for("vae_fc"))  # the variant's own data option
+    # a sweep: its searched keys first, then the rest, each once
+    cols = _hparam_columns(fit(cfg_for("fc", model__latent_dim=4, model__layers=[784, 32]),
+                               hparam_keys=["model.leaky_slope", "model.lr"]).run_dir)
+    assert cols[:3] == ["model.leaky_slope", "model.lr", "variant"] and cols.count("model.lr") == 1
+    assert len(cols) < 25

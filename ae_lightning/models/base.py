@@ -22,7 +22,7 @@ import lightning as L
 import torch
 
 from ae_lightning.config import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, UserError
-from ae_lightning.metrics import ReconMetrics, reconstruction_loss
+from ae_lightning.metrics import BatchMeans, ReconMetrics, reconstruction_loss
 from ae_lightning.models.layers import Activation
 
 Optimizer = Literal["adam", "adamw", "sgd", "adagrad", "adadelta", "rmsprop"]
@@ -87,6 +87,13 @@ class BaseModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(lr_factor, dict(hp), epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "monitor": "val/loss"}}
 
+    def log_reduced(self, name: str, value: Any, **kwargs) -> None:
+        """Log an epoch-level figure that is already reduced over every DDP rank (the exact split
+        metrics of ``ae_lightning.metrics``, confusion counts, NLL sums): identical on each rank, so
+        Lightning's ``sync_dist`` with ``max`` returns it unchanged (and keeps Lightning from warning
+        that an epoch-level value is not synced). One process: a plain ``self.log``."""
+        self.log(name, value, sync_dist=True, reduce_fx="max", **kwargs)
+
 
 class AutoencoderModule(BaseModule):
     """The loop of every autoencoder: loss, exact reconstruction metrics, logging."""
@@ -102,6 +109,7 @@ class AutoencoderModule(BaseModule):
     ):
         super().__init__(**kwargs)
         self.metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
+        self.eval_means = {"val": BatchMeans(), "test": BatchMeans()}  # <stage>/loss and its terms
 
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
@@ -133,11 +141,9 @@ class AutoencoderModule(BaseModule):
 
     # -- the loop ----------------------------------------------------------------------------------
     def _log_terms(self, stage: str, loss: torch.Tensor, out: dict, batch_size: int) -> None:
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=batch_size,
-                 prog_bar=stage != "test")
-        for name, value in out.get("log", {}).items():
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+        """Evaluation: ``<stage>/loss`` and its terms, summed on the device (no sync per batch) and
+        logged as exact split means, reduced over the DDP ranks, at the epoch's end (_log_metrics)."""
+        self.eval_means[stage].update({"loss": loss, **out.get("log", {})}, batch_size)
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
@@ -175,7 +181,9 @@ class AutoencoderModule(BaseModule):
         means = self._train_sum / self._train_n
         for i, name in enumerate(names):
             key = "train/loss_epoch" if name == "loss" else f"train/{name}"
-            self.log(key, means[i], on_step=False, on_epoch=True, batch_size=1, prog_bar=bar and name == "loss")
+            # once per epoch; DDP: the mean of the ranks' means, which is exact (equal shards)
+            self.log(key, means[i], on_step=False, on_epoch=True, batch_size=1, prog_bar=bar and name == "loss",
+                     sync_dist=True)
         self._train_n = 0  # logged: on_train_epoch_end's fallback has nothing left to do
 
     def on_train_epoch_end(self) -> None:
@@ -197,18 +205,23 @@ class AutoencoderModule(BaseModule):
         self._eval_step(batch, "test")
 
     def _log_metrics(self, stage: str) -> None:
-        for name, value in self.metrics[stage].compute().items():
-            self.log(f"{stage}/{name}", value)
+        for name, value in self.eval_means[stage].compute().items():  # reduced over the DDP ranks
+            self.log_reduced(f"{stage}/{name}", value, prog_bar=name == "loss" and stage != "test")
+        self.eval_means[stage].reset()
+        for name, value in self.metrics[stage].compute().items():  # reduced over the DDP ranks
+            self.log_reduced(f"{stage}/{name}", value)
         self.metrics[stage].reset()
 
     def on_validation_epoch_start(self) -> None:
         self.metrics["val"].reset()
+        self.eval_means["val"].reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
     def on_test_epoch_start(self) -> None:
         self.metrics["test"].reset()
+        self.eval_means["test"].reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")

@@ -33,6 +33,7 @@ from torch import nn
 from ae_lightning import files
 from ae_lightning.config import Fraction, NonNegInt, UserError
 from ae_lightning.data import NUM_CLASSES
+from ae_lightning.metrics import BatchMeans
 from ae_lightning.models import CKPT_KEY, get_module, read_checkpoint, register
 from ae_lightning.models.base import AutoencoderModule, BaseModule
 
@@ -112,6 +113,7 @@ class LatentClassifier(BaseModule):
         self._datamodule = None
         self._codes: dict[str, torch.Tensor] = {}  # split -> (N, k) codes of the frozen encoder
         self._confusion: dict[str, torch.Tensor] = {}
+        self._eval_loss = {"val": BatchMeans(), "test": BatchMeans()}
 
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
@@ -216,16 +218,19 @@ class LatentClassifier(BaseModule):
             x = random_shift(x, self.hparams.augment_shift)
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y), prog_bar=True)
+        # the step value unsynced (no collective per step); the epoch means are reduced over the DDP
+        # ranks once, at the epoch's end (sync_dist on an epoch-only value)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y), prog_bar=True)
+        self.log("train/loss_epoch", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True,
-                 batch_size=len(y))
+                 batch_size=len(y), sync_dist=True)
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
         logits = self(x)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y),
-                 prog_bar=stage == "val")
+        # summed on the device, logged as the exact split mean (over the DDP ranks) at the epoch's end
+        self._eval_loss[stage].update({"loss": F.cross_entropy(logits, y)}, len(y))
         # (10, 10) counts, rows = true class, columns = prediction; one bincount, no sync
         counts = torch.bincount(y * NUM_CLASSES + logits.argmax(1), minlength=NUM_CLASSES ** 2)
         cm = self._confusion.get(stage)
@@ -239,9 +244,11 @@ class LatentClassifier(BaseModule):
 
     def on_validation_epoch_start(self) -> None:
         self._confusion.pop("val", None)
+        self._eval_loss["val"].reset()
 
     def on_test_epoch_start(self) -> None:
         self._confusion.pop("test", None)
+        self._eval_loss["test"].reset()
 
     def on_validation_epoch_end(self) -> None:
         trainer = self._trainer
@@ -263,13 +270,21 @@ class LatentClassifier(BaseModule):
         return list(dm.class_names) if dm is not None else [str(i) for i in range(NUM_CLASSES)]
 
     def _epoch_metrics(self, stage: str, image: bool) -> np.ndarray | None:
+        for name, value in self._eval_loss[stage].compute().items():
+            self.log_reduced(f"{stage}/{name}", value, prog_bar=stage == "val")
+        self._eval_loss[stage].reset()
         counts = self._confusion.pop(stage, None)
-        if counts is None:
+        if counts is None and getattr(self._trainer, "world_size", 1) == 1:
             return None
+        if counts is None:  # a DDP rank without batches still joins the gather
+            counts = torch.zeros(NUM_CLASSES ** 2, dtype=torch.long, device=self.device)
+        # the counts of every DDP rank: the accuracies are those of the whole split
         cm = self.all_gather(counts).reshape(-1, NUM_CLASSES, NUM_CLASSES).sum(0).cpu().numpy()
-        self.log(f"{stage}/acc", float(np.trace(cm) / max(cm.sum(), 1)))
+        if not cm.sum():
+            return None
+        self.log_reduced(f"{stage}/acc", float(np.trace(cm) / max(cm.sum(), 1)))
         for i, acc in enumerate(per_class_accuracy(cm)):
-            self.log(f"{stage}/acc_{i}", float(acc))
+            self.log_reduced(f"{stage}/acc_{i}", float(acc))
         experiment = getattr(self.logger, "experiment", None) if self._trainer is not None else None
         if image and experiment is not None and hasattr(experiment, "add_image") and self.global_rank == 0:
             png = confusion_png(cm, self._class_names())

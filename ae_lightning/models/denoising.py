@@ -137,7 +137,7 @@ class DenoisingAutoencoder(AutoencoderModule):
         super()._log_metrics(stage)
         for name, value in self.clean_metrics[stage].compute().items():
             if name != "rel_error":
-                self.log(f"{stage}/{name}_clean_input", value)
+                self.log_reduced(f"{stage}/{name}_clean_input", value)
         self.clean_metrics[stage].reset()
 
     def on_validation_epoch_start(self) -> None:

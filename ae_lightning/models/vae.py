@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ae_lightning.config import NonNegFloat, NonNegInt, PosFloat, PosInt, UserError
+from ae_lightning.metrics import all_reduce_
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.blocks import ConvLayout, conv_decoder, conv_encoder
@@ -166,5 +167,8 @@ class VAE(AutoencoderModule):
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        if self._nll_n:
-            self.log("test/nll", (self._nll_sum / self._nll_n).float())
+        # the sum and count over every DDP rank (all_reduce_ is a no-op in one process)
+        total = all_reduce_(torch.stack([self._nll_sum, torch.tensor(float(self._nll_n), dtype=torch.float64,
+                                                                     device=self._nll_sum.device)]), "sum")
+        if float(total[1]):
+            self.log_reduced("test/nll", (total[0] / total[1]).float())
