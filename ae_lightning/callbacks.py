@@ -71,3 +71,27 @@ class ReconstructionImages(L.Callback):
             rows = [x] + ([inp] if not torch.equal(inp, x) else []) + [pl_module.output(pl_module.decode(pl_module.encode(inp)))]
             pl_module.train(was)
         experiment.add_image("val/reconstructions", tile(torch.cat(rows), nrow=self.n), global_step=epoch)
+
+
+class LossHistory(L.Callback):
+    """The epoch-by-epoch ``train/loss_epoch`` (the mean of the epoch's batch losses, weighted by
+    batch size, as Keras logs it) and ``val/loss``, for ``metrics.json``'s ``history``. Kept in
+    the checkpoints, so a resumed run's history is the unbroken run's."""
+
+    KEYS = {"train_loss": "train/loss_epoch", "val_loss": "val/loss"}
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float | None]] = {k: [] for k in self.KEYS}
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        for name, key in self.KEYS.items():
+            value = trainer.callback_metrics.get(key)
+            self.history[name].append(None if value is None else float(value))
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = {k: list(state_dict.get("history", {}).get(k, [])) for k in self.KEYS}

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ae_lightning import files
-from ae_lightning.callbacks import FiniteLossGuard, ReconstructionImages, RunConfigInCheckpoint
+from ae_lightning.callbacks import FiniteLossGuard, LossHistory, ReconstructionImages, RunConfigInCheckpoint
 from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.generate import GenerationImages
@@ -50,6 +50,7 @@ class TrainerConfig:
     deterministic: bool = True
     gradient_clip_val: NonNegFloat = 0.0
     early_stopping_patience: NonNegInt = 0  # 0: off; else epochs without val/loss improvement
+    test_checkpoint: Literal["best", "last"] = "best"  # last: the final epoch's model (Keras' practice)
     progress_bar: bool | None = None  # None: on a terminal only
     # Speed options, measured by benchmarks/bench_options.py (figures in docs/benchmarks.md). Off by
     # default: compile lost on CPU and H100 (0.75-0.99x); channels_last gave conv 1.12x on the CPU
@@ -247,7 +248,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     # an epoch that also saved a best one: a kill after a plateau would lose those epochs);
     # no version counter, so that a resumed run overwrites it
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
-    cbs: list[L.Callback] = [best, last, RunConfigInCheckpoint(cfg), FiniteLossGuard(),
+    history = LossHistory()
+    cbs: list[L.Callback] = [best, last, RunConfigInCheckpoint(cfg), FiniteLossGuard(), history,
                              ReconstructionImages(tc.images_every_n_epochs), *callbacks]
     if tc.images_every_n_epochs:  # decoded random codes at the end of the test (ae_lightning.generate)
         cbs.append(GenerationImages())
@@ -272,13 +274,15 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         raise
     run_dir = shared.run_dir
     epochs = trainer.current_epoch
-    test_ckpt = best.best_model_path or last.best_model_path or None
+    test_ckpt = (last.best_model_path if tc.test_checkpoint == "last" else best.best_model_path) or \
+        last.best_model_path or None
     results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
     test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
     metrics = {
         **test,
         "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
         "epochs": epochs,
+        "history": history.history,
         "wall_time_s": round(time.time() - t0, 3),
         "run_dir": str(run_dir),
         "best_checkpoint": test_ckpt,

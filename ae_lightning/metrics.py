@@ -6,6 +6,11 @@ element**, over pixels and images, computed on pixels in the data's [0, 1] scale
     mse  mean (x - x_hat)^2
     l1   mean |x - x_hat|
     bce  mean -[x log x_hat + (1 - x) log(1 - x_hat)]  (from logits when the output is a sigmoid)
+    bce_clipped  the same on x_hat clipped to [1e-7, 1 - 1e-7], no gradient beyond the clip
+                 (Keras' binary_crossentropy, the shallow/deep notebook's loss)
+    bce_logits   BCE with the raw (linear) output taken as logits, the model's output unchanged
+                 (PyTorch's BCEWithLogitsLoss on a linear output layer, the fcAE study's BCE run;
+                 the metrics then judge the raw output, logits and all)
     kl   mean x log(x / x_hat), both clipped to [1e-7, 1] (Keras' KLDivergence, per pixel)
 
 The VAE's objective is the exception, and says so in its name: ``-ELBO`` in **nats per image**
@@ -30,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 EPS = 1e-7
-LOSSES = ("mse", "bce", "l1", "kl")
+LOSSES = ("mse", "bce", "bce_clipped", "bce_logits", "l1", "kl")
 
 
 def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,6 +49,10 @@ def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor, logi
         if logits is not None:
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.binary_cross_entropy(out.clamp(EPS, 1 - EPS), target)
+    if kind == "bce_clipped":
+        return F.binary_cross_entropy(out.clamp(EPS, 1 - EPS), target)
+    if kind == "bce_logits":
+        return F.binary_cross_entropy_with_logits(out, target)
     if kind == "kl":
         t, o = target.clamp(EPS, 1), out.clamp(EPS, 1)
         return (t * (t.log() - o.log())).mean()

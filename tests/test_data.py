@@ -128,13 +128,45 @@ def test_unit_and_standardize_normalization(data_dir):
     x, _ = dm.tensors("train")
     raw = dm.split("train")[0].float().unsqueeze(1) / 255
     assert torch.allclose(x, raw)
+    # standardize: each pixel's training range maps to [0, 1] (z-score, then a per-pixel min-max)
     st = _dm(data_dir, normalize="standardize")
     xs, _ = st.tensors("train")
-    assert xs.min() >= 0 and xs.max() <= 1 and abs(xs.min().item()) < 1e-6 and abs(xs.max().item() - 1) < 1e-6
-    # per-pixel standardization: before the global rescale each pixel has mean 0 -> equal means after it
-    means = xs.flatten(1).mean(0)
-    varying = raw.flatten(1).std(0) > 1e-3
+    u8 = st.split("train")[0].double().flatten(1)
+    lo, hi = u8.min(0).values, u8.max(0).values
+    varying = hi > lo
+    flat = xs.flatten(1).double()
+    assert torch.allclose(flat.min(0).values[varying], torch.zeros(int(varying.sum()), dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(flat.max(0).values[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-5)
+    expected = (u8 - lo) / torch.where(varying, hi - lo, torch.ones_like(hi))
+    assert torch.allclose(flat, expected, atol=1e-5)  # the same as a per-pixel min-max of the raw pixels
+    const = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    const[:, 0, 0], const[1:, 5, 5] = 200, 255  # pixel (0, 0) constant at 200, pixel (5, 5) 0 or 255
+    st._fit_normalization(const)
+    assert abs(float(st._b[0, 0, 0] + 200 * st._a[0, 0, 0])) < 1e-6  # a constant pixel maps to 0
+    assert abs(float(st._b[0, 5, 5] + 255 * st._a[0, 5, 5]) - 1) < 1e-6 and float(st._b[0, 5, 5]) == 0.0
+    st._fit_normalization(st.split("train")[0])
+    # test pixels outside a pixel's training range are clipped to [0, 1], and follow the same map inside it
+    xt, _ = st.tensors("test")
+    t8 = st.split("test")[0].double().flatten(1)
+    want = ((t8 - lo) / torch.where(varying, hi - lo, torch.ones_like(hi))).clamp(0, 1)
+    assert xt.min() >= 0 and xt.max() <= 1
+    assert torch.allclose(xt.flatten(1).double()[:, varying], want[:, varying], atol=1e-5)
+    assert bool(((t8 > hi) | (t8 < lo))[:, varying].any())  # the tiny data has such pixels: the clip was exercised
+    # the global reading squashes the data: one min and max over every pixel's z-score
+    sg = _dm(data_dir, normalize="standardize_global")
+    xg, _ = sg.tensors("train")
+    assert xg.min() >= 0 and xg.max() <= 1 and abs(xg.min().item()) < 1e-6 and abs(xg.max().item() - 1) < 1e-6
+    assert float(xg.std()) < 0.5 * float(xs.std())
+    means = xg.flatten(1).mean(0)  # per-pixel mean 0 before the global rescale -> equal means after it
     assert means[varying].std() < 1e-4
+
+
+def test_validation_on_the_test_file_trains_on_every_training_image(data_dir):
+    dm = _dm(data_dir, subset=None, validation="test")
+    assert len(dm.split("train")[0]) == 1200 and torch.equal(dm.split("val")[0], dm.split("test")[0])
+    assert len(_dm(data_dir, subset=600, validation="test").split("train")[0]) == 600
+    with pytest.raises(UserError, match="validation test"):
+        D.MNISTDataModule.check_config({"validation": "test", "val_size": 100, "folds": 1, "fold": 0})
 
 
 def test_batches_cover_the_split_and_shuffle_by_epoch(data_dir):

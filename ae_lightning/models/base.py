@@ -57,6 +57,7 @@ class BaseModule(L.LightningModule):
         lr_step_size: PosInt = 10,  # step: epochs between decays
         lr_gamma: PosFloat = 0.5,  # step / exponential / plateau factor
         lr_decay_start: NonNegInt = 0,  # cosine / step / exponential: epochs at the full lr first
+        eps: PosFloat | None = None,  # adam / adamw / adagrad / adadelta / rmsprop epsilon (null: torch's)
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the init arguments of every subclass too
@@ -65,11 +66,15 @@ class BaseModule(L.LightningModule):
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
         """Cross-field checks of the ``model`` section; raise UserError. Subclasses extend."""
+        if model.get("eps") is not None and model.get("optimizer") == "sgd":
+            raise UserError("model.eps: sgd has no epsilon (set it to null, or pick adam, adagrad, adadelta or rmsprop)")
 
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
         kw = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        if hp.get("eps") is not None:  # e.g. Keras' 1e-7 (torch's Adam: 1e-8); SGD has none (check_config)
+            kw["eps"] = hp.eps
         opt = {
             "adam": lambda: torch.optim.Adam(params, **kw),
             "adamw": lambda: torch.optim.AdamW(params, **kw),
@@ -104,7 +109,7 @@ class AutoencoderModule(BaseModule):
         hidden_act: Activation = "leaky_relu",
         leaky_slope: NonNegFloat = 0.01,
         output_act: Literal["sigmoid", "none"] = "sigmoid",
-        loss: Literal["mse", "bce", "l1", "kl"] = "mse",
+        loss: Literal["mse", "bce", "bce_clipped", "bce_logits", "l1", "kl"] = "mse",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -114,8 +119,11 @@ class AutoencoderModule(BaseModule):
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
         super().check_config(model)
-        if model.get("loss") == "bce" and model.get("output_act") == "none":
-            raise UserError("model.loss bce needs model.output_act sigmoid (BCE is defined on [0, 1] outputs)")
+        if model.get("loss") in ("bce", "bce_clipped") and model.get("output_act") == "none":
+            raise UserError(f"model.loss {model['loss']} needs model.output_act sigmoid (BCE is defined on [0, 1] "
+                            "outputs; bce_logits takes a linear output as logits)")
+        if model.get("loss") == "bce_logits" and model.get("output_act") != "none":
+            raise UserError("model.loss bce_logits takes the linear output as logits: it needs model.output_act none")
 
     # -- the variant contract: a subclass defines encode(x) -> z and decode(z) -> logits -------------
     def output(self, logits: torch.Tensor) -> torch.Tensor:
@@ -131,7 +139,7 @@ class AutoencoderModule(BaseModule):
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x_hat, mean-per-element loss)`` from decoder logits against the clean target ``x``."""
         x_hat = self.output(logits)
-        sigmoid_logits = logits if self.hparams.output_act == "sigmoid" else None
+        sigmoid_logits = logits if self.hparams.output_act == "sigmoid" and self.hparams.loss == "bce" else None
         return x_hat, reconstruction_loss(self.hparams.loss, x_hat, x, sigmoid_logits)
 
     def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -32,7 +32,7 @@ from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.blocks import ConvLayout, conv_autoencoder, mlp_autoencoder
 from ae_lightning.models.conv import check_conv
-from ae_lightning.models.layers import Activation, check_layers
+from ae_lightning.models.layers import Activation, Init, check_layers, initialize
 
 Noise = Literal["gaussian", "masking", "occlusion", "salt_pepper"]
 ARCH_LAYERS = {"fc": [784, 392, 196], "deep": [784, 128]}
@@ -75,6 +75,7 @@ class DenoisingAutoencoder(AutoencoderModule):
         channels: list[int] = [8, 16, 32],  # conv
         hidden: list[int] = [64],  # conv
         layout: ConvLayout = "strided",  # conv
+        init: Init = "torch",  # glorot_uniform: Keras' default (the shallow/deep notebook)
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,6 +86,7 @@ class DenoisingAutoencoder(AutoencoderModule):
         else:
             self.encoder, self.decoder = mlp_autoencoder(layers or ARCH_LAYERS[architecture], hp.latent_dim,
                                                          hp.hidden_act, code_act, hp.leaky_slope)
+        initialize(self, init)
         self.clean_metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
         self._eval_batch = 0
 

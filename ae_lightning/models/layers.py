@@ -8,6 +8,20 @@ from torch import nn
 from ae_lightning.config import UserError
 
 Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "gelu", "none"]
+Init = Literal["torch", "glorot_uniform"]
+
+
+def initialize(module: nn.Module, scheme: str) -> None:
+    """Re-initialize every Linear and (transposed) conv layer of ``module``: ``torch`` keeps
+    PyTorch's defaults (Kaiming-uniform weights, uniform biases); ``glorot_uniform`` is Keras'
+    default, Glorot-uniform weights and zero biases."""
+    if scheme == "torch":
+        return
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def activation(name: str, slope: float = 0.01) -> nn.Module:

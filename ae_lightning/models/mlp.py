@@ -9,6 +9,7 @@ One class; the variants differ only in their configs (layer sizes and activation
 
 ``layers`` lists the encoder's sizes from the input up to, not including, the code; the decoder
 mirrors them. ``code_act`` is the activation on the code layer (``none`` keeps it linear).
+``init``: ``torch`` (PyTorch's default initialization) or ``glorot_uniform`` (Keras' default).
 """
 from __future__ import annotations
 
@@ -18,16 +19,18 @@ import torch
 
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.models.layers import Activation, check_layers, mlp
+from ae_lightning.models.layers import Activation, Init, check_layers, initialize, mlp
 
 
 @register("mlp")
 class MLPAutoencoder(AutoencoderModule):
-    def __init__(self, layers: list[int] = [784, 392, 196], code_act: Activation = "none", **kwargs):
+    def __init__(self, layers: list[int] = [784, 392, 196], code_act: Activation = "none", init: Init = "torch",
+                 **kwargs):
         super().__init__(**kwargs)
         hp = self.hparams
         self.encoder = mlp([*layers, hp.latent_dim], hp.hidden_act, code_act, hp.leaky_slope)
         self.decoder = mlp([hp.latent_dim, *reversed(layers)], hp.hidden_act, "none", hp.leaky_slope)
+        initialize(self, init)
 
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:

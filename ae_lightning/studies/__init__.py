@@ -32,7 +32,7 @@ class Study:
 
 _REGISTRY: dict[str, Study] = {}
 _LOADED = False
-_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier"}
+_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce"}
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,

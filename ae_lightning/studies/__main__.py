@@ -3,6 +3,7 @@
     python -m ae_lightning.studies compression [--variant fc] [--dataset fashion_mnist] [--epochs 20]
     python -m ae_lightning.studies all --out studies --epochs 5 --subset 20000
     python -m ae_lightning.studies --list
+    python -m ae_lightning.studies reproduce fcae|keras|all [--smoke] [--resume]   # an original, at its settings
 
 A single study writes ``report.md``, ``results.json``, its PNG figures and ``tensorboard/`` into
 ``--out``; ``all`` writes each study into ``<out>/<study>/`` and the combined ``<out>/report.md`` and
@@ -43,8 +44,10 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
     return p
 
 
-def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str]) -> tuple[object, float]:
-    """Run one study into ``out_dir``; returns its Context (report written) and wall time."""
+def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str],
+            preset_entry: dict | None = None) -> tuple[object, float]:
+    """Run one study into ``out_dir``; returns its Context (report written) and wall time.
+    ``preset_entry``: the ``reproduce`` preset's settings of this study, kept in results.json."""
     from ae_lightning.studies.common import Context, command_line
 
     t0 = time.time()
@@ -56,6 +59,8 @@ def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str]) -> tuple[o
                                             "subset": opts.subset, "test_subset": opts.test_subset,
                                             "seed": opts.seed, "device": str(ctx.device)},
                                "runs": ctx.trained, "wall_time_s": round(wall, 1)})
+    if preset_entry is not None:
+        ctx.report.results["preset_entry"] = preset_entry
     ctx.report.text(f"Wall time of this study: {wall:.0f} s.")
     ctx.report.write()
     return ctx, wall
@@ -163,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     from ae_lightning.studies.common import Options
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reproduce"]:
+        from ae_lightning.studies import reproduce
+        try:
+            return reproduce.main(argv[1:])
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
     args = parser([s.name for s in studies()]).parse_args(argv)
     if args.list:
         for s in studies():

@@ -14,8 +14,9 @@ REFERENCE = {"leaky_relu": 0.1139, "sigmoid": 0.1197, "relu": 0.1221}
 
 def run(ctx: Context) -> None:
     """Test NRMSE by hidden activation, everything else held."""
+    out_act = ctx.config()["model"].get("output_act")
     ctx.report.text(f"`{ctx.variant}` at latent 8; the activation replaces every hidden and code activation "
-                    f"(the output stays a sigmoid); {ctx.opts.epochs} epoch(s). "
+                    f"(the output stays `{out_act}`); {ctx.opts.epochs} epoch(s). "
                     "Reference: the fcAE study after 1000 epochs.")
     one_variable(ctx, "activation", [(a, {"model__hidden_act": a, "model__code_act": a}) for a in REFERENCE],
                  REFERENCE)

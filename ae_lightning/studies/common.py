@@ -45,6 +45,11 @@ class Options:
     batch_size: int | None = None
     runs_dir: str | None = None  # None: <out>/runs
     latents: list[int] | None = None  # compression / inversion sizes (None: each study's defaults)
+    # a preset (``reproduce``): config overrides under every run (dotted keys), and the study's own
+    # parameters (e.g. ``choices``, ``models``), which the study modules read through ``ctx.params``
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resume: bool = False  # reuse finished runs found under runs_dir with the same config; continue unfinished ones
 
     def check(self) -> None:
         """Every bad option is one clear line naming the flag."""
@@ -93,6 +98,7 @@ class Context:
             raise UserError(f"study {study.name}: --variant is not an option here (it trains its own fixed set of models)")
         self.variant = opts.variant or study.variant or None  # "" : every variant unless --variant
         self.cache = {} if cache is None else cache
+        self.params = dict(opts.params)
         self.runs_dir = Path(opts.runs_dir) if opts.runs_dir else Path(opts.out) / "runs"
         cuda = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
         self.device = torch.device("cuda" if cuda else "cpu")
@@ -112,6 +118,7 @@ class Context:
                            ("data.test_subset", o.test_subset), ("data.batch_size", o.batch_size)):
             if value is not None:
                 base[key] = value
+        base.update(o.overrides)
         base.update({k.replace("__", "."): v for k, v in overrides.items()})
         cfg = config_mod.load(variant or self.variant, None, base)
         if "nll_samples" in cfg["model"] and "model.nll_samples" not in base:
@@ -133,8 +140,14 @@ class Context:
         key = _key(cfg)
         if key not in self.cache:
             t0 = time.time()
+            done, unfinished = self._on_disk(key, cfg) if self.opts.resume else (None, None)
             try:
-                res = fit(cfg, verbose=False)
+                if done is not None:
+                    res = done
+                elif unfinished is not None:
+                    res = fit(cfg, run_dir=unfinished, ckpt_path=unfinished / "checkpoints" / "last.ckpt", verbose=False)
+                else:
+                    res = fit(cfg, verbose=False)
             except DivergedError as e:
                 if not allow_diverge:
                     raise UserError(f"study {self.study.name}: {label or cfg['variant']} diverged ({e})") from None
@@ -152,6 +165,26 @@ class Context:
                              "epochs": run.metrics.get("epochs"), "wall_time_s": run.metrics.get("wall_time_s"),
                              "test_metrics": {k: v for k, v in run.metrics.items() if k.startswith("test_")}})
         return run
+
+    def _on_disk(self, key: str, cfg: dict):
+        """``--resume``: a finished run of this exact config under ``runs_dir`` (its RunResult), or
+        else an unfinished one with a ``last.ckpt`` to continue (its folder)."""
+        from ae_lightning.fit import RunResult, run_root
+
+        unfinished = None
+        runs = sorted(run_root(cfg).glob("version_*"), key=lambda p: int(p.name[8:]) if p.name[8:].isdigit() else -1)
+        for run_dir in runs:
+            try:
+                if (run_dir / "metrics.json").is_file():
+                    metrics = json.loads((run_dir / "metrics.json").read_text())
+                    if _key(metrics["config"]) == key and Path(metrics.get("best_checkpoint") or "").is_file():
+                        return RunResult(run_dir, metrics), None
+                elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+                    if _key(config_mod.load_yaml(run_dir / "config.yaml")) == key:
+                        unfinished = run_dir
+            except (OSError, ValueError, KeyError, UserError):
+                continue  # a half-written or foreign folder is not this run
+        return None, unfinished
 
     # -- data --------------------------------------------------------------------------------------
     def datamodule(self, cfg: dict) -> MNISTDataModule:
@@ -194,12 +227,31 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
     return {k: float(v) for k, v in m.compute().items()}
 
 
+def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
+    """A preset's nested config overrides ``{model: {lr: 0.01}}`` as ``ctx.train`` keywords
+    (``{"model__lr": 0.01}``); top-level keys (``seed``, ``variant``) stay as they are."""
+    out: dict[str, Any] = {}
+    for section, value in (nested or {}).items():
+        if isinstance(value, dict):
+            out.update({f"{section}__{k}": v for k, v in value.items()})
+        else:
+            out[section] = value
+    return out
+
+
 def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], reference: dict[str, float],
                  latent: int = 8) -> dict[str, dict]:
     """The fcAE study's design: one setting changed at a time, everything else held, at latent
     ``latent``. ``choices`` are ``(label, config overrides)``; a diverged run is reported, not fatal.
-    Writes a table and a bar chart beside the reference test NRMSE; returns the numbers by label."""
+    A preset replaces them with its ``choices`` (label -> nested config overrides) and may add to
+    ``reference``. Writes a table and a bar chart beside the reference test NRMSE; returns the
+    numbers by label."""
     from ae_lightning.studies.report import bar_plot
+
+    if "choices" in ctx.params:
+        choices = [(label, overrides_of(over)) for label, over in ctx.params["choices"].items()]
+    reference = {**reference, **ctx.params.get("reference", {})}
+    latent = ctx.params.get("latent", latent)
 
     out: dict[str, dict] = {}
     for label, overrides in choices:
@@ -232,5 +284,7 @@ def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], refer
     ctx.report.text(f"Order by test NRMSE, best first: this run {' < '.join(ranked)}; "
                     f"reference {' < '.join(ref_ranked)}.")
     ctx.report.results.update({"latent_dim": latent, "by_choice": out, "reference_test_nrmse": reference,
-                               "order": ranked, "reference_order": ref_ranked})
+                               "order": ranked, "reference_order": ref_ranked,
+                               "test_nrmse": {lb: None if out[lb].get("diverged") else out[lb]["test"]["nrmse"]
+                                              for lb in labels}})
     return out

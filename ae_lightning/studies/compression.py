@@ -19,9 +19,11 @@ REFERENCE = {8: 0.1139}
 
 
 def sizes(ctx: Context) -> dict[str, list[int]]:
-    """The latent sizes to train, by family (``--latents`` replaces both families)."""
+    """The latent sizes to train, by family (``--latents`` or a preset's ``latents`` replaces both)."""
     if ctx.opts.latents:
         return {"--latents": list(ctx.opts.latents)}
+    if "latents" in ctx.params:
+        return {ctx.params.get("family", "preset"): list(ctx.params["latents"])}
     return {"fcAE sizes": LATENTS, "sweep 5..95": SWEEP}
 
 
@@ -32,8 +34,19 @@ def train_sizes(ctx: Context, ks: list[int]) -> dict[int, dict]:
         run = ctx.train(label=f"latent {k}", model__latent_dim=k)
         x_train, _ = ctx.tensors(run.cfg, "train")
         x_test, _ = ctx.tensors(run.cfg, "test")
-        out[k] = {"run": run, "train": recon_metrics(run.module, x_train), "test": recon_metrics(run.module, x_test)}
+        history = run.metrics.get("history") or {}
+        out[k] = {"run": run, "train": recon_metrics(run.module, x_train), "test": recon_metrics(run.module, x_test),
+                  # the objective as trained: the last epoch's mean batch loss, and the test split's loss
+                  "train_loss_last_epoch": (history.get("train_loss") or [None])[-1],
+                  "test_loss": run.metrics.get("test_loss")}
     return out
+
+
+def falls(values: list[float | None], slack: float = 0.0) -> bool:
+    """``values`` fall as the size grows: no step up by more than ``slack``, and the last below the first."""
+    if not values or any(v is None for v in values):
+        return False
+    return all(b <= a + slack for a, b in zip(values, values[1:])) and values[-1] < values[0]
 
 
 def run(ctx: Context) -> None:
@@ -63,6 +76,23 @@ def run(ctx: Context) -> None:
     rep.figure("nrmse_vs_ratio", line_plot(ratio_series, "compression ratio 784 / k", "NRMSE",
                                            "NRMSE against compression ratio", logx=True),
                "Train and test NRMSE against the compression ratio")
+    loss = ctx.config()["model"].get("loss", "the objective")
+    train_loss = [res[k]["train_loss_last_epoch"] for k in all_k]
+    test_loss = [res[k]["test_loss"] for k in all_k]
+    rep.heading("The training objective against the latent size")
+    rep.text(f"The `{loss}` loss as the runs logged it: train, the mean over the last epoch's batches (Keras' "
+             "`history['loss'][-1]`); test, the test split's loss of the tested model (Keras' `val_loss` when the "
+             "test set validates).")
+    rep.table(["latent k", "train loss (last epoch)", "test loss"],
+              [[k, a, b] for k, a, b in zip(all_k, train_loss, test_loss)])
+    rep.figure("loss_vs_latent", line_plot({"train loss": (all_k, train_loss), "test loss": (all_k, test_loss)},
+                                           "code size", f"{loss} loss", "Model loss against code size"),
+               "Train and test loss against the code size")
+    slack = ctx.params.get("falls_slack", 0.0)
+    shape = {"train_loss_falls": falls(train_loss, slack), "test_loss_falls": falls(test_loss, slack)}
+    shape["both_fall"] = shape["train_loss_falls"] and shape["test_loss_falls"]
+    rep.text(f"Both losses fall as the code size grows (no step up by more than {slack:g}): "
+             f"train {'yes' if shape['train_loss_falls'] else 'no'}, test {'yes' if shape['test_loss_falls'] else 'no'}.")
     rep.scalars("compression/test_nrmse_by_latent", {k: res[k]["test"]["nrmse"] for k in all_k})
     rep.scalars("compression/train_nrmse_by_latent", {k: res[k]["train"]["nrmse"] for k in all_k})
     best = min(all_k, key=lambda k: res[k]["test"]["nrmse"])
@@ -70,8 +100,9 @@ def run(ctx: Context) -> None:
              f"Gap train − test at the largest k: "
              f"{res[all_k[-1]]['train']['nrmse'] - res[all_k[-1]]['test']['nrmse']:+.4f}.")
     rep.results.update({
-        "variant": ctx.variant, "families": families, "reference_test_nrmse": REFERENCE,
+        "variant": ctx.variant, "families": families, "reference_test_nrmse": REFERENCE, "loss_shape": shape,
         "by_latent": {k: {"ratio": PIXELS / k, "train": res[k]["train"], "test": res[k]["test"],
+                          "train_loss_last_epoch": res[k]["train_loss_last_epoch"], "test_loss": res[k]["test_loss"],
                           "epochs": res[k]["run"].metrics["epochs"]} for k in all_k},
     })
 

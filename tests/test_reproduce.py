@@ -1,0 +1,189 @@
+"""``reproduce``: presets of the original studies, their smoke runs, fidelity rows and errors."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ae_lightning.config import UserError
+
+ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "reference_epochs", "our_epochs",
+            "matched", "command"}
+
+
+def _run(argv, capsys):
+    from ae_lightning.studies.__main__ import main
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
+    """A run config resolved the way ``reproduce`` resolves it: the preset's ``config`` under every run."""
+    from ae_lightning.config import load
+    from ae_lightning.studies.reproduce import flat, load_preset
+
+    preset = load_preset(name, [])
+    over = {**flat(preset["config"]), "data.data_dir": str(data_dir), "data.download": False,
+            "data.subset": 600, "trainer.accelerator": "cpu", "trainer.output_dir": str(tmp_path / "runs"),
+            "trainer.max_epochs": 1, "trainer.images_every_n_epochs": 0, **extra}
+    return load(variant, None, over)
+
+
+@pytest.mark.parametrize("name, entries", [
+    ("fcae", ["compression", "optimizers", "activations", "losses", "inversion"]),
+    ("keras", ["curves_fashion", "curves_mnist", "sweep_fashion", "sweep_mnist"]),
+])
+def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
+    assert code == 0, cap.err
+    d = out / name
+    for f in ("report.md", "results.json", "fidelity.json"):
+        assert (d / f).is_file(), f
+    for e in entries:
+        assert (d / e / "report.md").is_file() and list((d / e).glob("*.png")), e
+        assert list((d / e / "tensorboard").glob("events.out.tfevents.*")), e
+    rows = json.loads((d / "fidelity.json").read_text())
+    assert rows and all(set(r) >= ROW_KEYS for r in rows)
+    assert all(r["goal"] in ("lower", "higher", "order", "within") and isinstance(r["matched"], bool) for r in rows)
+    assert all(r["ours"] is not None for r in rows), [r["id"] for r in rows if r["ours"] is None]
+    assert all(r["command"].startswith(f"python -m ae_lightning.studies reproduce {name}") for r in rows)
+    report = (d / "report.md").read_text()
+    assert "Readings of the original" in report and "Figures of the original" in report
+    assert all(f"`{r['id']}`" in report for r in rows)
+    # the union table over every preset finished under --out
+    assert json.loads((out / "fidelity.json").read_text()) == rows
+    assert (out / "fidelity.md").is_file()
+
+
+def test_resume_reads_back_finished_entries_and_reuses_runs(data_dir, tmp_path, capsys):
+    argv = ["reproduce", "keras", "--smoke", "--out", tmp_path / "out", "--data-dir", data_dir, "--accelerator", "cpu",
+            "--set", "studies.sweep_fashion.latents=[5]", "--set", "studies.sweep_mnist.latents=[5]"]
+    assert _run(argv, capsys)[0] == 0
+    first = json.loads((tmp_path / "out" / "keras" / "fidelity.json").read_text())
+    # a study folder lost (as if killed before its report was written): its runs are reused from disk
+    import shutil
+    shutil.rmtree(tmp_path / "out" / "keras" / "sweep_mnist")
+    versions = sorted(p.name for p in (tmp_path / "out" / "runs").rglob("version_*"))
+    code, cap = _run(argv + ["--resume"], capsys)
+    assert code == 0, cap.err
+    assert "curves_fashion: read back" in cap.err and "sweep_fashion: read back" in cap.err
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").rglob("version_*")) == versions  # nothing retrained
+    again = json.loads((tmp_path / "out" / "keras" / "fidelity.json").read_text())
+    assert [(r["id"], r["ours"]) for r in again] == [(r["id"], r["ours"]) for r in first]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "nope"], "unknown preset 'nope'"),
+    (["reproduce", "fcae", "--set", "nope.x=1"], "--set nope.x: the preset has no nope"),
+    (["reproduce", "fcae", "--set", "studies.compression.nope=1"], "the preset has no studies.compression.nope"),
+    (["reproduce", "fcae", "--set", "config.model.lr"], "expected PATH=VALUE"),
+    (["reproduce", "fcae", "--accelerator", "tpu"], "--accelerator 'tpu'"),
+    (["reproduce", "fcae", "--set", "config.model.nope=1"], "unknown config key model.nope"),
+])
+def test_bad_names_and_options_give_one_clear_line(argv, message, data_dir, tmp_path, capsys):
+    code, cap = _run(argv + ["--out", tmp_path / "o", "--data-dir", data_dir, "--smoke"], capsys)
+    assert code == 2
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], cap.err
+    assert "Traceback" not in cap.err
+
+
+def test_fidelity_goals_and_paths():
+    from ae_lightning.studies.reproduce import judge, lookup
+    results = {"a": {"by_latent": {8: {"x": 0.1}}, "loss": [0.3, 0.2], "order": ["adam", "sgd"]},
+               "b": {"by_latent": {"8": {"x": 0.5}}}}
+    assert lookup(results, "a.by_latent.8.x") == 0.1 and lookup(results, "b.by_latent.8.x") == 0.5
+    assert lookup(results, "a.loss.-1") == 0.2 and lookup(results, "a.loss.5") is None and lookup(results, "a.nope") is None
+    assert judge("lower", 0.11, 0.1139) and not judge("lower", 0.12, 0.1139)
+    assert judge("higher", 0.95, 0.9) and not judge("higher", 0.85, 0.9)
+    assert judge("within", 0.2836, 0.2835, 0.003) and not judge("within", 0.2900, 0.2835, 0.003)
+    assert judge("order", ["adam", "sgd"], ["adam", "sgd"]) and not judge("order", ["sgd", "adam"], ["adam", "sgd"])
+    assert judge("order", True, True) and not judge("order", False, True)
+    assert not judge("lower", None, 0.1) and not judge("lower", math.nan, 0.1)
+
+
+def test_keras_preset_builds_glorot_layers_with_zero_biases(data_dir, tmp_path):
+    from ae_lightning.fit import build
+    for variant, extra in (("shallow", {}), ("deep", {}), ("denoising", {"model.architecture": "deep"})):
+        module, _ = build(_preset_config("keras", variant, data_dir, tmp_path, **extra))
+        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears
+        for lin in linears:
+            bound = math.sqrt(6 / (lin.in_features + lin.out_features))
+            w = lin.weight.detach()
+            assert torch.count_nonzero(lin.bias) == 0
+            assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.95 * bound
+            assert abs(float(w.var()) - bound ** 2 / 3) < 0.1 * bound ** 2 / 3  # uniform(-a, a): variance a²/3
+        assert module.hparams.eps == 1e-7 and module.hparams.loss == "bce_clipped"
+        opt = module.configure_optimizers()
+        assert isinstance(opt, torch.optim.Adam) and opt.defaults["eps"] == 1e-7 and opt.defaults["lr"] == 1e-3
+    # torch's default init is not glorot: its biases are not zero
+    from ae_lightning.config import load
+    plain, _ = build(load("shallow", None, {"data.data_dir": str(data_dir)}))
+    assert any(torch.count_nonzero(m.bias) for m in plain.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_keras_bce_is_the_clipped_probability_loss():
+    from ae_lightning.metrics import EPS, reconstruction_loss
+    target = torch.tensor([[0.0, 1.0, 0.3, 1.0]])
+    out = torch.tensor([[0.0, 1.0, 0.5, 0.2]], requires_grad=True)
+    loss = reconstruction_loss("bce_clipped", out, target)
+    p = out.detach().clamp(EPS, 1 - EPS)
+    want = -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+    assert torch.isclose(loss, want) and math.isfinite(float(loss))
+    loss.backward()
+    assert out.grad[0, 0] == 0 and out.grad[0, 1] == 0 and out.grad[0, 2] != 0  # no gradient beyond the clip
+
+
+def test_fcae_preset_builds_the_originals_network(data_dir, tmp_path):
+    from ae_lightning.fit import build
+    module, dm = build(_preset_config("fcae", "fc", data_dir, tmp_path, **{"model.latent_dim": 8}))
+    sizes = [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert sizes == [(784, 392), (392, 196), (196, 8), (8, 196), (196, 392), (392, 784)]
+    acts = [m for m in module.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(acts) == 5 and all(a.negative_slope == 0.5 for a in acts)  # every layer but the output
+    assert isinstance(module.decoder[-1], torch.nn.Linear)  # linear output, no sigmoid
+    assert module.hparams.output_act == "none" and dm.hparams.normalize == "standardize"
+    assert dm.hparams.validation == "test"
+
+
+def test_fcae_own_output_inversion_recovers_codes_in_float32(data_dir, tmp_path):
+    from ae_lightning.fit import fit
+    from ae_lightning.models import load_checkpoint
+    from ae_lightning.studies.inversion import measure
+    res = fit(_preset_config("fcae", "fc", data_dir, tmp_path, **{"model.latent_dim": 8, "trainer.max_epochs": 2}),
+              verbose=False)
+    module, _ = load_checkpoint(res.metrics["best_checkpoint"])
+    module.eval()
+    from ae_lightning.data import MNISTDataModule
+    dm = MNISTDataModule(**res.metrics["config"]["data"])
+    x, _ = dm.tensors("test")
+    m = measure(module, x)
+    assert m["own_relative_float32"] <= 1e-3, m
+    assert m["true_nrmse"] > m["ae_nrmse"]  # codes fitted to the true images decode worse
+
+
+def test_loss_history_survives_a_resume(cfg_for):
+    from ae_lightning.fit import fit
+    whole = fit(cfg_for("shallow", trainer__max_epochs=2), verbose=False).metrics["history"]
+    first = fit(cfg_for("shallow", trainer__max_epochs=1), verbose=False)
+    cont = fit(cfg_for("shallow", trainer__max_epochs=2), run_dir=first.run_dir,
+               ckpt_path=first.run_dir / "checkpoints" / "last.ckpt", verbose=False).metrics["history"]
+    assert len(whole["train_loss"]) == len(cont["train_loss"]) == 2 and len(cont["val_loss"]) == 2
+    assert cont["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6)
+    assert whole["train_loss"][1] < whole["train_loss"][0]
+
+
+def test_preset_errors_name_the_preset(monkeypatch, tmp_path):
+    from ae_lightning.studies import reproduce
+    monkeypatch.setattr(reproduce, "PRESET_DIR", tmp_path)
+    (tmp_path / "bad.yaml").write_text("title: t\ndataset: mnist\nstudies: {a: {study: nope}}\nfidelity: []\n")
+    with pytest.raises(UserError, match="unknown study 'nope'"):
+        reproduce.load_preset("bad", [])
+    (tmp_path / "bad.yaml").write_text("title: t\ndataset: mnist\nstudies: {a: {study: compression}}\n"
+                                       "fidelity: [{id: x, goal: lower, reference: 1, ours: b.y}]\n")
+    with pytest.raises(UserError, match="must start with a studies entry"):
+        reproduce.load_preset("bad", [])
