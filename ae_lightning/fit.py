@@ -255,8 +255,13 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         cbs.append(GenerationImages())
     if tc.early_stopping_patience:
         cbs.append(EarlyStopping("val/loss", patience=tc.early_stopping_patience, mode="min"))
+    # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
+    # layer-wise stages) says so with ``ddp_find_unused_parameters``; the others skip that search
+    strategy = "ddp_find_unused_parameters_true" if tc.devices > 1 and getattr(
+        module, "ddp_find_unused_parameters", False) else "auto"
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+        strategy=strategy,
         logger=logger, callbacks=cbs, log_every_n_steps=tc.log_every_n_steps,
         deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
         enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,

@@ -35,6 +35,9 @@ from ae_lightning.models.layers import activation, check_layers
 
 @register("randomized")
 class RandomizedAutoencoder(AutoencoderModule):
+    # each layer-wise stage trains one decoder: DDP must not wait for the other parameters' gradients
+    ddp_find_unused_parameters = True
+
     def __init__(self, layers: list[int] = [784, 500, 200, 100], finetune_epochs: NonNegInt = 0,
                  random_gain: PosFloat = 4.0, **kwargs):
         super().__init__(**kwargs)
