@@ -8,34 +8,18 @@ from __future__ import annotations
 import logging
 
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.ax import AxSearch
 
 from search.space import Space
 from search.trainable import METRIC
 
 
-class FailureAwareAxSearch(AxSearch):
-    """Ray's AxSearch, plus: a failed trial (diverged, crashed) is *abandoned* in Ax with a reason.
+def __getattr__(name: str):
+    """``search.searchers.FailureAwareAxSearch``, where sweeps saved before it moved pickled it."""
+    if name == "FailureAwareAxSearch":
+        from search.ax_searcher import FailureAwareAxSearch
 
-    Ray's AxSearch only forgets a failed trial, which leaves it RUNNING inside Ax forever; Ax then
-    counts it against its parallelism limit of the Bayesian step and can stall the search."""
-
-    @staticmethod
-    def convert_search_space(spec: dict) -> list[dict]:
-        """Ray's conversion, with numeric choices marked ordered (batch size 128 < 256 < ...) and
-        others unordered, as Ax would guess, but said so (Ax warns about each one otherwise)."""
-        params = AxSearch.convert_search_space(spec)
-        for p in params:
-            if p["type"] == "choice":
-                p["is_ordered"] = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p["values"])
-        return params
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if error and trial_id in self._live_trial_mapping:
-            index = self._live_trial_mapping.pop(trial_id)
-            self._ax.abandon_trial(trial_index=index, reason=f"Tune trial {trial_id} failed")
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        return FailureAwareAxSearch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def trial_dirname(trial) -> str:
@@ -72,6 +56,8 @@ def build_searcher(algo: str, space: Space, seed: int, init_trials: int | None =
                    max_concurrent: int | None = None):
     if algo == "ax":
         from ax.utils.common.logger import set_ax_logger_levels
+
+        from search.ax_searcher import FailureAwareAxSearch
 
         set_ax_logger_levels(logging.WARNING)  # Ax logs every generator choice at INFO
         kwargs = {"generation_strategy": ax_generation_strategy(init_trials, seed)} if init_trials else {}

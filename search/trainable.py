@@ -14,9 +14,10 @@ Reported per epoch (``training_iteration`` = epochs reported):
 
 A trial (or fold) whose ``metrics.json`` exists is finished and is taken exactly as it is: a
 restored or retried trial (the driver killed while the trial was finishing, ``--resume``) does not
-train, test or log it again. The trial's folder keeps ``trial_state.json``, the state and the
-last result handed to Tune, so such a trial reports its last result again only when Tune never
-received it.
+train, test or log it again. The trial's folder keeps ``trial_state.json``: the state, the last
+result handed to Tune, so that such a trial reports its last result again only when Tune never
+received it, and each epoch's wall time (``epoch_s``: training, validation, checkpoints; read by
+benchmarks/bench_sweep.py).
 
 A trial whose loss turns NaN / inf fails with ``DivergedError`` and its message. It also leaves
 ``diverged.txt`` in its folder, so a ``FailureConfig`` retry fails at once with the same reason
@@ -29,6 +30,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,6 +84,9 @@ class ReportToTune(Checkpoint):
         writer.add_summary(end)
         writer.flush()
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t_epoch = time.perf_counter()
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         from ray import tune
 
@@ -102,6 +107,8 @@ class ReportToTune(Checkpoint):
         bests = [b for b in st["fold_best"] if b is not None]
         metrics = {"val_loss": val, METRIC: sum(bests) / len(bests), "epoch": st["epoch"], "fold": fold}
         st["last_report"] = metrics
+        if getattr(self, "_t_epoch", None) is not None:  # training + validation + checkpoints of the epoch
+            st.setdefault("epoch_s", []).append(round(time.perf_counter() - self._t_epoch, 4))
         if self.state_file is not None:  # the trial's own record of what it reported (see train_trial)
             files.write_json(self.state_file, st)
         last = self.run_dir / "checkpoints" / "last.ckpt"

@@ -26,6 +26,12 @@ DEFAULT_SPACE = ROOT / "configs" / "search" / "default.yaml"
 ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")
 
 
+def fast_path() -> bool:
+    """Issue 14's cuts of a trial's fixed cost, on unless ``AE_SEARCH_FAST=0`` (a benchmark switch:
+    ``benchmarks/bench_sweep.py --compare`` runs the path before them beside it)."""
+    return os.environ.get("AE_SEARCH_FAST", "1") != "0"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2 (argparse would print the usage too)
         print(f"error: {message}", file=sys.stderr)
@@ -350,6 +356,8 @@ def _tune(args, s: dict, exp_dir: Path, storage: Path) -> None:
     from search import report
     from search.trainable import METRIC, train_trial
 
+    if not fast_path():
+        import search.ax_searcher  # noqa: F401  (the path before issue 14 imported Ax in every sweep)
     space = report.settings_space(s)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=s["base"], space=space, cv=s["cv"], cpus=s["cpus_per_trial"],
