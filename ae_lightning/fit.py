@@ -63,6 +63,11 @@ class TrainerConfig:
         if trainer["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
             raise UserError("trainer.accelerator gpu was asked for, but this machine has no CUDA GPU "
                             "(use --accelerator cpu or auto)")
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        on_gpu = trainer["accelerator"] in ("gpu", "cuda") or (trainer["accelerator"] == "auto" and gpus)
+        if on_gpu and trainer["devices"] > gpus:
+            raise UserError(f"trainer.devices {trainer['devices']}: this machine has {gpus} CUDA GPU(s) "
+                            f"(lower --devices, or --accelerator cpu for {trainer['devices']} CPU processes)")
 
 
 @dataclasses.dataclass

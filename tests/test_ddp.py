@@ -119,3 +119,17 @@ def test_ddp_latent_classifier_counts_every_test_image_once(data_dir, tmp_path, 
     assert sum(map(sum, cm)) == 299  # the confusion counts of both ranks, each image once
     one = evaluate_one_process(m["best_checkpoint"], tmp_path)
     assert_close(m, one, ["test_acc", "test_loss", *(f"test_acc_{i}" for i in range(10))])
+
+
+def test_more_devices_than_gpus_is_one_line(monkeypatch, capsys):
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for accelerator in ("gpu", "auto"):
+        assert train.main(["--variant", "fc", "--devices", "2", "--accelerator", accelerator]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: trainer.devices 2: this machine has 1 CUDA GPU") and "\n" not in err
