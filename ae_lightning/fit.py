@@ -239,7 +239,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     elif rank == 0:
         dm.prepare_data()  # missing or corrupt data stops the run before its folder exists
         run_dir = new_run_dir(cfg)
-        os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the DDP processes Lightning starts
+        if tc.devices > 1:
+            os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the DDP processes Lightning starts
     else:  # a DDP process: rank 0's folder (from the launcher's environment; else broadcast at setup)
         run_dir = Path(os.environ.get(RUN_DIR_ENV) or run_root(cfg) / "version_unknown")
     if rank == 0:
