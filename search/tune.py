@@ -227,30 +227,47 @@ def _enable_token_auth(source: str | None) -> None:
         pass
 
 
-def _check_auth(address: str, source: str | None) -> None:
+def _check_auth(address: str, source: str | None, timeout_s: float = 15.0) -> None:
     """One short GCS request: a refused token fails here, at once and in one line, instead of
     after ray.init's 20 s of retries (whose message does not say why)."""
     mode = os.environ.get("RAY_AUTH_MODE", "").lower()
     if mode == "token" and source is None:  # Ray's C++ side would abort the process
         raise UserError(f"--address {address}: RAY_AUTH_MODE=token is set but this machine has no token: {TOKEN_HELP}")
+    if "://" in address:  # ray:// (Ray Client) is not the GCS port
+        return
     try:
         from ray._raylet import GcsClient
         from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray without token authentication
         return
-    try:
-        with _quiet_fd2():  # Ray's C++ client logs each refused attempt on stderr
-            GcsClient(address=address.split("://", 1)[-1])
-    except AuthenticationError:
+    outcome: list[str] = []
+
+    def ask() -> None:
+        try:
+            GcsClient(address=address)
+            outcome.append("ok")
+        except AuthenticationError:
+            outcome.append("refused")
+        except Exception:  # anything else: ray.init reports it
+            outcome.append("other")
+
+    import threading
+
+    asking = threading.Thread(target=ask, daemon=True)
+    with _quiet_fd2():  # Ray's C++ client logs each attempt on stderr
+        asking.start()
+        asking.join(timeout_s)
+    if not outcome:
+        raise UserError(f"--address {address}: no Ray head answered there within {timeout_s:g} s (a port that "
+                        "accepts connections but is not the GCS port of `ray start --head`, 6379 by default?)")
+    if outcome[0] == "refused":
         if mode == "disabled":
             why = "RAY_AUTH_MODE=disabled is set here, but the cluster uses token authentication: unset it and "
         elif source is None:
             why = "the cluster uses token authentication and this machine has no token: "
         else:
             why = f"the cluster uses token authentication and refused the token from {source} (not the cluster's): "
-        raise UserError(f"--address {address}: {why}{TOKEN_HELP}") from None
-    except Exception:  # anything else: ray.init reports it
-        return
+        raise UserError(f"--address {address}: {why}{TOKEN_HELP}")
 
 
 @contextlib.contextmanager
