@@ -108,7 +108,7 @@ class AutoencoderModule(BaseModule):
         latent_dim: PosInt = 32,
         hidden_act: Activation = "leaky_relu",
         leaky_slope: NonNegFloat = 0.01,
-        output_act: Literal["sigmoid", "none"] = "sigmoid",
+        output_act: Literal["sigmoid", "tanh", "none"] = "sigmoid",  # tanh: see MLPAutoencoder.pixel_scale
         loss: Literal["mse", "bce", "bce_clipped", "bce_logits", "l1", "kl"] = "mse",
         **kwargs,
     ):
@@ -119,7 +119,7 @@ class AutoencoderModule(BaseModule):
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
         super().check_config(model)
-        if model.get("loss") in ("bce", "bce_clipped") and model.get("output_act") == "none":
+        if model.get("loss") in ("bce", "bce_clipped") and model.get("output_act") != "sigmoid":
             raise UserError(f"model.loss {model['loss']} needs model.output_act sigmoid (BCE is defined on [0, 1] "
                             "outputs; bce_logits takes a linear output as logits)")
         if model.get("loss") == "bce_logits" and model.get("output_act") != "none":
@@ -127,7 +127,8 @@ class AutoencoderModule(BaseModule):
 
     # -- the variant contract: a subclass defines encode(x) -> z and decode(z) -> logits -------------
     def output(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.hparams.output_act == "sigmoid" else logits
+        act = self.hparams.output_act
+        return torch.sigmoid(logits) if act == "sigmoid" else torch.tanh(logits) if act == "tanh" else logits
 
     def corrupt(self, x: torch.Tensor, stage: str) -> torch.Tensor:
         return x

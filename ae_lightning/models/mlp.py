@@ -10,13 +10,22 @@ One class; the variants differ only in their configs (layer sizes and activation
 ``layers`` lists the encoder's sizes from the input up to, not including, the code; the decoder
 mirrors them. ``code_act`` is the activation on the code layer (``none`` keeps it linear).
 ``init``: ``torch`` (PyTorch's default initialization) or ``glorot_uniform`` (Keras' default).
+
+``pixel_scale``: the scale the network works in. ``unit``: pixels in [0, 1], as the data module
+gives them. ``symmetric``: torchvision's ``Normalize((0.5,), (0.5,))`` as the neighbourhood study's
+PyTorch code read MNIST: the encoder sees 2x - 1 in [-1, 1], the decoder's output (a ``tanh``
+output: ``output_act: tanh``) is in that scale, and the training loss (l1, mse) is computed there,
+against 2x - 1. Every metric stays on [0, 1] pixels (``ae_lightning.metrics``): ``output()``
+maps the network's output y back to x_hat = (y + 1) / 2.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from ae_lightning.config import UserError
+from ae_lightning.metrics import reconstruction_loss
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.layers import Activation, Init, check_layers, initialize, mlp
@@ -25,7 +34,7 @@ from ae_lightning.models.layers import Activation, Init, check_layers, initializ
 @register("mlp")
 class MLPAutoencoder(AutoencoderModule):
     def __init__(self, layers: list[int] = [784, 392, 196], code_act: Activation = "none", init: Init = "torch",
-                 **kwargs):
+                 pixel_scale: Literal["unit", "symmetric"] = "unit", **kwargs):
         super().__init__(**kwargs)
         hp = self.hparams
         self.encoder = mlp([*layers, hp.latent_dim], hp.hidden_act, code_act, hp.leaky_slope)
@@ -36,9 +45,28 @@ class MLPAutoencoder(AutoencoderModule):
     def check_config(cls, model: dict[str, Any]) -> None:
         super().check_config(model)
         check_layers(model.get("layers"))
+        if model.get("pixel_scale") == "symmetric":
+            if model.get("output_act") not in ("tanh", "none"):
+                raise UserError("model.pixel_scale symmetric works in [-1, 1]: it needs model.output_act tanh or none")
+            if model.get("loss") not in ("mse", "l1"):
+                raise UserError("model.pixel_scale symmetric: the loss must be mse or l1 (computed in [-1, 1])")
+
+    def _symmetric(self) -> bool:
+        return self.hparams.get("pixel_scale", "unit") == "symmetric"
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.flatten(1))  # (B,784) -> (B,k)
+        x = x.flatten(1)
+        return self.encoder(2 * x - 1 if self._symmetric() else x)  # (B,784) -> (B,k)
+
+    def output(self, logits: torch.Tensor) -> torch.Tensor:
+        y = super().output(logits)
+        return (y + 1) / 2 if self._symmetric() else y  # x_hat on [0, 1] pixels
+
+    def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._symmetric():
+            return super().reconstruction(logits, x)
+        x_hat = self.output(logits)  # the loss as the original computed it: against 2x - 1, in [-1, 1]
+        return x_hat, reconstruction_loss(self.hparams.loss, super().output(logits), 2 * x - 1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).view(-1, 1, 28, 28)  # logits

@@ -6,9 +6,16 @@ neighbours, averaged over images (overall and per label). The same-label rate is
 image's k neighbours that share its label, in each space; their difference says whether the code
 space groups the classes better (> 0) or worse than the pixels.
 
-Distances are batched torch: ``torch.cdist`` on row chunks of the query set and ``topk``, so the
-(N, N) matrix is never held whole. Pixel-space neighbours are computed once per metric and shared
-by every model.
+Distances are batched torch on row chunks of the query set and ``topk``, so the (N, N) matrix is
+never held whole (``knn``): ``cdist`` for the codes, one GEMM per chunk for pixel-space L2, and for
+pixel-space L1 a GEMM lower bound, an exact re-rank of the candidates and a proof per row
+(``_knn_l1``). Pixel-space neighbours are computed once per metric and shared by every model.
+
+A preset (``reproduce neighbours``) sets, through ``ctx.params``: ``models`` (label -> {variant,
+config}), ``neighbour_set`` (``test``, the default, or ``train``: the original took its neighbours
+over the 60,000 training images), ``pixel_k`` (neighbours kept per image), ``ks``, ``code_maps``,
+``description`` and ``reference`` (the original's tables: ``score``, ``improvement``,
+``similarity``, ``score20_per_label``).
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import torch
 
 from ae_lightning.config import UserError
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context
+from ae_lightning.studies.common import Context, overrides_of
 from ae_lightning.studies.report import line_plot
 
 KS = (5, 10, 20, 50)
@@ -30,29 +37,144 @@ MODELS = [("linear_mse", "linear", "mse"), ("linear_l1", "linear", "l1"),
 REFERENCE = {"deep_mse": 0.0278, "linear_mse": 0.0050}  # score@5 at latent 2 (relu_mse, linear_mse)
 
 
+LOW_DIM = 16  # up to this many dimensions (the codes): torch.cdist rows; above (pixels): the fast paths
+SMALL = 4096  # up to this many points torch.cdist is quick in any dimension (smoke runs, tests)
+
+
 @torch.no_grad()
 def knn(points: torch.Tensor, k: int, p: float = 2.0, chunk: int = 1024) -> torch.Tensor:
     """Indices ``(N, k)`` of each point's k nearest *other* points, nearest first.
 
-    ``points`` (N, D). Each chunk of rows is one ``cdist`` (chunk, N) plus a ``topk``; the point
-    itself is excluded by giving its own distance +inf."""
+    ``points`` (N, D), over row chunks of ``chunk`` queries (the (N, N) matrix is never held). The
+    point itself is excluded by giving its own distance +inf. Few dimensions (the codes): one
+    ``cdist`` (chunk, N) plus a ``topk`` per chunk. Many dimensions (pixels): L2 through the matmul
+    form ||b||^2 - 2 a.b (one GEMM per chunk); L1 through a bound (``_knn_l1``), exact. Up to
+    ``SMALL`` points, ``cdist`` in any dimension."""
     pts = points.reshape(len(points), -1).float()
     n = len(pts)
     if k >= n:
         raise ValueError(f"k = {k} needs more than {k} points, got {n}")
-    out = torch.empty(n, k, dtype=torch.long, device=pts.device)
-    for i in range(0, n, chunk):
+    if pts.shape[1] <= LOW_DIM or p not in (1.0, 2.0) or n <= SMALL:
+        return _knn_cdist(pts, k, p, chunk)
+    return _knn_l2(pts, k, chunk) if p == 2.0 else _knn_l1(pts, k, chunk)
+
+
+def _exclude_self(d: torch.Tensor, start: int) -> None:
+    rows = torch.arange(len(d), device=d.device)
+    d[rows, rows + start] = float("inf")
+
+
+def _knn_cdist(pts: torch.Tensor, k: int, p: float, chunk: int) -> torch.Tensor:
+    out = torch.empty(len(pts), k, dtype=torch.long, device=pts.device)
+    for i in range(0, len(pts), chunk):
         d = torch.cdist(pts[i:i + chunk], pts, p=p)  # (c, N)
-        rows = torch.arange(len(d), device=pts.device)
-        d[rows, rows + i] = float("inf")
+        _exclude_self(d, i)
         out[i:i + chunk] = d.topk(k, dim=1, largest=False).indices
     return out
 
 
-def score_at_k(pixel_nn: torch.Tensor, code_nn: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-image fraction ``(N,)`` of the k pixel-space neighbours that are among the k code-space ones."""
+def _knn_l2(pts: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b; ||a||^2 is the same along a row, so each row ranks
+    ||b||^2 - 2 a.b: one addmm per chunk (float32, as the GEMM gives it)."""
+    sq = pts.square().sum(1)
+    out = torch.empty(len(pts), k, dtype=torch.long, device=pts.device)
+    for i in range(0, len(pts), chunk):
+        d = torch.addmm(sq[None, :], pts[i:i + chunk], pts.T, alpha=-2.0)
+        _exclude_self(d, i)
+        out[i:i + chunk] = d.topk(k, dim=1, largest=False).indices
+    return out
+
+
+def _fast_bf16(device: torch.device) -> bool:
+    """bf16 GEMMs run at several times the float32 rate here (CUDA, or a CPU with AVX512-BF16)."""
+    if device.type == "cuda":
+        return True
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return device.type == "cpu" and probe is not None and bool(probe())
+
+
+def l1_bound_features(u: torch.Tensor) -> torch.Tensor:
+    """Features F (N, 4D) of points ``u`` in [0, 1] with F_a . F_b >= sum_p min(a_p, b_p) for every pair.
+
+    min(a, b) over [0, 1] splits at 1/2 into two cells of width 1/2, min(a, b) = sum_j 1/2 min(h_j(a),
+    h_j(b)) with h_1 = min(2a, 1), h_2 = max(2a - 1, 0); and for u, v in [0, 1],
+    min(u, v) <= u v + sqrt(u (1 - u)) sqrt(v (1 - v)) (for u <= v: u (1 - v) <= sqrt(u (1 - u) v (1 - v))
+    as u (1 - v) <= v (1 - u)). So L1(a, b) = |a| + |b| - 2 sum min(a, b) >= |a| + |b| - 2 F_a . F_b;
+    the bound is exact where the pixels sit at 0, 1/2 or 1, tight for MNIST's near-binary strokes."""
+    h1, h2 = (2 * u).clamp(max=1.0), (2 * u - 1).clamp(min=0.0)
+    w1, w2 = (h1 * (1 - h1)).clamp(min=0).sqrt(), (h2 * (1 - h2)).clamp(min=0).sqrt()
+    return torch.cat([h1, w1, h2, w2], 1) * 0.5 ** 0.5
+
+
+def _knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None,
+            exact_block: int = 32) -> torch.Tensor:
+    """Exact L1 neighbours without the (N, N, D) work of ``cdist(p=1)`` (about 40 minutes for MNIST's
+    60,000 x 60,000 on 2 cores).
+
+    The points are rescaled to [0, 1] (one affine map: the L1 ranking is unchanged). Per chunk of rows,
+    one GEMM gives a lower bound LB of every L1 distance (``l1_bound_features``); the M rows with the
+    lowest LB are the candidates, their exact L1 (``cdist`` on the gathered rows) ranks them, and a row
+    is proven exact when its (M+1)-th lowest LB is at least its k-th exact distance: no point outside
+    can then be closer. A row that fails is redone once with every point whose LB lies below its k-th
+    exact distance as candidates, which proves it. The GEMM runs in bf16 where that is fast, its
+    rounding (relative <= 3 x 2^-9 with the bf16 result) taken off the bound. 8-bit data (MNIST's
+    pixels / 255) are gathered as bytes for the exact step (a quarter of the memory traffic)."""
+    n, dim = pts.shape
+    lo, hi = pts.min(), pts.max()
+    u = (pts - lo) / (hi - lo) if hi > lo else torch.zeros_like(pts)
+    bf16 = _fast_bf16(u.device)
+    feats = l1_bound_features(u)
+    feats = feats[:, feats.abs().amax(0) > 0].to(torch.bfloat16 if bf16 else torch.float32)  # drop all-zero columns
+    c = 2 * (1 + (2.0 ** -7 if bf16 else 1e-4))
+    sums = u.sum(1)
+    tol = 1e-5 * (sums + sums.max() + 1)  # the sums' and the exact distances' float rounding
+    scaled = (u * 255).round()
+    if torch.equal(scaled, u * 255):  # 8-bit data: the exact distances in integer units, gathered as bytes
+        src, unit = scaled.to(torch.uint8), 255.0
+    else:
+        src, unit = u, 1.0
+    m = min(n - 1, candidates if candidates is not None else k + max(k, 256))
+    out = torch.empty(n, k, dtype=torch.long, device=u.device)
+
+    def exact(rows: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k nearest of ``cand`` (R, M') for the query ``rows`` (R,): indices and k-th distance."""
+        idx = torch.empty(len(rows), k, dtype=torch.long, device=u.device)
+        kth = torch.empty(len(rows), device=u.device)
+        width = cand.shape[1]
+        for b in range(0, len(rows), exact_block):
+            cb = cand[b:b + exact_block]
+            g = src[cb.reshape(-1)].view(len(cb), width, dim).float()
+            d = torch.cdist(src[rows[b:b + exact_block], None, :].float(), g, p=1)[:, 0]
+            top = d.topk(k, dim=1, largest=False)
+            idx[b:b + len(cb)] = cb.gather(1, top.indices)
+            kth[b:b + len(cb)] = top.values[:, -1] / unit
+        return idx, kth
+
+    for i in range(0, n, chunk):
+        rows = torch.arange(i, min(i + chunk, n), device=u.device)
+        # LB_ij = sums_i + sums_j - c F_i.F_j - tol_i; each row ranks r_ij = sums_j - c F_i.F_j
+        r = torch.sub(sums[None, :], feats[i:i + len(rows)] @ feats.T, alpha=c)
+        _exclude_self(r, i)
+        rs, cand = r.topk(min(m + 1, n - 1), dim=1, largest=False)
+        idx, kth = exact(rows, cand[:, :m])
+        out[rows] = idx
+        if m < n - 1:
+            shift = (sums[rows] - tol[rows])[:, None]
+            bad = (rs[:, m] + shift[:, 0] < kth).nonzero().flatten()
+            if len(bad):  # every point that may be closer than the k-th found: at most `wide` per row
+                below = r[bad] + shift[bad] < kth[bad, None]
+                wide = int(below.sum(1).max())
+                more = r[bad].topk(wide, dim=1, largest=False).indices
+                out[rows[bad]] = exact(rows[bad], more)[0]
+    return out
+
+
+def score_at_k(pixel_nn: torch.Tensor, code_nn: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """Per-image fraction ``(N,)`` of the k pixel-space neighbours that are among the k code-space ones
+    (a (chunk, k, k) comparison per chunk of rows)."""
     a, b = pixel_nn[:, :k], code_nn[:, :k]
-    return (a[:, :, None] == b[:, None, :]).any(-1).float().mean(1)
+    return torch.cat([(a[i:i + chunk, :, None] == b[i:i + chunk, None, :]).any(-1).float().mean(1)
+                      for i in range(0, len(a), chunk)])
 
 
 def same_label_rate(nn_idx: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -73,58 +195,124 @@ def compare(pixel_nn: torch.Tensor, code_nn: torch.Tensor, labels: torch.Tensor,
         out[k] = {"score": float(s.mean()), "score_per_label": per_label(s, labels),
                   "same_label_pixel": float(sp.mean()), "same_label_code": float(sc.mean()),
                   "same_label_diff": float(sc.mean() - sp.mean()),
+                  "similarity": float((sc - sp).abs().mean()), "similarity_sum": float((sc - sp).abs().sum()),
                   "same_label_code_per_label": per_label(sc, labels)}
     return out
+
+
+def models_of(ctx: Context) -> dict[str, tuple[str | None, dict]]:
+    """label -> (variant, ctx.train overrides): the study's own four models, or a preset's ``models``
+    (label -> {variant, config: nested overrides})."""
+    if "models" in ctx.params:
+        return {label: (spec.get("variant"), overrides_of(spec.get("config")))
+                for label, spec in ctx.params["models"].items()}
+    return {label: (variant, {"model__latent_dim": LATENT, "model__loss": loss}) for label, variant, loss in MODELS}
 
 
 def run(ctx: Context) -> None:
     """Neighbourhood preservation (score@k) and same-label rates, pixel vs code space."""
     rep = ctx.report
-    kmax = max(KS)
-    if ctx.opts.test_subset is not None and ctx.opts.test_subset <= kmax:
-        raise UserError(f"neighbors: --test-subset must exceed the largest k ({kmax}), got {ctx.opts.test_subset}")
-    runs = {label: ctx.train(variant, label=label, model__latent_dim=LATENT, model__loss=loss)
-            for label, variant, loss in MODELS}
+    ks = tuple(ctx.params.get("ks", KS))
+    kmax = max(ks)
+    pixel_k = max(kmax, int(ctx.params.get("pixel_k", kmax)))  # neighbours kept per image (the original: 200)
+    split = ctx.params.get("neighbour_set", "test")
+    if split not in ("train", "test"):
+        raise UserError(f"neighbors: neighbour_set must be train or test, got {split!r}")
+    if split == "test" and ctx.opts.test_subset is not None and ctx.opts.test_subset <= pixel_k:
+        raise UserError(f"neighbors: --test-subset must exceed the largest k ({pixel_k}), got {ctx.opts.test_subset}")
+    runs = {label: ctx.train(variant, label=label, **over) for label, (variant, over) in models_of(ctx).items()}
     first = next(iter(runs.values()))
-    x, y = ctx.tensors(first.cfg, "test")
+    x, y = ctx.tensors(first.cfg, split)
+    if len(x) <= pixel_k:
+        raise UserError(f"neighbors: {len(x)} {split} images, need more than k = {pixel_k}")
     pixel_nn, timings = {}, {}
     for name, p in METRICS.items():
         t0 = time.time()
-        pixel_nn[name] = knn(x, kmax, p)
+        pixel_nn[name] = knn(x, pixel_k, p)
         timings[name] = round(time.time() - t0, 2)
     res: dict[str, dict] = {}
+    codes = {}
     for label, run_ in runs.items():
         z = run_.module.encode_all(x)
-        res[label] = {m: compare(pixel_nn[m], knn(z, kmax, p), y) for m, p in METRICS.items()}
-    rep.text(f"{len(x)} test images; models at latent {LATENT} (`linear`: 784-128-64-12-2 with no nonlinearity; "
-             "`deep`: 784-128-2 with ReLU, the study's ReLU model), trained with MSE or L1. "
-             f"Pixel-space neighbours took {timings['L1']} s (L1) and {timings['L2']} s (L2) for all "
-             f"{len(x)} × {len(x)} distances. Reference: the study's score@5 at latent 2, relu_mse 0.0278, "
-             "linear_mse 0.0050 (the metric of the reference is not stated; compare with both).")
-    headers = ["model", "metric"] + [f"score@{k}" for k in KS] + ["reference score@5"]
-    rep.table(headers, [[label, m] + [res[label][m][k]["score"] for k in KS] + [REFERENCE.get(label)]
+        codes[label] = z
+        res[label] = {m: compare(pixel_nn[m], knn(z, kmax, p), y, ks) for m, p in METRICS.items()}
+    ref = ctx.params.get("reference") or {}
+    ref_score = {label: (ref.get("score", {}).get(label, {}).get("L2", {}).get(5)) for label in runs} if ref \
+        else {label: REFERENCE.get(label) for label in runs}
+    if "description" in ctx.params:
+        rep.text(ctx.params["description"].strip())
+    else:
+        rep.text(f"{len(x)} test images; models at latent {LATENT} (`linear`: 784-128-64-12-2 with no nonlinearity; "
+                 "`deep`: 784-128-2 with ReLU, the study's ReLU model), trained with MSE or L1.")
+    rep.text(f"Neighbours over {len(x)} {split} images. Pixel-space neighbours (top {pixel_k} per image) took "
+             f"{timings['L1']} s (L1) and {timings['L2']} s (L2) for all {len(x)} × {len(x)} distances. "
+             + ("Reference: the study's score@5 at latent 2, relu_mse 0.0278, linear_mse 0.0050 (the metric of the "
+                "reference is not stated; compare with both)." if not ref else
+                "References: the original's tables, beside ours."))
+    headers = ["model", "metric"] + [f"score@{k}" for k in ks] + ["reference score@5" + (" (L2)" if ref else "")]
+    rep.table(headers, [[label, m] + [res[label][m][k]["score"] for k in ks] + [ref_score.get(label)]
                         for label in runs for m in METRICS])
+    if ref.get("score"):
+        rep.table(["model", "metric"] + [f"reference score@{k}" for k in ks],
+                  [[label, m] + [ref["score"].get(label, {}).get(m, {}).get(k) for k in ks] for label in runs for m in METRICS],
+                  caption="The original's score@k")
     rep.heading("Same-label neighbours")
-    rep.table(["model", "metric"] + [f"pixel / code / diff @{k}" for k in KS],
+    rep.table(["model", "metric"] + [f"pixel / code / diff @{k}" for k in ks],
               [[label, m] + [f"{res[label][m][k]['same_label_pixel']:.3f} / {res[label][m][k]['same_label_code']:.3f}"
-                             f" / {res[label][m][k]['same_label_diff']:+.3f}" for k in KS]
+                             f" / {res[label][m][k]['same_label_diff']:+.3f}" for k in ks]
                for label in runs for m in METRICS])
-    rep.heading("score@5 per label (L2)")
-    labels = sorted(res[next(iter(runs))]["L2"][5]["score_per_label"])
-    rep.table(["model"] + [str(c) for c in labels],
-              [[label] + [res[label]["L2"][5]["score_per_label"][c] for c in labels] for label in runs])
-    rep.figure("score_at_k", line_plot({f"{label} {m}": (list(KS), [res[label][m][k]["score"] for k in KS])
+    rep.heading("Improvement: code-space minus pixel-space same-label rate")
+    rep.table(["model", "metric"] + [f"@{k}" for k in ks] + ([f"reference @{k}" for k in ks] if ref.get("improvement") else []),
+              [[label, m] + [res[label][m][k]["same_label_diff"] for k in ks]
+               + ([ref["improvement"].get(label, {}).get(m, {}).get(k) for k in ks] if ref.get("improvement") else [])
+               for label in runs for m in METRICS])
+    rep.heading("Similarity: mean |code-space − pixel-space same-label rate|")
+    rep.table(["model", "metric"] + [f"@{k}" for k in ks] + [f"sum over images @{k}" for k in ks]
+              + ([f"reference @{k}" for k in ks] if ref.get("similarity") else []),
+              [[label, m] + [res[label][m][k]["similarity"] for k in ks] + [res[label][m][k]["similarity_sum"] for k in ks]
+               + ([ref["similarity"].get(label, {}).get(m, {}).get(k) for k in ks] if ref.get("similarity") else [])
+               for label in runs for m in METRICS])
+    if ref.get("similarity_note"):
+        rep.text(ref["similarity_note"].strip())
+    k_label = 20 if 20 in ks else ks[0]
+    for k_shown, metrics in ((5, ["L2"]), (k_label, list(METRICS))):
+        if k_shown not in ks or (k_shown == 5 and ref):
+            continue
+        rep.heading(f"score@{k_shown} per label")
+        labels = sorted(res[next(iter(runs))]["L2"][k_shown]["score_per_label"])
+        ref_pl = ref.get("score20_per_label") if k_shown == 20 else None
+        rep.table(["model", "metric"] + [str(c) for c in labels],
+                  [[label, m] + [res[label][m][k_shown]["score_per_label"][c] for c in labels]
+                   for label in runs for m in metrics]
+                  + ([[f"{label} (reference)", m] + [ref_pl[label][m][c] if c < len(ref_pl[label][m]) else None
+                                                      for c in labels]
+                      for label in runs if label in ref_pl for m in metrics if m in ref_pl[label]] if ref_pl else []))
+    rep.figure("score_at_k", line_plot({f"{label} {m}": (list(ks), [res[label][m][k]["score"] for k in ks])
                                         for label in runs for m in METRICS},
                                        "k", "score@k", "Pixel neighbours kept in code space"),
                "score@k against k for every model and metric")
     rep.figure("same_label_at_k", line_plot(
-        {**{f"pixels {m}": (list(KS), [res[MODELS[0][0]][m][k]["same_label_pixel"] for k in KS]) for m in METRICS},
-         **{f"{label} {m}": (list(KS), [res[label][m][k]["same_label_code"] for k in KS])
+        {**{f"pixels {m}": (list(ks), [res[next(iter(runs))][m][k]["same_label_pixel"] for k in ks]) for m in METRICS},
+         **{f"{label} {m}": (list(ks), [res[label][m][k]["same_label_code"] for k in ks])
             for label in runs for m in METRICS}},
         "k", "same-label rate", "Neighbours sharing the image's label"),
         "Same-label rate of the k nearest neighbours, in pixel space and in each code space")
-    rep.results.update({"latent_dim": LATENT, "n_test": len(x), "ks": list(KS), "pixel_knn_seconds": timings,
-                        "by_model": res, "reference_score_at_5": REFERENCE})
+    if ctx.params.get("code_maps"):
+        from ae_lightning.studies.latent import scatter
+        names = ctx.datamodule(first.cfg).class_names
+        shown = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.opts.seed))[:10000]
+        for label, z in codes.items():
+            if z.shape[1] == 2:
+                rep.figure(f"codes_{label}", scatter(z[shown].cpu().numpy(), y[shown].cpu().numpy(),
+                                                     f"{label}: codes of {len(shown)} {split} images", names),
+                           f"{label}: the 2-D codes of {len(shown)} {split} images by label")
+    order = {m: sorted(runs, key=lambda lb: -res[lb][m][5 if 5 in ks else ks[0]]["score"]) for m in METRICS}
+    rep.text("Order by score@" + str(5 if 5 in ks else ks[0]) + ", best first: "
+             + "; ".join(f"{m} {' > '.join(o)}" for m, o in order.items()) + ".")
+    rep.results.update({"latent_dim": int(first.module.hparams.latent_dim), "n_test": len(x), "neighbour_set": split,
+                        "n_images": len(x), "ks": list(ks), "pixel_k": pixel_k, "pixel_knn_seconds": timings,
+                        "by_model": res, "order": order, "reference_score_at_5": ref_score,
+                        "order_text": {m: " > ".join(o) for m, o in order.items()}})
 
 
 register("neighbors", "Neighbourhood preservation", order=6, dataset="mnist")(run)

@@ -1,0 +1,160 @@
+"""``reproduce`` for the three MNIST studies (issue 12): neighbours, tuned, zoo."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "reference_epochs", "our_epochs",
+            "matched", "command"}
+
+
+def _run(argv, capsys):
+    from ae_lightning.studies.__main__ import main
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
+    """Every model config of a preset entry's ``models``, resolved the way ``reproduce`` resolves them."""
+    from ae_lightning.config import load
+    from ae_lightning.studies.reproduce import flat, load_preset
+
+    preset = load_preset(name, [])
+    base = {**flat(preset.get("config")), "data.data_dir": str(data_dir), "data.download": False,
+            "trainer.accelerator": "cpu", "trainer.output_dir": str(tmp_path / "runs")}
+    spec = preset["studies"][entry]
+    return {label: load(m["variant"], None, {**base, **flat(spec.get("config")), **flat(m.get("config"))})
+            for label, m in spec["models"].items()}
+
+
+@pytest.mark.parametrize("name, entries", [
+    ("neighbours", ["neighbours"]),
+])
+def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
+    assert code == 0, cap.err
+    d = out / name
+    for f in ("report.md", "results.json", "fidelity.json"):
+        assert (d / f).is_file(), f
+    for e in entries:
+        assert (d / e / "report.md").is_file() and list((d / e).glob("*.png")), e
+    rows = json.loads((d / "fidelity.json").read_text())
+    assert rows and all(set(r) >= ROW_KEYS for r in rows)
+    assert all(r["ours"] is not None for r in rows), [r["id"] for r in rows if r["ours"] is None]
+    report = (d / "report.md").read_text()
+    assert "Readings of the original" in report and all(f"`{r['id']}`" in report for r in rows)
+    if name == "neighbours":
+        res = json.loads((d / "results.json").read_text())["studies"]["neighbours"]
+        assert res["neighbour_set"] == "train" and res["n_images"] == 512 and res["pixel_k"] == 200
+        assert {r["id"] for r in rows} >= {"neighbours.order", "neighbours.score50.relu_mse.l1",
+                                          "neighbours.improvement5.linear_mse.l2"}
+        assert "score@20 per label" in report and "Similarity" in report and "Improvement" in report
+
+
+# -- neighbours: the fast exact neighbours and the chunked score ----------------------------------
+def _brute(x: torch.Tensor, k: int, p: float) -> list[list[int]]:
+    """Each point's k nearest others, by a full distance matrix computed one pair at a time in float64."""
+    x = x.double()
+    n = len(x)
+    d = torch.stack([(x[i] - x).abs().pow(p).sum(1) for i in range(n)])
+    d.fill_diagonal_(float("inf"))
+    return [row.tolist() for row in d.argsort(dim=1, stable=True)[:, :k]]
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_chunked_score_at_k_equals_a_brute_force_count(p):
+    from ae_lightning.studies.neighbors import _knn_l1, _knn_l2, knn, score_at_k
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(150, 784, generator=g) * (torch.rand(150, 784, generator=g) < 0.3)  # sparse, like digits
+    z = x @ torch.randn(784, 2, generator=g)
+    fast = _knn_l1(x, 20, chunk=16, candidates=30) if p == 1.0 else _knn_l2(x, 20, chunk=16)
+    bx, bz = _brute(x, 20, p), _brute(z, 20, p)
+    assert [set(r) for r in fast.tolist()] == [set(r) for r in bx]
+    code_nn = knn(z, 20, p, chunk=9)
+    for k in (5, 10, 20):
+        count = sum(len(set(a[:k]) & set(b[:k])) for a, b in zip(bx, bz))
+        ours = score_at_k(fast, code_nn, k, chunk=7)
+        assert float(ours.sum()) * k == pytest.approx(count, abs=1e-4)
+        assert 0 < count < k * len(x)
+
+
+def test_fast_l1_is_exact_on_8_bit_pixels_with_ties():
+    """MNIST's pixels / 255: the exact step runs in integer units; with ties, the k distances equal brute force's."""
+    from ae_lightning.studies.neighbors import _knn_l1
+
+    g = torch.Generator().manual_seed(1)
+    u8 = (torch.randint(0, 256, (120, 784), generator=g) * (torch.rand(120, 784, generator=g) < 0.2)).to(torch.uint8)
+    u8[60:70] = u8[50:60]  # duplicates: distance-0 ties
+    x = u8.float() / 255
+    got = _knn_l1(x, 25, chunk=32, candidates=26)  # few candidates: most rows need the second round
+    d = torch.cdist(u8.double(), u8.double(), p=1)
+    d.fill_diagonal_(float("inf"))
+    want = d.topk(25, dim=1, largest=False).values
+    assert torch.equal(d.gather(1, got).sort(1).values, want)
+
+
+def test_l1_bound_features_bound_the_sum_of_minima():
+    from ae_lightning.studies.neighbors import l1_bound_features
+
+    g = torch.Generator().manual_seed(2)
+    u = torch.rand(200, 50, generator=g)
+    u[:, :10] = u[:, :10].round()  # some pixels exactly 0 or 1
+    f = l1_bound_features(u)
+    mins = torch.minimum(u[:, None, :], u[None, :, :]).sum(-1)
+    assert (f @ f.T >= mins - 1e-5).all()
+    l1 = torch.cdist(u, u, p=1)
+    s = u.sum(1)
+    assert (s[:, None] + s[None] - 2 * (f @ f.T) <= l1 + 1e-4).all()
+
+
+# -- neighbours: the original's two architectures ---------------------------------------------
+def test_neighbours_preset_builds_the_originals_two_networks(data_dir, tmp_path):
+    from ae_lightning.fit import build
+
+    cfgs = _preset_models("neighbours", "neighbours", data_dir, tmp_path)
+    assert set(cfgs) == {"relu_mse", "relu_l1", "linear_mse", "linear_l1"}
+    sizes = [(784, 128), (128, 64), (64, 12), (12, 2), (2, 12), (12, 64), (64, 128), (128, 784)]
+    for label, cfg in cfgs.items():
+        module, dm = build(cfg)
+        layers = [m for m in [*module.encoder, *module.decoder]]
+        linear = [(m.in_features, m.out_features) for m in layers if isinstance(m, torch.nn.Linear)]
+        assert linear == sizes, label
+        kinds = [type(m).__name__ for m in layers]
+        if label.startswith("relu"):  # a ReLU after every layer but the code and the output
+            assert kinds == ["Linear", "ReLU"] * 3 + ["Linear"] + ["Linear", "ReLU"] * 3 + ["Linear"]
+            assert module.hparams.output_act == "tanh"
+        else:
+            assert kinds == ["Linear"] * 8 and module.hparams.output_act == "none"
+        hp = module.hparams
+        assert hp.loss == label.split("_")[1] and hp.latent_dim == 2 and hp.pixel_scale == "symmetric"
+        assert (hp.optimizer, hp.lr, hp.weight_decay, hp.eps) == ("adam", 1e-3, 1e-3, None)
+        opt = module.configure_optimizers()
+        assert isinstance(opt, torch.optim.Adam) and opt.defaults["weight_decay"] == 1e-3
+        assert dm.hparams.batch_size == 100 and dm.hparams.validation == "test"
+
+
+def test_symmetric_pixel_scale_trains_in_minus_one_one_and_reports_on_unit_pixels(cfg_for):
+    from ae_lightning.fit import build
+
+    module, _ = build(cfg_for("linear", model__hidden_act="relu", model__output_act="tanh",
+                              model__pixel_scale="symmetric", model__loss="l1"))
+    x = torch.rand(4, 1, 28, 28)
+    loss, out = module.loss(x, "train")
+    logits = module.decode(module.encoder(2 * x.flatten(1) - 1))
+    assert torch.allclose(loss, (torch.tanh(logits) - (2 * x - 1)).abs().mean())  # the original's L1Loss in [-1, 1]
+    assert torch.allclose(out["x_hat"], (torch.tanh(logits) + 1) / 2)  # metrics on [0, 1]
+    assert torch.allclose(module(x), out["x_hat"])
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"model__pixel_scale": "symmetric", "model__output_act": "sigmoid"}, "needs model.output_act tanh or none"),
+    ({"model__output_act": "tanh", "model__loss": "bce"}, "needs model.output_act sigmoid"),
+])
+def test_bad_output_scale_combinations_are_one_line_errors(cfg_for, over, message):
+    from ae_lightning.config import UserError
+    with pytest.raises(UserError, match=message):
+        cfg_for("linear", **over)
