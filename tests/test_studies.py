@@ -10,7 +10,7 @@ import torch
 from ae_lightning.config import UserError
 
 EXPECTED = ["compression", "optimizers", "activations", "losses", "inversion", "neighbors", "latent",
-            "denoising", "weights", "classifier"]
+            "denoising", "weights", "classifier", "curves"]
 
 
 def _module(cfg):
