@@ -31,6 +31,8 @@ def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
 
 @pytest.mark.parametrize("name, entries", [
     ("neighbours", ["neighbours"]),
+    pytest.param("tuned", ["denoising", "classifier", "latent"], marks=pytest.mark.slow),
+    pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
 def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
     out = tmp_path / "out"
@@ -52,6 +54,16 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         assert {r["id"] for r in rows} >= {"neighbours.order", "neighbours.score50.relu_mse.l1",
                                           "neighbours.improvement5.linear_mse.l2"}
         assert "score@20 per label" in report and "Similarity" in report and "Improvement" in report
+    if name == "zoo":
+        res = json.loads((d / "results.json").read_text())["studies"]["classifier"]
+        models = {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
+        assert set(res["by_variant"]) == models and not res["skipped"]
+        assert {p.name for p in (d / "classifier").glob("map_*.png")} == {f"map_{m}.png" for m in models}
+    if name == "tuned":
+        assert (d / "latent" / "map_ae.png").is_file() and (d / "latent" / "reconstructions_vae.png").is_file()
+        res = json.loads((d / "results.json").read_text())["studies"]
+        assert set(res["classifier"]["by_variant"]["conv"]["heads"]) == {"adam80", "sgd80"}
+        assert isinstance(res["latent"]["generation"]["order_holds"], bool)
 
 
 # -- neighbours: the fast exact neighbours and the chunked score ----------------------------------
@@ -158,3 +170,70 @@ def test_bad_output_scale_combinations_are_one_line_errors(cfg_for, over, messag
     from ae_lightning.config import UserError
     with pytest.raises(UserError, match=message):
         cfg_for("linear", **over)
+
+
+# -- tuned: the tuned settings and the appendix's network ------------------------------------------
+def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
+    from ae_lightning.config import load
+    from ae_lightning.fit import build
+    from ae_lightning.studies.reproduce import flat, load_preset
+
+    preset = load_preset("tuned", [])
+    assert preset["epochs"] == 40 and preset["config"]["data"]["batch_size"] == 1024
+    base = {**flat(preset["config"]), "data.data_dir": str(data_dir), "data.download": False,
+            "trainer.accelerator": "cpu", "trainer.output_dir": str(tmp_path / "runs")}
+    st = preset["studies"]
+    ae = load("conv", None, {**base, **flat(st["latent"]["models"]["ae"]["config"])})
+    vae = load("vae", None, {**base, **flat(st["latent"]["models"]["vae"]["config"])})
+    den = load("denoising", None, {**base, **flat(st["denoising"]["config"])})
+    clf_ae = load("conv", None, {**base, **flat(st["classifier"]["models"]["conv"]["config"])})
+    for cfg in (ae, den, clf_ae):
+        m = cfg["model"]
+        assert (m["optimizer"], m["lr"], m["weight_decay"]) == ("adam", 0.0033, 1.477e-6)
+        assert cfg["data"]["batch_size"] == 1024
+    assert ae["model"]["latent_dim"] == 5 and den["model"]["latent_dim"] == 5 and clf_ae["model"]["latent_dim"] == 32
+    m = vae["model"]
+    assert (m["optimizer"], m["lr"], m["weight_decay"], m["latent_dim"]) == ("adam", 0.0052, 2.3686e-6, 5)
+    assert vae["data"]["batch_size"] == 1024
+    vmod, _ = build(vae)  # the appendix's EncoderVAE: ... ReLU, Linear(128, 64), then the heads
+    body = [type(m).__name__ for m in vmod.body.modules() if not isinstance(m, torch.nn.Sequential)]
+    assert body[-3:] == ["Linear", "ReLU", "Linear"] and (vmod.mu.in_features, vmod.mu.out_features) == (64, 5)
+    assert st["denoising"]["factors"] == [0.3, 0.6]
+    for head, opt in (("adam80", "adam"), ("sgd80", "sgd")):
+        h = st["classifier"]["heads"][head]
+        assert h["trainer"]["max_epochs"] == 80 and h["model"]["optimizer"] == opt and h["model"]["hidden"] == [128]
+    # the appendix's conv AE, layer by layer (k = 5)
+    module, _ = build(ae)
+    convs = [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding)
+             for c in module.encoder.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs == [(1, 8, (3, 3), (2, 2), (1, 1)), (8, 16, (3, 3), (2, 2), (1, 1)), (16, 32, (3, 3), (2, 2), (0, 0))]
+    lin = [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert lin == [(288, 64), (64, 5), (5, 64), (64, 288)]
+    deconvs = [(c.in_channels, c.out_channels, c.stride, c.padding, c.output_padding)
+               for c in module.decoder.modules() if isinstance(c, torch.nn.ConvTranspose2d)]
+    assert deconvs == [(32, 16, (2, 2), (0, 0), (0, 0)), (16, 8, (2, 2), (1, 1), (1, 1)), (8, 1, (2, 2), (1, 1), (1, 1))]
+    assert module(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+# -- zoo: the variants the slides describe ------------------------------------------------------
+def test_zoo_preset_builds_the_slides_networks(data_dir, tmp_path):
+    from ae_lightning.fit import build
+
+    cfgs = _preset_models("zoo", "classifier", data_dir, tmp_path)
+    assert set(cfgs) == {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
+    assert all(c["model"]["latent_dim"] == 10 for c in cfgs.values())
+    deep = [(784, 500), (500, 200), (200, 100), (100, 10)]
+    for label in ("deep", "contractive", "denoising", "denoising_occlusion"):
+        module, _ = build(cfgs[label])
+        enc = [(m.in_features, m.out_features) for m in module.encoder.modules() if isinstance(m, torch.nn.Linear)]
+        assert enc == deep, label
+    assert cfgs["contractive"]["model"]["penalty"] == "weights"
+    assert cfgs["denoising_occlusion"]["model"]["noise"] == "occlusion"
+    conv, _ = build(cfgs["conv"])
+    convs = [(c.in_channels, c.out_channels, c.stride, c.padding) for c in conv.encoder.modules()
+             if isinstance(c, torch.nn.Conv2d)]
+    assert convs == [(1, 16, (1, 1), (1, 1)), (16, 32, (1, 1), (1, 1)), (32, 64, (1, 1), (1, 1))]  # same size
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in conv.encoder.modules()) == 3
+    assert conv(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    rnd, _ = build(cfgs["randomized"])
+    assert type(rnd).__name__.lower().startswith("randomized")

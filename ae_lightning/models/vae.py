@@ -2,6 +2,7 @@
 
     encoder conv (default)  Conv(1->8,s2,p1) ReLU Conv(8->16,s2,p1) ReLU Conv(16->32,s2) ReLU
                             Flatten(288) Linear(288->128) ReLU Linear(128->64) ReLU, heads mu, log var (k)
+                            (``heads_act: none``: no ReLU before the heads, the tuned study's appendix)
     encoder fc              784 -> hidden... (e.g. 200-200) -> heads mu, log var (k)
     decoder                 the mirror image: k -> 64 -> 128 -> 288, ConvTranspose back to 1x28x28
 
@@ -50,18 +51,20 @@ class VAE(AutoencoderModule):
         beta: NonNegFloat = 1.0,
         kl_warmup_epochs: NonNegInt = 0,
         nll_samples: PosInt = 100,  # K of the importance-sampled test NLL
+        heads_act: Literal["hidden", "none"] = "hidden",  # after the last hidden layer, before mu / log var
         **kwargs,
     ):
         super().__init__(**kwargs)
         hp = self.hparams
         act, slope, k = hp.hidden_act, hp.leaky_slope, hp.latent_dim
+        last = act if heads_act == "hidden" else "none"  # none: the tuned study's appendix (Linear(128, 64) -> heads)
         if encoder == "conv":
             convs, flat = conv_encoder(channels, layout, act, slope)
-            self.body = nn.Sequential(convs, mlp([flat, *hidden], act, act, slope))  # (B,1,28,28) -> (B,h)
+            self.body = nn.Sequential(convs, mlp([flat, *hidden], act, last, slope))  # (B,1,28,28) -> (B,h)
             self.decoder = nn.Sequential(mlp([k, *reversed(hidden), flat], act, act, slope),
                                          conv_decoder(channels, layout, act, slope))
         else:
-            self.body = nn.Sequential(nn.Flatten(), mlp([784, *hidden], act, act, slope))
+            self.body = nn.Sequential(nn.Flatten(), mlp([784, *hidden], act, last, slope))
             self.decoder = nn.Sequential(mlp([k, *reversed(hidden), 784], act, "none", slope),
                                          nn.Unflatten(1, (1, 28, 28)))
         self.mu = nn.Linear(hidden[-1], k)

@@ -31,56 +31,114 @@ def autoencoder_variants() -> list[str]:
     return sorted(out, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
 
 
+def code_map(ctx: Context, label: str, ae) -> None:
+    """A 2-D map (t-SNE unless k = 2) of ``map_points`` test codes of one autoencoder, by label."""
+    import torch
+
+    from ae_lightning.studies.latent import TSNE_POINTS, map_2d, scatter
+
+    x, y = ctx.tensors(ae.cfg, "test")
+    g = torch.Generator().manual_seed(ctx.opts.seed)
+    sub = torch.randperm(len(x), generator=g)[:int(ctx.params.get("map_points", TSNE_POINTS))].sort().values
+    z = ae.module.encode_all(x[sub]).float().cpu()
+    pts, method = map_2d(z.numpy(), ctx.opts.seed)
+    ctx.report.figure(f"map_{label}", scatter(pts, y[sub].cpu().numpy(), f"{label}: test codes, {method}",
+                                              ctx.datamodule(ae.cfg).class_names),
+                      f"{label} ({ae.cfg['variant']}, k = {z.shape[1]}): {len(sub)} test codes by label, {method}")
+
+
 def run(ctx: Context) -> None:
-    """Latent classifier and probe accuracy per variant, beside pixel and PCA baselines."""
+    """Latent classifier and probe accuracy per variant, beside pixel and PCA baselines.
+
+    A preset may set ``models`` (label -> {variant, config}: the autoencoders, each with its own
+    settings; the label names the row), ``latent`` (null: each model's own latent size), ``heads``
+    (label -> nested config overrides of the classifier run, e.g. its optimizer and epochs; every head
+    is reported, the first one in the main column), ``maps`` (a t-SNE map of each model's test codes,
+    ``map_points`` of them), ``baselines`` (false: no pixel / PCA probes), ``reference`` (a model's
+    or a head's label -> the original's accuracy) and ``description``."""
     from ae_lightning.probes import run_probes
+    from ae_lightning.studies.common import overrides_of
 
     available = autoencoder_variants()
     if ctx.opts.variant is not None and ctx.opts.variant not in available:
         raise UserError(f"classifier: --variant {ctx.opts.variant!r} is not an autoencoder variant "
                         f"(choose one of {', '.join(available)})")
-    chosen = [ctx.opts.variant] if ctx.opts.variant else [v for v in available if v in ORDER[:8]]
+    latent = ctx.params.get("latent", LATENT)
+    if "models" in ctx.params:
+        specs = {label: (spec.get("variant", label), overrides_of(spec.get("config")))
+                 for label, spec in ctx.params["models"].items()}
+    else:
+        chosen = [ctx.opts.variant] if ctx.opts.variant else [v for v in available if v in ORDER[:8]]
+        specs = {v: (v, {}) for v in chosen}
     rows, res, baselines = [], {}, None
     head_epochs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS)
+    heads = {label: overrides_of(over) for label, over in ctx.params["heads"].items()} if "heads" in ctx.params \
+        else {"head": {"trainer__max_epochs": head_epochs}}
     skipped = {}
-    for v in chosen:
+    for v, (variant, over) in specs.items():
+        if latent is not None:
+            over = {"model__latent_dim": latent, **over}
         try:  # one variant's bad fit to the budget (e.g. randomized needs an epoch per layer) skips it only
-            ae = ctx.train(v, label=f"{v} (latent {LATENT})", model__latent_dim=LATENT)
+            ae = ctx.train(variant, label=f"{v} (latent {latent or 'own'})", **over)
         except UserError as e:
             if ctx.opts.variant:
                 raise
             skipped[v] = str(e)
-            rows.append([v, LATENT, None, None, None, None])
+            rows.append([v, latent, None, None, None, None])
             continue
         ckpt = ae.metrics["best_checkpoint"]
-        clf = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), trainer__max_epochs=head_epochs),
+        if ctx.params.get("maps"):
+            code_map(ctx, v, ae)
+        by_head = {}
+        for h, h_over in heads.items():
+            run_h = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **h_over),
+                                     label=f"classifier on {v}" + (f" ({h})" if len(heads) > 1 else ""))
+            by_head[h] = {"test_acc": run_h.metrics.get("test_acc"), "epochs": run_h.metrics.get("epochs"),
+                          "optimizer": run_h.cfg["model"]["optimizer"], "lr": run_h.cfg["model"]["lr"],
+                          "run": str(run_h.run_dir)}
+        clf = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **next(iter(heads.values()))),
                                label=f"classifier on {v}")
         probes = run_probes(ckpt, data_dir=ctx.opts.data_dir, train_limit=ctx.opts.subset,
-                            test_limit=ctx.opts.test_subset, baselines=baselines is None,
+                            test_limit=ctx.opts.test_subset, baselines=baselines is None and ctx.params.get("baselines", True),
                             device=str(ctx.device))
         by_name = {r["features"]: r for r in probes["rows"]}
-        if baselines is None:
+        if baselines is None and ctx.params.get("baselines", True):
             baselines = [r for r in probes["rows"] if r["features"] != "code"]
         res[v] = {"test_acc": clf.metrics.get("test_acc"), "knn_acc": by_name["code"]["knn_acc"],
                   "linear_acc": by_name["code"]["linear_acc"], "ae_test_nrmse": ae.metrics.get("test_nrmse"),
-                  "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"]}
-        rows.append([v, LATENT, ae.metrics.get("test_nrmse"), res[v]["test_acc"], res[v]["knn_acc"], res[v]["linear_acc"]])
+                  "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
+                  "latent_dim": int(ae.cfg["model"]["latent_dim"]), **({"heads": by_head} if "heads" in ctx.params else {})}
+        rows.append([v, res[v]["latent_dim"], ae.metrics.get("test_nrmse"), res[v]["test_acc"], res[v]["knn_acc"],
+                     res[v]["linear_acc"]])
     for b in baselines or []:
         rows.append([f"baseline: {b['features']}", b["dim"], None, None, b["knn_acc"], b["linear_acc"]])
     rep = ctx.report
     missing = [v for v in ORDER[:8] if v not in available]
-    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch(s) at latent {LATENT}; the classifier head "
+    if "description" in ctx.params:
+        rep.text(ctx.params["description"].strip())
+    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch(s) at latent {latent or 'its own size'}; the classifier head "
              f"(Linear(32→128), ReLU, Linear(128→10), frozen encoder, on codes computed once) trained {head_epochs} "
              f"epochs (at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
              "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set. "
              + REFERENCE + (f" Not in this checkout: {', '.join(missing)}." if missing else "")
              + "".join(f" Not run, {v}: {msg}." for v, msg in skipped.items()))
-    rep.table(["features", "dim", "AE test NRMSE", "classifier test acc", "kNN@5 acc", "linear probe acc"], rows)
+    ref = ctx.params.get("reference") or {}
+    if "models" in ctx.params and any(v in ref for v in res):
+        rows = [r + [ref.get(r[0])] for r in rows]
+        rep.table(["features", "dim", "AE test NRMSE", "classifier test acc", "kNN@5 acc", "linear probe acc",
+                   "reference"], rows)
+    else:
+        rep.table(["features", "dim", "AE test NRMSE", "classifier test acc", "kNN@5 acc", "linear probe acc"], rows)
     rep.figure("accuracy_by_variant", bar_plot(list(res), {
         "classifier": [res[v]["test_acc"] for v in res], "kNN@5": [res[v]["knn_acc"] for v in res],
         "linear probe": [res[v]["linear_acc"] for v in res]}, "test accuracy", "Accuracy from the codes"),
         "Test accuracy of the latent classifier and the probes, per variant")
-    rep.results.update({"latent_dim": LATENT, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped, "baselines": baselines, "reference": REFERENCE})
+    if "heads" in ctx.params:
+        rep.heading("Classifier heads")
+        rep.table(["model", "head", "optimizer", "lr", "epochs", "test accuracy", "reference"],
+                  [[v, h, r["optimizer"], r["lr"], r["epochs"], r["test_acc"], ref.get(h)]
+                   for v in res for h, r in res[v]["heads"].items()])
+    rep.results.update({"latent_dim": latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped, "baselines": baselines, "reference": REFERENCE})
 
 
 register("classifier", "Classifier and probes per variant", order=10, dataset="mnist", variant="")(run)

@@ -27,6 +27,7 @@ from ae_lightning.viz import tile
 N_GENERATED = 250
 THRESHOLD = 0.9
 TSNE_POINTS = 2000
+N_SHOWN = 12  # reconstructions shown
 # human count of good digits out of 250 in the original study
 REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
              ("vae", "uniform_global"): 94, ("vae", "uniform_per_dim"): 100}
@@ -57,18 +58,36 @@ def scatter(points: np.ndarray, labels: np.ndarray, title: str, names: list[str]
 
 
 def run(ctx: Context) -> None:
-    """2-D maps of the codes and decoded random codes, scored by a pixel classifier."""
+    """2-D maps of the codes and decoded random codes, scored by a pixel classifier.
+
+    A preset may set ``models`` ({"ae": {variant, config}, "vae": {variant, config}}: each model's own
+    settings, e.g. its tuned lr), ``map_points`` (test codes in each map), ``judge_epochs`` (the pixel
+    CNN's), ``reconstructions`` (the models whose test reconstructions are shown) and ``reference``
+    ("<model>/<scheme>" -> the original's count)."""
+    from ae_lightning.studies.common import overrides_of
+
     rep = ctx.report
-    models = {"ae": ctx.train(label=f"autoencoder ({ctx.variant})")}
-    if "vae" in config_mod.variants():
-        models["vae"] = ctx.train("vae", label="vae")
-    clf_run = ctx.train_config(pixel_classifier_config(models["ae"].cfg), label="pixel CNN")
+    if "models" in ctx.params:
+        models = {key: ctx.train(spec.get("variant"), label=f"{key} ({spec.get('variant') or ctx.variant})",
+                                 **overrides_of(spec.get("config")))
+                  for key, spec in ctx.params["models"].items()}
+    else:
+        models = {"ae": ctx.train(label=f"autoencoder ({ctx.variant})")}
+        if "vae" in config_mod.variants():
+            models["vae"] = ctx.train("vae", label="vae")
+    reference = ({tuple(k.split("/")): v for k, v in ctx.params["reference"].items()} if "reference" in ctx.params
+                 else REFERENCE)
+    judge_cfg = pixel_classifier_config(models["ae"].cfg)
+    if "judge_epochs" in ctx.params:
+        judge_cfg = config_mod.validate({**judge_cfg, "trainer": {**judge_cfg["trainer"],
+                                                                  "max_epochs": int(ctx.params["judge_epochs"])}})
+    clf_run = ctx.train_config(judge_cfg, label="pixel CNN")
     clf = clf_run.module
     first = models["ae"]
     x, y = ctx.tensors(first.cfg, "test")
     names = ctx.datamodule(first.cfg).class_names
     g = torch.Generator().manual_seed(ctx.opts.seed)
-    sub = torch.randperm(len(x), generator=g)[:TSNE_POINTS].sort().values
+    sub = torch.randperm(len(x), generator=g)[:int(ctx.params.get("map_points", TSNE_POINTS))].sort().values
     rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in models else
              " (no `vae` variant in this checkout, so no VAE rows)") +
              f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
@@ -92,17 +111,36 @@ def run(ctx: Context) -> None:
             scored[scheme] = {"count": int(good.sum()), "of": len(imgs), "mean_confidence": float(conf.mean()),
                               "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist()}
             rows.append([key, run_.cfg["variant"], z.shape[1], SCHEME_NAMES[scheme], f"{int(good.sum())} / {len(imgs)}",
-                         float(conf.mean()), REFERENCE.get((key, scheme))])
+                         float(conf.mean()), reference.get((key, scheme))])
             rep.image(f"generated_{key}_{scheme}", tile(imgs[:100], nrow=20),
                       f"{key}: the first 100 of {len(imgs)} decoded {SCHEME_NAMES[scheme]} codes "
                       f"({int(good[:100].sum())} of these 100 confident)")
         results["models"][key] = {"variant": run_.cfg["variant"], "latent_dim": int(z.shape[1]), "map": method,
                                   "code_ranges": ranges, "scores": scored}
+        if key in ctx.params.get("reconstructions", []):
+            with torch.no_grad():
+                xr = m.output(m.decode(m.encode(xm[:N_SHOWN])))
+            rep.image(f"reconstructions_{key}", tile(torch.cat([xm[:N_SHOWN], xr]), nrow=N_SHOWN),
+                      f"{key}: test images (top) and their reconstructions (bottom)")
     rep.heading("Recognizable generated images")
     rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence",
                "reference (human count of 250)"], rows)
     results.update({"threshold": THRESHOLD, "n_generated": N_GENERATED, "map_points": len(sub),
-                    "reference": {f"{a}/{b}": v for (a, b), v in REFERENCE.items()}})
+                    "reference": {f"{a}/{b}": v for (a, b), v in reference.items()}})
+    counts = {f"{key}/{scheme}": sc["count"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
+    # the reference's order: a preset's ``generation_order`` ([key, "<" or "<=", key, ...]), else strict by count
+    spec = ctx.params.get("generation_order")
+    if spec is None:
+        keys = sorted((k for k in counts if tuple(k.split("/")) in reference), key=lambda k: reference[tuple(k.split("/"))])
+        spec = [t for k in keys for t in ("<", k)][1:]
+    keys, rels = spec[0::2], spec[1::2]
+    if len(keys) >= 2 and all(k in counts for k in keys):
+        holds = all(counts[a] < counts[b] if r == "<" else counts[a] <= counts[b] for a, r, b in zip(keys, rels, keys[1:]))
+        shown = " ".join(f"{t} {counts[t]}" if i % 2 == 0 else t for i, t in enumerate(spec))
+        results["generation"] = {"counts": counts, "reference_order": " ".join(spec), "ours": shown,
+                                 "order": sorted(counts, key=counts.get), "order_holds": holds}
+        rep.text(f"The judge's counts against the reference's order ({' '.join(spec)}): {shown}"
+                 + (": the same order." if holds else": **not** the reference's order."))
     rep.results.update(results)
 
 
