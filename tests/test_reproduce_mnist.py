@@ -107,6 +107,8 @@ def test_fast_l1_is_exact_on_8_bit_pixels_with_ties():
     d.fill_diagonal_(float("inf"))
     want = d.topk(25, dim=1, largest=False).values
     assert torch.equal(d.gather(1, got).sort(1).values, want)
+    capped = _knn_l1(x, 25, chunk=32, candidates=26, wide_cap=30)  # wide rows: a full exact row each
+    assert torch.equal(d.gather(1, capped).sort(1).values, want)
 
 
 def test_l1_bound_features_bound_the_sum_of_minima():
