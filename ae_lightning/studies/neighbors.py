@@ -117,7 +117,8 @@ def _knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None
     is proven exact when its (M+1)-th lowest LB is at least its k-th exact distance: no point outside
     can then be closer. A row that fails is redone once with every point whose LB lies below its k-th
     exact distance as candidates, which proves it. The GEMM runs in bf16 where that is fast (its
-    inputs rounded up, its result's rounding, relative <= 2^-9, taken off the bound). 8-bit data
+    inputs rounded up, so the products can only grow; its result's rounding, relative <= 2^-8, and
+    the float32 accumulation's, <= n 2^-24, taken off the bound). 8-bit data
     (MNIST's pixels / 255) are gathered as bytes for the exact step (a quarter of the memory traffic)."""
     n, dim = pts.shape
     lo, hi = pts.min(), pts.max()
@@ -125,10 +126,12 @@ def _knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None
     bf16 = _fast_bf16(u.device)
     feats = l1_bound_features(u)
     feats = feats[:, feats.amax(0) > 0]  # drop the columns that are zero for every point
-    if bf16:  # rounded up (the products can only grow); the bf16 result is rounded to nearest: 2^-9
+    if bf16:  # rounded up (the products can only grow); the bf16 result is rounded to nearest: 2^-8
         low = feats.bfloat16()
         feats = torch.where(low.float() < feats, torch.nextafter(low, torch.full_like(low, float("inf"))), low)
-    c = 2 * (1 + (2.0 ** -8 if bf16 else 1e-4))
+    # the GEMM's float32 accumulation over n terms: relative error <= n 2^-24 (twice that for fp32 inputs)
+    acc = (feats.shape[1] + 8) * 2.0 ** (-24 if bf16 else -23)
+    c = 2 * (1 + (2.0 ** -8 if bf16 else 0.0) + acc)
     sums = u.sum(1)
     tol = 1e-5 * (sums + sums.max() + 1)  # the sums' and the exact distances' float rounding
     scaled = (u * 255).round()
