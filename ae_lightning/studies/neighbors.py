@@ -173,7 +173,7 @@ def _knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None
             order = width.argsort()
             for g in range(0, len(bad), exact_block):
                 grp = bad[order[g:g + exact_block]]
-                wide = int(width[order[g:g + exact_block]].max())
+                wide = min(n - 1, max(k, int(width[order[g:g + exact_block]].max())))  # ties at LB = k-th: >= k
                 if wide <= wide_cap:
                     out[rows[grp]] = exact(rows[grp], r[grp].topk(wide, dim=1, largest=False).indices)[0]
                 else:
