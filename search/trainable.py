@@ -25,7 +25,6 @@ instead of training into the same divergence again.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import shutil
@@ -74,11 +73,8 @@ class ReportToTune(Checkpoint):
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "_get_file_writer"):
             return
-        if hasattr(fit_module, "hparams"):  # the columns fit's own HParams session has
-            columns = fit_module.hparams(self.cfg, self.hparam_keys)
-        else:
-            columns = fit_module._flat(self.cfg)
-        _, start, end = hparams(columns, {})
+        # the columns of fit's own HParams session: the searched keys first
+        _, start, end = hparams(fit_module.hparams(self.cfg, self.hparam_keys), {})
         writer = experiment._get_file_writer()
         writer.add_summary(start)
         writer.add_summary(end)
@@ -182,7 +178,6 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
     state, ckpt = _restored(trial_dir)
     state = state or {"fold": 0, "epoch": 0, "fold_best": [None] * folds}
     keys = list(space.params)
-    kw = {"hparam_keys": keys} if "hparam_keys" in inspect.signature(fit).parameters else {}
     for fold in range(state["fold"], folds):
         if fold != state["fold"]:  # a new fold starts from scratch
             state.update(fold=fold, epoch=0)
@@ -194,7 +189,7 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
             state["fold_best"][fold] = json.loads(done.read_text())["best_val_loss"]
             continue
         try:
-            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=False, **kw,
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=False, hparam_keys=keys,
                 callbacks=[ReportToTune(run_dir, state, fold_cfg, keys, trial_dir / STATE)])
         except DivergedError as e:
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)
