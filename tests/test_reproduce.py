@@ -67,8 +67,16 @@ def test_resume_reads_back_finished_entries_and_reuses_runs(data_dir, tmp_path, 
     import shutil
     shutil.rmtree(tmp_path / "out" / "keras" / "sweep_mnist")
     versions = sorted(p.name for p in (tmp_path / "out" / "runs").rglob("version_*"))
+    for path in (tmp_path / "out" / "runs").rglob("metrics.json"):  # as if written before a key was added
+        m = json.loads(path.read_text())
+        del m["config"]["trainer"]["log_embedding"]  # a key with a default: the run is still the same
+        path.write_text(json.dumps(m))
+    stale = tmp_path / "out" / "keras" / "sweep_mnist" / "tensorboard" / "events.out.tfevents.0.killed"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")  # what a killed run of that study leaves
     code, cap = _run(argv + ["--resume"], capsys)
     assert code == 0, cap.err
+    assert not stale.exists() and len(list(stale.parent.glob("events.out.tfevents.*"))) == 1
     assert "curves_fashion: read back" in cap.err and "sweep_fashion: read back" in cap.err
     assert sorted(p.name for p in (tmp_path / "out" / "runs").rglob("version_*")) == versions  # nothing retrained
     again = json.loads((tmp_path / "out" / "keras" / "fidelity.json").read_text())
@@ -82,6 +90,7 @@ def test_resume_reads_back_finished_entries_and_reuses_runs(data_dir, tmp_path, 
     (["reproduce", "fcae", "--set", "config.model.lr"], "expected PATH=VALUE"),
     (["reproduce", "fcae", "--accelerator", "tpu"], "--accelerator 'tpu'"),
     (["reproduce", "fcae", "--set", "config.model.nope=1"], "unknown config key model.nope"),
+    (["reproduce", "fcae", "--only", "compression,nope"], "--only compression,nope: preset fcae has no nope"),
 ])
 def test_bad_names_and_options_give_one_clear_line(argv, message, data_dir, tmp_path, capsys):
     code, cap = _run(argv + ["--out", tmp_path / "o", "--data-dir", data_dir, "--smoke"], capsys)
@@ -133,7 +142,7 @@ def test_keras_bce_is_the_clipped_probability_loss():
     loss = reconstruction_loss("bce_clipped", out, target)
     p = out.detach().clamp(EPS, 1 - EPS)
     want = -(target * p.log() + (1 - target) * (1 - p).log()).mean()
-    assert torch.isclose(loss, want) and math.isfinite(float(loss))
+    assert torch.isclose(loss.detach(), want) and math.isfinite(float(loss))
     loss.backward()
     assert out.grad[0, 0] == 0 and out.grad[0, 1] == 0 and out.grad[0, 2] != 0  # no gradient beyond the clip
 

@@ -173,14 +173,17 @@ class Context:
 
         unfinished = None
         runs = sorted(run_root(cfg).glob("version_*"), key=lambda p: int(p.name[8:]) if p.name[8:].isdigit() else -1)
+        def same(stored: dict) -> bool:  # re-validated: keys added since (with their defaults) match
+            return _key(config_mod.validate(stored)) == key
+
         for run_dir in runs:
             try:
                 if (run_dir / "metrics.json").is_file():
                     metrics = json.loads((run_dir / "metrics.json").read_text())
-                    if _key(metrics["config"]) == key and Path(metrics.get("best_checkpoint") or "").is_file():
+                    if same(metrics["config"]) and Path(metrics.get("best_checkpoint") or "").is_file():
                         return RunResult(run_dir, metrics), None
                 elif (run_dir / "checkpoints" / "last.ckpt").is_file():
-                    if _key(config_mod.load_yaml(run_dir / "config.yaml")) == key:
+                    if same(config_mod.load_yaml(run_dir / "config.yaml")):
                         unfinished = run_dir
             except (OSError, ValueError, KeyError, UserError):
                 continue  # a half-written or foreign folder is not this run
@@ -202,8 +205,11 @@ class Context:
     # -- the report's frame ------------------------------------------------------------------------
     def settings_text(self) -> str:
         o = self.opts
-        parts = [f"dataset `{self.dataset}`", f"{o.epochs} epoch{'s' * (o.epochs != 1)} per run",
-                 f"training images: {o.subset if o.subset else 'all (minus the validation hold-out)'}",
+        on_test = o.overrides.get("data.validation") == "test"
+        everything = "all (validated on the test file)" if on_test else "all (minus the validation hold-out)"
+        parts = [f"dataset `{self.dataset}`", f"{o.epochs} epoch{'s' * (o.epochs != 1)} per run"
+                 + (" (unless a model sets its own)" if "models" in self.params else ""),
+                 f"training images: {o.subset if o.subset else everything}",
                  f"test images: {o.test_subset or 'all'}", f"seed {o.seed}", f"device `{self.device}`"]
         if self.variant:
             parts.insert(1, f"variant `{self.variant}`")

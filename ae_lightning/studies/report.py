@@ -56,6 +56,10 @@ class Report:
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
+            # a study run rewrites its whole report: events left by an earlier, killed run would
+            # show in TensorBoard as a second set of points
+            for stale in (self.dir / "tensorboard").glob("events.out.tfevents.*"):
+                stale.unlink()
             self._writer = SummaryWriter(str(self.dir / "tensorboard"))
         self._fig_count = 0
 

@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
+    p.add_argument("--only", metavar="ENTRY[,ENTRY]", help="run only these entries of the preset (e.g. two calls "
+                   "in parallel on disjoint entries); the rest count as not run until a later --resume call")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="change the preset, e.g. config.model.lr=0.01 or studies.compression.latents=[4,8]")
     return p
@@ -205,7 +207,13 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
     runs_dir = Path(args.runs_dir) if args.runs_dir else Path(args.out) / "runs"
     results, sections, walls = {}, [], {}
     t0 = time.time()
+    started = out / "started.json"  # the first call's start: a resumed run's elapsed time counts from it
+    first = json.loads(started.read_text())["t"] if args.resume and started.is_file() else t0
+    files.write_json(started, {"t": first, "utc": datetime.datetime.fromtimestamp(first, datetime.timezone.utc).isoformat()})
+    only = set(args.only.split(",")) if args.only else None
     for entry, spec in preset["studies"].items():
+        if only is not None and entry not in only:
+            continue
         study = get(spec["study"])
         opts = entry_options(preset, entry, args, runs_dir)
         if study.variant is None:
@@ -223,9 +231,10 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
         walls[entry] = wall
         sections.append(rep.render(level=2, image_prefix=f"{entry}/"))
     rows = fidelity_rows(name, preset, results, command(argv))
-    wall = time.time() - t0
+    wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
     summary = {"preset": name, "title": preset["title"], "source": preset.get("source"), "command": command(argv),
                "smoke": bool(args.smoke), "wall_time_s": round(wall, 1),
+               "elapsed_since_first_call_s": round(time.time() - first, 1),
                "entry_wall_time_s": walls, "machine": machine(), "date": today(), "rows": rows}
     files.write_json(out / "fidelity.json", rows)
     files.write_json(out / "results.json", {**{k: v for k, v in summary.items() if k != "rows"},
@@ -344,7 +353,7 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
-              "", f"Machine: {summary['machine']}. Date: {summary['date']}. Wall time: "
+              "", f"Machine: {summary['machine']}. Date: {summary['date']}. {_elapsed(summary)}Wall time of the studies: "
               f"{summary['wall_time_s'] / 60:.1f} min (" + ", ".join(
                   f"{k} {v / 60:.1f} min" for k, v in summary["entry_wall_time_s"].items() if v is not None) + ").", "",
               "Settings under every run (`config`): `" + json.dumps(preset.get("config") or {}) + "`", ""]
@@ -358,6 +367,13 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines += ["## Figures of the original", "", f"{matched} of {len(summary['rows'])} matched.", "",
               rows_table(summary["rows"]), ""]
     return "\n".join(lines) + "\n" + "\n".join(sections)
+
+
+def _elapsed(summary: dict) -> str:
+    e = summary.get("elapsed_since_first_call_s")
+    if e is None or e <= summary["wall_time_s"] + 1:
+        return ""
+    return f"Elapsed since the first call (continued with --resume): {e / 60:.1f} min; "
 
 
 def write_fidelity(out: Path, target: Path) -> list[dict]:
@@ -376,7 +392,7 @@ def write_fidelity(out: Path, target: Path) -> list[dict]:
     for s in summaries:
         md += [f"## {s['title']}", "", f"- command: `{s['command']}`" + (" (**smoke**)" if s.get("smoke") else ""),
                f"- machine: {s['machine']}", f"- date: {s['date']}",
-               f"- wall time: {s['wall_time_s'] / 60:.1f} min (" + ", ".join(
+               f"- {_elapsed(s)}wall time of the studies: {s['wall_time_s'] / 60:.1f} min (" + ", ".join(
                    f"{k} {v / 60:.1f} min" for k, v in s["entry_wall_time_s"].items() if v is not None) + ")",
                f"- report: [{s['preset']}/report.md]({os.path.relpath(out / s['preset'] / 'report.md', target)})", "",
                f"{sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} matched.", "",
@@ -391,8 +407,12 @@ def main(argv: list[str]) -> int:
     loaded = {n: load_preset(n, args.set) for n in names}
     if args.smoke:
         loaded = {n: smoke_preset(p) for n, p in loaded.items()}
-    for p in loaded.values():
+    for n, p in loaded.items():
         check_configs(p, args)
+        unknown = set(args.only.split(",")) - set(p["studies"]) if args.only else set()
+        if unknown:
+            raise UserError(f"--only {args.only}: preset {n} has no {', '.join(sorted(unknown))} "
+                            f"(its entries: {', '.join(p['studies'])})")
     cache: dict = {}
     summaries = [run_preset(n, p, args, argv, cache) for n, p in loaded.items()]
     out = Path(args.out)
