@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> float:
                  "plain": lambda: common.plain_run(cfg, device, data)}
         if args.before:
             sides["before"] = lambda: (common.lightning_step_logging(True), common.project_run(cfg))[1]
-        got = common.alternate(sides, args.repeats)
-        common.lightning_step_logging(False)
+        try:
+            got = common.alternate(sides, args.repeats)
+        finally:  # the patch is process-wide
+            common.lightning_step_logging(False)
     n = len(data[0])
     print(f"# {common.machine()}")
     print(f"# fc, {n} training + {len(data[1])} validation images, batch {args.batch_size}, "

@@ -233,10 +233,12 @@ def lightning_step_logging(enable: bool) -> None:
     if not hasattr(AutoencoderModule, "_default_training_step"):
         AutoencoderModule._default_training_step = AutoencoderModule.training_step
 
-    def per_step_log(self, batch, batch_idx):
+    def per_step_log(self, batch, batch_idx):  # the old path: Lightning's self.log on every step
         x, _ = batch
         loss, out = self.loss(x, "train")
-        self._log_terms("train", loss, out, x.shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=x.shape[0], prog_bar=True)
+        for name, value in out.get("log", {}).items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
 
     AutoencoderModule.training_step = per_step_log if enable else AutoencoderModule._default_training_step

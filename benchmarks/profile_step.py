@@ -37,12 +37,14 @@ PARTS = [
 
 def profile(cfg: dict, before: bool, top: int) -> tuple[float, dict[str, float], str]:
     common.lightning_step_logging(before)
-    common.project_run(cfg)  # warm-up run (first-call costs)
-    prof = cProfile.Profile(time.process_time)  # CPU seconds: a shared machine's waits don't count
-    prof.enable()
-    common.project_run(cfg)
-    prof.disable()
-    common.lightning_step_logging(False)
+    try:
+        common.project_run(cfg)  # warm-up run (first-call costs)
+        prof = cProfile.Profile(time.process_time)  # CPU seconds: a shared machine's waits don't count
+        prof.enable()
+        common.project_run(cfg)
+        prof.disable()
+    finally:  # the patch is process-wide: never leave it behind (tests run in one process)
+        common.lightning_step_logging(False)
     st = pstats.Stats(prof)
     parts = {}
     total = 0.0
