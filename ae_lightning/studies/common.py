@@ -234,12 +234,13 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
 
 
 def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
-    """A preset's nested config overrides ``{model: {lr: 0.01}}`` as ``ctx.train`` keywords
-    (``{"model__lr": 0.01}``); top-level keys (``seed``, ``variant``) stay as they are."""
+    """A preset's nested config overrides ``{model: {lr: 0.01}}`` as dotted keys
+    (``{"model.lr": 0.01}``), which ``config.load`` and ``ctx.train(**...)`` both take; top-level
+    keys (``seed``, ``variant``) stay as they are."""
     out: dict[str, Any] = {}
     for section, value in (nested or {}).items():
         if isinstance(value, dict):
-            out.update({f"{section}__{k}": v for k, v in value.items()})
+            out.update({f"{section}.{k}": v for k, v in value.items()})
         else:
             out[section] = value
     return out

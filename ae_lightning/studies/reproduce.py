@@ -153,14 +153,9 @@ def smoke_preset(preset: dict) -> dict:
 
 # -- running ---------------------------------------------------------------------------------------
 def flat(nested: dict | None) -> dict[str, Any]:
-    """``{model: {lr: 0.01}}`` -> ``{"model.lr": 0.01}`` (top-level keys as they are)."""
-    out: dict[str, Any] = {}
-    for section, value in (nested or {}).items():
-        if isinstance(value, dict):
-            out.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            out[section] = value
-    return out
+    """``{model: {lr: 0.01}}`` -> ``{"model.lr": 0.01}`` (``common.overrides_of``)."""
+    from ae_lightning.studies.common import overrides_of
+    return overrides_of(nested)
 
 
 def entry_options(preset: dict, entry: str, args, runs_dir: Path):
