@@ -34,6 +34,9 @@ def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
 @pytest.mark.parametrize("name, entries", [
     ("fcae", ["compression", "optimizers", "activations", "losses", "inversion"]),
     ("keras", ["curves_fashion", "curves_mnist", "sweep_fashion", "sweep_mnist"]),
+    ("neighbours", ["neighbours"]),
+    pytest.param("tuned", ["denoising", "classifier", "latent"], marks=pytest.mark.slow),
+    pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
 def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
     out = tmp_path / "out"
@@ -56,6 +59,22 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
     # the union table over every preset finished under --out
     assert json.loads((out / "fidelity.json").read_text()) == rows
     assert (out / "fidelity.md").is_file()
+    if name == "neighbours":
+        res = json.loads((d / "results.json").read_text())["studies"]["neighbours"]
+        assert res["neighbour_set"] == "train" and res["n_images"] == 512 and res["pixel_k"] == 200
+        assert {r["id"] for r in rows} >= {"neighbours.order", "neighbours.score50.relu_mse.l1",
+                                          "neighbours.improvement5.linear_mse.l2"}
+        assert "score@20 per label" in report and "Similarity" in report and "Improvement" in report
+    if name == "zoo":
+        res = json.loads((d / "results.json").read_text())["studies"]["classifier"]
+        models = {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
+        assert set(res["by_variant"]) == models and not res["skipped"]
+        assert {p.name for p in (d / "classifier").glob("map_*.png")} == {f"map_{m}.png" for m in models}
+    if name == "tuned":
+        assert (d / "latent" / "map_ae.png").is_file() and (d / "latent" / "reconstructions_vae.png").is_file()
+        res = json.loads((d / "results.json").read_text())["studies"]
+        assert set(res["classifier"]["by_variant"]["conv"]["heads"]) == {"adam80", "sgd80"}
+        assert isinstance(res["latent"]["generation"]["order_holds"], bool)
 
 
 def test_resume_reads_back_finished_entries_and_reuses_runs(data_dir, tmp_path, capsys):

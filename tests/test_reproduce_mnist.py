@@ -1,19 +1,8 @@
 """``reproduce`` for the three MNIST studies (issue 12): neighbours, tuned, zoo."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-
-ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "reference_epochs", "our_epochs",
-            "matched", "command"}
-
-
-def _run(argv, capsys):
-    from ae_lightning.studies.__main__ import main
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr()
 
 
 def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
@@ -27,43 +16,6 @@ def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
     spec = preset["studies"][entry]
     return {label: load(m["variant"], None, {**base, **flat(spec.get("config")), **flat(m.get("config"))})
             for label, m in spec["models"].items()}
-
-
-@pytest.mark.parametrize("name, entries", [
-    ("neighbours", ["neighbours"]),
-    pytest.param("tuned", ["denoising", "classifier", "latent"], marks=pytest.mark.slow),
-    pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
-])
-def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
-    out = tmp_path / "out"
-    code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
-    assert code == 0, cap.err
-    d = out / name
-    for f in ("report.md", "results.json", "fidelity.json"):
-        assert (d / f).is_file(), f
-    for e in entries:
-        assert (d / e / "report.md").is_file() and list((d / e).glob("*.png")), e
-    rows = json.loads((d / "fidelity.json").read_text())
-    assert rows and all(set(r) >= ROW_KEYS for r in rows)
-    assert all(r["ours"] is not None for r in rows), [r["id"] for r in rows if r["ours"] is None]
-    report = (d / "report.md").read_text()
-    assert "Readings of the original" in report and all(f"`{r['id']}`" in report for r in rows)
-    if name == "neighbours":
-        res = json.loads((d / "results.json").read_text())["studies"]["neighbours"]
-        assert res["neighbour_set"] == "train" and res["n_images"] == 512 and res["pixel_k"] == 200
-        assert {r["id"] for r in rows} >= {"neighbours.order", "neighbours.score50.relu_mse.l1",
-                                          "neighbours.improvement5.linear_mse.l2"}
-        assert "score@20 per label" in report and "Similarity" in report and "Improvement" in report
-    if name == "zoo":
-        res = json.loads((d / "results.json").read_text())["studies"]["classifier"]
-        models = {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
-        assert set(res["by_variant"]) == models and not res["skipped"]
-        assert {p.name for p in (d / "classifier").glob("map_*.png")} == {f"map_{m}.png" for m in models}
-    if name == "tuned":
-        assert (d / "latent" / "map_ae.png").is_file() and (d / "latent" / "reconstructions_vae.png").is_file()
-        res = json.loads((d / "results.json").read_text())["studies"]
-        assert set(res["classifier"]["by_variant"]["conv"]["heads"]) == {"adam80", "sgd80"}
-        assert isinstance(res["latent"]["generation"]["order_holds"], bool)
 
 
 # -- neighbours: the fast exact neighbours and the chunked score ----------------------------------
