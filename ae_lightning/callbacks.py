@@ -5,9 +5,34 @@ import math
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ae_lightning.models import CKPT_KEY
 from ae_lightning.viz import tile
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` on ``val/loss`` that considers only the epochs the module calls selectable
+    (``BaseModule.selectable_epoch``): a model trained layer by layer is not the run's best while
+    some of its layers are still untrained, however low its validation loss."""
+
+    @staticmethod
+    def _selectable(trainer, pl_module) -> bool:
+        selectable = getattr(pl_module, "selectable_epoch", None)
+        return selectable is None or selectable(trainer.current_epoch)
+
+    # ModelCheckpoint saves in one of the two hooks, depending on the validation schedule
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._selectable(trainer, pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._selectable(trainer, pl_module):
+            super().on_validation_end(trainer, pl_module)
+
+    @property
+    def state_key(self) -> str:  # ModelCheckpoint's key, so that a last.ckpt written before still resumes
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
 
 class DivergedError(RuntimeError):

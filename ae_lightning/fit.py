@@ -28,7 +28,8 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ae_lightning import files
-from ae_lightning.callbacks import FiniteLossGuard, LossHistory, ReconstructionImages, RunConfigInCheckpoint
+from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
+                                    RunConfigInCheckpoint)
 from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.generate import GenerationImages
@@ -248,7 +249,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
+    best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
                            monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
     # last.ckpt after every epoch, improved or not (Lightning 2.6's save_last=True writes it only in
     # an epoch that also saved a best one: a kill after a plateau would lose those epochs);
@@ -285,6 +286,9 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         raise
     run_dir = shared.run_dir
     epochs = trainer.current_epoch
+    # trainer.test(ckpt_path=...) restores the callbacks' state too: without this copy, the history
+    # would end at the tested checkpoint's epoch (a best epoch before the last)
+    loss_history = {k: list(v) for k, v in history.history.items()}
     test_ckpt = (last.best_model_path if tc.test_checkpoint == "last" else best.best_model_path) or \
         last.best_model_path or None
     results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
@@ -293,7 +297,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         **test,
         "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
         "epochs": epochs,
-        "history": history.history,
+        "history": loss_history,
         "wall_time_s": round(time.time() - t0, 3),
         "run_dir": str(run_dir),
         "best_checkpoint": test_ckpt,

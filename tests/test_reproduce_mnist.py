@@ -174,8 +174,12 @@ def test_zoo_preset_builds_the_slides_networks(data_dir, tmp_path):
     from ae_lightning.fit import build
 
     cfgs = _preset_models("zoo", "classifier", data_dir, tmp_path)
-    assert set(cfgs) == {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
+    assert set(cfgs) == {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized",
+                         "shallow_relu_code", "shallow_sigmoid_code"}  # the last two: other readings, beside
     assert all(c["model"]["latent_dim"] == 10 for c in cfgs.values())
+    shallow, _ = build(cfgs["shallow"])  # 784-10 with the deep models' linear code
+    assert [type(m).__name__ for m in shallow.encoder.children()] == ["Linear"]
+    assert cfgs["shallow_relu_code"]["model"]["code_act"] == "relu"
     deep = [(784, 500), (500, 200), (200, 100), (100, 10)]
     for label in ("deep", "contractive", "denoising", "denoising_occlusion"):
         module, _ = build(cfgs[label])

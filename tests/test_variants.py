@@ -6,6 +6,7 @@ AutoencoderModule, so variants added later are covered without editing this file
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -443,6 +444,33 @@ def test_randomized_finetune_trains_end_to_end(cfg_for):
                 trainer__max_epochs=3), callbacks=[watch])
     assert watch.stages == [0, 1, 2]
     assert watch.decoder_moved[-1] == [True, True] and not any(watch.random_moved)
+
+
+class _FakeValLoss(L.Callback):
+    """Overrides val/loss with the given per-epoch values before the checkpoints read it."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def on_validation_end(self, trainer, m):
+        trainer.callback_metrics["val/loss"] = torch.tensor(self.values[trainer.current_epoch])
+
+
+def test_randomized_best_checkpoint_is_a_complete_model(cfg_for):
+    # the lowest val/loss is epoch 0's, when the deep model's second layer is still untrained: the
+    # tested model must still be one from the last layer stage (epochs 2-3 of 4)
+    res = fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, trainer__max_epochs=4),
+              callbacks=[_FakeValLoss([0.1, 0.2, 0.4, 0.3])], verbose=False)
+    assert Path(res.metrics["best_checkpoint"]).name == "best-003.ckpt"
+    assert res.metrics["best_val_loss"] == pytest.approx(0.3)
+
+
+def test_history_is_whole_when_the_best_epoch_is_not_the_last(cfg_for):
+    # trainer.test(ckpt_path=best) restores the callbacks' state: the history must not end there
+    res = fit(cfg_for("shallow", trainer__max_epochs=3), callbacks=[_FakeValLoss([0.1, 0.2, 0.3])], verbose=False)
+    assert Path(res.metrics["best_checkpoint"]).name == "best-000.ckpt"
+    assert res.metrics["history"]["val_loss"] == pytest.approx([0.1, 0.2, 0.3])
+    assert len(res.metrics["history"]["train_loss"]) == 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,6 +92,11 @@ class BaseModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(lr_factor, dict(hp), epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "monitor": "val/loss"}}
 
+    def selectable_epoch(self, epoch: int) -> bool:
+        """Whether the model after ``epoch`` (0-based) may be kept as the run's best checkpoint.
+        Every epoch, except in a model built in stages that is not complete yet (``randomized``)."""
+        return True
+
     def log_reduced(self, name: str, value: Any, **kwargs) -> None:
         """Log an epoch-level figure that is already reduced over every DDP rank (the exact split
         metrics of ``ae_lightning.metrics``, confusion counts, NLL sums): identical on each rank, so

@@ -17,7 +17,10 @@ ELM autoencoder. After the last stage, the deep autoencoder 784 -> ... -> k -> .
 Schedule (one ``fit``): the last ``finetune_epochs`` epochs fine-tune; the epochs before are split
 evenly among the L stages (stage i runs epochs [floor(i E / L), floor((i+1) E / L))). Each epoch logs
 ``train/stage`` (L = fine-tuning) and ``train/stage<i>_loss``; validation and test always measure
-the deep autoencoder as it stands, so ``val/loss`` falls stage by stage.
+the deep autoencoder as it stands. That ``val/loss`` does not fall stage by stage: decoder i was
+trained on the random codes act(R_i h_i) but reads act(W_d^T h_i) in the deep model, so on MNIST it
+is lowest after stage 0 and rises with every stage. The run's best checkpoint is therefore chosen
+from the last layer stage on (``selectable_epoch``), where every layer is trained.
 """
 from __future__ import annotations
 
@@ -91,6 +94,14 @@ class RandomizedAutoencoder(AutoencoderModule):
         if epoch >= layerwise:
             return self.n_stages
         return max(i for i in range(self.n_stages) if (i * layerwise) // self.n_stages <= epoch)
+
+    def selectable_epoch(self, epoch: int) -> bool:
+        """The best checkpoint is chosen from the last layer stage on: before it, the deep model's
+        deeper layers are untrained (and its validation loss, lowest after stage 0, says nothing of
+        the finished model)."""
+        if self._trainer is None:
+            return True
+        return self.stage_of_epoch(epoch, self.trainer.max_epochs) >= self.n_stages - 1
 
     def on_fit_start(self) -> None:
         self.stage_of_epoch(0, self.trainer.max_epochs)  # a too short schedule fails before any work
