@@ -140,6 +140,9 @@ def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
     ae = load("conv", None, {**base, **flat(st["latent"]["models"]["ae"]["config"])})
     vae = load("vae", None, {**base, **flat(st["latent"]["models"]["vae"]["config"])})
     den = load("denoising", None, {**base, **flat(st["denoising"]["config"])})
+    for entry, seed in (("denoising", 0), ("denoising_seed1", 1), ("denoising_seed2", 2)):  # the same runs, 3 seeds
+        cfg = load("denoising", None, {**base, **flat(st[entry]["config"])})
+        assert cfg["seed"] == seed and cfg["model"] == den["model"]
     clf_ae = load("conv", None, {**base, **flat(st["classifier"]["models"]["conv"]["config"])})
     for cfg in (ae, den, clf_ae):
         m = cfg["model"]

@@ -224,11 +224,18 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
             rep = ctx.report
         results[entry] = rep.results
         walls[entry] = wall
-        sections.append(rep.render(level=2, image_prefix=f"{entry}/"))
+        # several entries may run one study (a second seed, another reading): the heading names the entry
+        shared = sum(e["study"] == spec["study"] for e in preset["studies"].values()) > 1
+        heading = f"## {rep.title}" + (f" (`{entry}`)" if shared else "")
+        sections.append(heading + "\n\n" + rep.render(level=2, image_prefix=f"{entry}/", title=False))
     rows = fidelity_rows(name, preset, results, command(argv))
     wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
+    # a call that reuses finished runs takes minutes: the runs' own times, recorded when each trained
+    trained = {r["run_dir"]: r.get("wall_time_s") or 0.0 for res in results.values() for r in res.get("runs", [])
+               if r.get("run_dir")}
     summary = {"preset": name, "title": preset["title"], "source": preset.get("source"), "command": command(argv),
                "smoke": bool(args.smoke), "wall_time_s": round(wall, 1),
+               "runs": len(trained), "training_time_s": round(sum(trained.values()), 1),
                "elapsed_since_first_call_s": round(time.time() - first, 1),
                "entry_wall_time_s": walls, "machine": machine(), "date": today(), "rows": rows}
     files.write_json(out / "fidelity.json", rows)
@@ -350,7 +357,8 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
               "", f"Machine: {summary['machine']}. Date: {summary['date']}. {_elapsed(summary)}Wall time of the studies: "
               f"{summary['wall_time_s'] / 60:.1f} min (" + ", ".join(
-                  f"{k} {v / 60:.1f} min" for k, v in summary["entry_wall_time_s"].items() if v is not None) + ").", "",
+                  f"{k} {v / 60:.1f} min" for k, v in summary["entry_wall_time_s"].items() if v is not None) + "). "
+              + _training(summary), "",
               "Settings under every run (`config`): `" + json.dumps(preset.get("config") or {}) + "`", ""]
     if preset.get("readings"):
         lines += ["## Readings of the original", "",
@@ -362,6 +370,13 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines += ["## Figures of the original", "", f"{matched} of {len(summary['rows'])} matched.", "",
               rows_table(summary["rows"]), ""]
     return "\n".join(lines) + "\n" + "\n".join(sections)
+
+
+def _training(summary: dict) -> str:
+    if not summary.get("runs"):
+        return ""
+    return (f"Training time of its {summary['runs']} runs, as each run recorded it when it trained "
+            f"(a `--resume` call reuses them): {summary['training_time_s'] / 60:.1f} min.")
 
 
 def _elapsed(summary: dict) -> str:
@@ -389,6 +404,7 @@ def write_fidelity(out: Path, target: Path) -> list[dict]:
                f"- machine: {s['machine']}", f"- date: {s['date']}",
                f"- {_elapsed(s)}wall time of the studies: {s['wall_time_s'] / 60:.1f} min (" + ", ".join(
                    f"{k} {v / 60:.1f} min" for k, v in s["entry_wall_time_s"].items() if v is not None) + ")",
+               *([f"- {_training(s)}"] if s.get("runs") else []),
                f"- report: [{s['preset']}/report.md]({os.path.relpath(out / s['preset'] / 'report.md', target)})", "",
                f"{sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} matched.", "",
                rows_table(s["rows"]), ""]
