@@ -438,6 +438,12 @@ def test_randomized_layerwise_stages(cfg_for):
     assert all(torch.equal(e, d.T) for e, d in zip(watch.final_enc, watch.final_dec))
 
 
+def test_randomized_refuses_early_stopping(cfg_for):
+    with pytest.raises(UserError, match="early_stopping_patience would stop the layer-wise stages"):
+        fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, trainer__max_epochs=4,
+                    trainer__early_stopping_patience=1), verbose=False)
+
+
 def test_randomized_finetune_trains_end_to_end(cfg_for):
     watch = _StageWatch()
     fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, model__finetune_epochs=1,
