@@ -286,6 +286,12 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         raise
     run_dir = shared.run_dir
     epochs = trainer.current_epoch
+    if trainer.is_global_zero and best.best_model_path:
+        # a kill -9 between the best and the last checkpoint of one epoch leaves a best file that the
+        # resumed run's checkpoint state does not know of: only the best one stays
+        for stale in (run_dir / "checkpoints").glob("best-*.ckpt"):
+            if stale.resolve() != Path(best.best_model_path).resolve():
+                stale.unlink(missing_ok=True)
     # trainer.test(ckpt_path=...) restores the callbacks' state too: without this copy, the history
     # would end at the tested checkpoint's epoch (a best epoch before the last)
     loss_history = {k: list(v) for k, v in history.history.items()}

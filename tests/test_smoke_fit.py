@@ -76,3 +76,19 @@ def test_last_ckpt_is_every_epoch_even_without_improvement(cfg_for):
     assert seen.seen + [last["epoch"]] == [0, 1, 2]
     assert sorted(p.name for p in (res.run_dir / "checkpoints").iterdir()) == ["best-000.ckpt", "last.ckpt"]
     assert res.metrics["best_checkpoint"].endswith("best-000.ckpt")
+
+
+def test_resume_removes_a_best_checkpoint_its_state_does_not_know(cfg_for):
+    """A kill -9 between an epoch's best and last checkpoints leaves a best-*.ckpt that the resumed
+    run's checkpoint state does not hold: after the resumed run, only the best one and last.ckpt stay."""
+    import shutil
+
+    from ae_lightning.fit import fit
+
+    first = fit(cfg_for("fc", trainer__max_epochs=1, data__subset=300), verbose=False)
+    ckpts = first.run_dir / "checkpoints"
+    shutil.copy(ckpts / "last.ckpt", ckpts / "best-001.ckpt")  # written just before the kill
+    res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), run_dir=first.run_dir,
+              ckpt_path=ckpts / "last.ckpt", verbose=False)
+    names = sorted(p.name for p in ckpts.iterdir())
+    assert len(names) == 2 and "last.ckpt" in names and res.metrics["best_checkpoint"].endswith(names[0]), names
