@@ -107,6 +107,16 @@ def test_resume_reads_back_finished_entries_and_reuses_runs(data_dir, tmp_path, 
     assert [(r["id"], r["ours"]) for r in again] == [(r["id"], r["ours"]) for r in first]
 
 
+def test_resume_reads_back_an_entry_with_number_keys(data_dir, tmp_path, capsys):
+    # the neighbours entry's references are keyed by k (5, 10, ...): JSON stores those as strings
+    argv = ["reproduce", "neighbours", "--smoke", "--out", tmp_path / "out", "--data-dir", data_dir,
+            "--accelerator", "cpu", "--only", "neighbours"]
+    assert _run(argv, capsys)[0] == 0
+    code, cap = _run(argv + ["--resume"], capsys)
+    assert code == 0, cap.err
+    assert "neighbours/neighbours: read back" in cap.err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "nope"], "unknown preset 'nope'"),
     (["reproduce", "fcae", "--set", "nope.x=1"], "--set nope.x: the preset has no nope"),

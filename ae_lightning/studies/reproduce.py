@@ -214,7 +214,8 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
         if study.variant is None:
             opts.variant = None  # the study fixes its own models (the preset names them in its parameters)
         done = load_report(out / entry) if args.resume else None
-        if done is not None and done.results.get("preset_entry") == spec:
+        # results.json holds the entry as JSON wrote it (its number keys, e.g. k = 5, as strings)
+        if done is not None and done.results.get("preset_entry") == json.loads(json.dumps(spec)):
             check_resumable(f"{name}/{entry}", done.results.get("settings", {}), opts)
             print(f"== {name}/{entry}: read back from {out / entry}", file=sys.stderr)
             rep, wall = done, done.results.get("wall_time_s")
