@@ -1,5 +1,7 @@
 import json
 
+from conftest import fixed_val_loss
+
 
 def test_fit_writes_run_folder(cfg_for):
     from ae_lightning.fit import fit
@@ -57,10 +59,6 @@ def test_last_ckpt_is_every_epoch_even_without_improvement(cfg_for):
 
     from ae_lightning.fit import fit
 
-    class WorseEveryEpoch(L.Callback):  # runs before the checkpoint callbacks (Lightning puts those last)
-        def on_validation_end(self, trainer, pl_module):
-            trainer.callback_metrics["val/loss"] = torch.tensor(float(trainer.current_epoch))
-
     class LastCkptEpoch(L.Callback):
         def __init__(self):
             self.seen = []
@@ -71,7 +69,7 @@ def test_last_ckpt_is_every_epoch_even_without_improvement(cfg_for):
                 self.seen.append(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
 
     seen = LastCkptEpoch()
-    res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), callbacks=[WorseEveryEpoch(), seen])
+    res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), callbacks=[fixed_val_loss([0.0, 1.0, 2.0]), seen])
     last = torch.load(res.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert seen.seen + [last["epoch"]] == [0, 1, 2]
     assert sorted(p.name for p in (res.run_dir / "checkpoints").iterdir()) == ["best-000.ckpt", "last.ckpt"]

@@ -16,7 +16,7 @@ from ae_lightning.config import CONFIG_DIR, UserError, load_yaml, variants
 from ae_lightning.fit import build, fit
 from ae_lightning.models import get_module, load_checkpoint
 from ae_lightning.models.base import AutoencoderModule
-from conftest import synthetic_digits
+from conftest import fixed_val_loss, synthetic_digits
 
 
 def _is_autoencoder(variant: str) -> bool:
@@ -452,28 +452,18 @@ def test_randomized_finetune_trains_end_to_end(cfg_for):
     assert watch.decoder_moved[-1] == [True, True] and not any(watch.random_moved)
 
 
-class _FakeValLoss(L.Callback):
-    """Overrides val/loss with the given per-epoch values before the checkpoints read it."""
-
-    def __init__(self, values):
-        self.values = values
-
-    def on_validation_end(self, trainer, m):
-        trainer.callback_metrics["val/loss"] = torch.tensor(self.values[trainer.current_epoch])
-
-
 def test_randomized_best_checkpoint_is_a_complete_model(cfg_for):
     # the lowest val/loss is epoch 0's, when the deep model's second layer is still untrained: the
     # tested model must still be one from the last layer stage (epochs 2-3 of 4)
     res = fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, trainer__max_epochs=4),
-              callbacks=[_FakeValLoss([0.1, 0.2, 0.4, 0.3])], verbose=False)
+              callbacks=[fixed_val_loss([0.1, 0.2, 0.4, 0.3])], verbose=False)
     assert Path(res.metrics["best_checkpoint"]).name == "best-003.ckpt"
     assert res.metrics["best_val_loss"] == pytest.approx(0.3)
 
 
 def test_history_is_whole_when_the_best_epoch_is_not_the_last(cfg_for):
     # trainer.test(ckpt_path=best) restores the callbacks' state: the history must not end there
-    res = fit(cfg_for("shallow", trainer__max_epochs=3), callbacks=[_FakeValLoss([0.1, 0.2, 0.3])], verbose=False)
+    res = fit(cfg_for("shallow", trainer__max_epochs=3), callbacks=[fixed_val_loss([0.1, 0.2, 0.3])], verbose=False)
     assert Path(res.metrics["best_checkpoint"]).name == "best-000.ckpt"
     assert res.metrics["history"]["val_loss"] == pytest.approx([0.1, 0.2, 0.3])
     assert len(res.metrics["history"]["train_loss"]) == 3

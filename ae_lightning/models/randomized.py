@@ -99,9 +99,7 @@ class RandomizedAutoencoder(AutoencoderModule):
     def selectable_epoch(self, epoch: int) -> bool:
         """The best checkpoint is chosen from the last layer stage on: before it, the deep model's
         deeper layers are untrained (and its validation loss, lowest after stage 0, says nothing of
-        the finished model)."""
-        if self._trainer is None:
-            return True
+        the finished model). Called by the checkpoint callback, during training."""
         return self.stage_of_epoch(epoch, self.trainer.max_epochs) >= self.n_stages - 1
 
     def on_fit_start(self) -> None:
