@@ -1,30 +1,151 @@
-"""Ray's AxSearch with failed trials abandoned in Ax: its own module, so that a random search (and
-every sweep's driver before Ax is asked for) does not import Ax, BoTorch and GPyTorch (about 1 s).
+"""Ray's AxSearch over an Ax experiment that this project builds itself: its own module, so that a
+random search (and every sweep's driver before Ax is asked for) does not import Ax, BoTorch and
+GPyTorch (about 1 s).
+
+What Ray's AxSearch gets wrong, and what ``SweepAxSearch`` does instead (each tested in
+tests/test_search_ax.py):
+
+- **A trial stopped by ASHA reached Ax as a finished trial**, its 1-epoch value fitted beside full
+  runs as one objective. Here a trial that ends without its final report (``final`` in the result,
+  sent by ``search.trainable`` after the test) is *abandoned* in Ax, with the reason "stopped by
+  the scheduler at epoch k of N": the GP is fitted on full-length trials only, and Ax keeps the
+  abandoned point as pending, so it is not proposed again. The same for a failed trial.
+- **Batch size on a linear scale.** Numeric choices reach Ax as their rank (0, 1, 2, ... an ordered
+  choice), so 32, 64, ..., 1024 are equally spaced for the GP, as they are for the user; Ray's
+  conversion passed the values themselves, which Ax models linearly (128 is then "near" 256 and
+  far from 1024). Floats reach Ax as a position in [0, 1] of their (log) range, log-integers as
+  Ax log-scale integer ranges (see ``search.space``).
+- **Sobol while others run.** Ax's default strategy, with more trials in flight than its Bayesian
+  step allows, keeps proposing Sobol points. Here Sobol proposes exactly ``init_trials`` points
+  (a failed or abandoned one is replaced) and the Bayesian step starts once they are observed;
+  until then ``suggest`` returns None and Tune waits. Every later trial is a Bayesian proposal,
+  with the running trials as pending points.
+- **One metric only.** Ray's ``_process_result`` completes a trial with the first objective alone,
+  which Ax marks FAILED in a multi-objective experiment. Here every objective is sent.
+
+Each proposal's driver time (wall and CPU) and generator are appended to ``proposals.json`` in
+the experiment folder.
 """
 from __future__ import annotations
 
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
 from ray.tune.search.ax import AxSearch
 
+from ae_lightning import files
+from search.objectives import Objective
+from search.settings import PROPOSALS
+from search.space import Space, ax_name
+from search.trainable import FINAL
 
-class FailureAwareAxSearch(AxSearch):
-    """Ray's AxSearch, plus: a failed trial (diverged, crashed) is *abandoned* in Ax with a reason.
+# BoTorch's fits of a few dozen points are overhead-bound: on the 2-core CPU, with trials training
+# beside the driver, one thread made a two-objective proposal 4-7x faster than two (docs/search.md)
+PROPOSAL_THREADS = 1
 
-    Ray's AxSearch only forgets a failed trial, which leaves it RUNNING inside Ax forever; Ax then
-    counts it against its parallelism limit of the Bayesian step and can stall the search."""
 
-    @staticmethod
-    def convert_search_space(spec: dict) -> list[dict]:
-        """Ray's conversion, with numeric choices marked ordered (batch size 128 < 256 < ...) and
-        others unordered, as Ax would guess, but said so (Ax warns about each one otherwise)."""
-        params = AxSearch.convert_search_space(spec)
-        for p in params:
-            if p["type"] == "choice":
-                p["is_ordered"] = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p["values"])
-        return params
+
+def ax_parameters(space: Space) -> list[dict]:
+    """The space as Ax parameters, in the searchers' encoding (``Space.searcher_domain``)."""
+    return [{"name": ax_name(p.key), **space.searcher_domain(p)} for p in space.params.values()]
+
+
+def generation_strategy(init_trials: int, seed: int, num_restarts: int, raw_samples: int):
+    """Sobol for exactly ``init_trials`` observed trials, then BoTorch: Ax's modular BoTorch
+    generator (a GP with qLogNEI, or qLogNEHVI for several objectives) with the acquisition
+    optimised from ``num_restarts`` starts chosen among ``raw_samples`` random points."""
+    from ax.adapter.registry import Generators
+    from ax.generation_strategy.generation_node import GenerationStep
+    from ax.generation_strategy.generation_strategy import GenerationStrategy
+
+    options = {"model_gen_options": {"optimizer_kwargs": {"num_restarts": num_restarts,
+                                                          "raw_samples": raw_samples}}}
+    return GenerationStrategy(name=f"Sobol({init_trials})+BoTorch", steps=[
+        GenerationStep(generator=Generators.SOBOL, num_trials=init_trials, min_trials_observed=init_trials,
+                       generator_kwargs={"seed": seed}),
+        GenerationStep(generator=Generators.BOTORCH_MODULAR, num_trials=-1, generator_gen_kwargs=options),
+    ])
+
+
+def make_client(space: Space, objectives: Sequence[Objective], seed: int, init_trials: int,
+                num_restarts: int, raw_samples: int):
+    import logging
+
+    from ax.service.ax_client import AxClient
+    from ax.service.utils.instantiation import ObjectiveProperties
+    from ax.utils.common.logger import set_ax_logger_levels
+
+    # Ax logs every generator choice at INFO, and warns at every start that a seed is set and
+    # that thresholds will be inferred (search.json and the sweep's first line say both)
+    set_ax_logger_levels(logging.ERROR)
+
+    client = AxClient(generation_strategy=generation_strategy(init_trials, seed, num_restarts, raw_samples),
+                      random_seed=seed, verbose_logging=False, enforce_sequential_optimization=False)
+    client.create_experiment(
+        parameters=ax_parameters(space),
+        objectives={o.key: ObjectiveProperties(minimize=o.minimize, threshold=o.threshold) for o in objectives})
+    return client
+
+
+class SweepAxSearch(AxSearch):
+    """AxSearch over ``make_client``'s experiment, with the fixes in the module's docstring."""
+
+    def __init__(self, space: Space, objectives: Sequence[Objective], seed: int, init_trials: int,
+                 num_restarts: int, raw_samples: int, log_dir: str | Path | None = None):
+        self._objective_keys = [o.key for o in objectives]
+        self._log = Path(log_dir) / PROPOSALS if log_dir is not None else None
+        self._proposals: list[dict] = []
+        client = make_client(space, objectives, seed, init_trials, num_restarts, raw_samples)
+        super().__init__(ax_client=client, points_to_evaluate=space.points_flat() or None)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        import torch
+
+        manual = bool(self._points_to_evaluate)
+        wall, cpu = time.perf_counter(), time.process_time()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(PROPOSAL_THREADS)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module=r"(ax|botorch|gpytorch|linear_operator)(\.|$)")
+                config = super().suggest(trial_id)
+        finally:
+            torch.set_num_threads(threads)
+        if config is None:
+            return None
+        index = self._live_trial_mapping[trial_id]
+        run = self._ax.experiment.trials[index].generator_runs[0]
+        generator = "Manual" if manual else (run._generation_node_name or "Manual").split("_")[-1]
+        self._proposals.append({"trial_id": trial_id, "ax_trial": index, "generator": generator,
+                                "wall_s": round(time.perf_counter() - wall, 4),
+                                "cpu_s": round(time.process_time() - cpu, 4)})
+        if self._log is not None:
+            files.write_json(self._log, self._proposals)
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if error and trial_id in self._live_trial_mapping:
-            index = self._live_trial_mapping.pop(trial_id)
+        index = self._live_trial_mapping.pop(trial_id, None)
+        if index is None:
+            return
+        if error or not result:
             self._ax.abandon_trial(trial_index=index, reason=f"Tune trial {trial_id} failed")
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        if not result.get(FINAL):
+            epoch = result.get("epochs_total", result.get("training_iteration", "?"))
+            self._ax.abandon_trial(trial_index=index, reason=f"stopped by the scheduler after epoch {epoch}: "
+                                   "a truncated value is not the objective of a full trial")
+            return
+        values = {k: result.get(k) for k in self._objective_keys}
+        bad = [k for k, v in values.items() if not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            self._ax.abandon_trial(trial_index=index, reason=f"no finite {', '.join(bad)} from {trial_id}")
+            return
+        self._ax.complete_trial(trial_index=index, raw_data={k: (float(v), None) for k, v in values.items()})
+
+    def _process_result(self, trial_id: str, result: dict) -> None:  # Ray's single-metric path: unused
+        raise AssertionError("SweepAxSearch completes trials in on_trial_complete")
+
+

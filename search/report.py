@@ -25,22 +25,31 @@ from typing import Any
 
 from ae_lightning import files
 from ae_lightning.config import UserError, cli, dump_yaml
+from search.settings import PROPOSALS, SweepSettings
 
 SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
 _ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
 
 
-def load_settings(exp_dir: Path) -> dict:
+def load_settings(exp_dir: Path) -> SweepSettings:
     path = Path(exp_dir) / SETTINGS
     if not path.is_file():
         raise UserError(f"{exp_dir} is not a search experiment (no {SETTINGS})")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not readable as JSON ({e})") from None
+    if "saved_by" not in data:  # before the typed settings: choices reached the searchers as values
+        data.update(saved_by=1, choice_encoding="value", objectives=[])
+    return SweepSettings.from_json(data)
 
 
-def settings_space(settings: dict):
-    from search.space import parse_space
+def settings_space(s: SweepSettings, objectives: list[str] | None = None):
+    """The sweep's space as it was decoded, with its objectives (or ``objectives``)."""
+    from search.space import parse_space, with_objectives
 
-    return parse_space(settings["space_raw"], settings["base"], settings["space_file"])
+    space = parse_space(s.space_raw, s.base, s.space_file, s.choice_encoding)
+    return with_objectives(space, objectives if objectives is not None else s.objectives, s.base)
 
 
 def _reason(trial) -> str:
@@ -57,10 +66,11 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
     """One row per trial, in the order trials finished."""
     from ray.tune import ExperimentAnalysis
 
-    from search.trainable import DIVERGED, METRIC
+    from search.trainable import DIVERGED, FINAL, METRIC
 
     settings = load_settings(exp_dir)
     space = settings_space(settings)
+    proposals = _proposals(Path(exp_dir))
     analysis = ExperimentAnalysis(str(Path(exp_dir).resolve()))
     rows = []
     for trial in analysis.trials:
@@ -72,12 +82,13 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
             status = "diverged" if diverged else "error"
             reason = reason.split("DivergedError: ", 1)[-1] if diverged else reason
         elif trial.status == "TERMINATED":
-            full = last.get("epoch") == settings["max_epochs"] and last.get("fold", 0) == max(settings["cv"], 1) - 1
+            full = last.get(FINAL) if settings.saved_by >= 2 else \
+                last.get("epoch") == settings.max_epochs and last.get("fold", 0) == max(settings.cv, 1) - 1
             status = "completed" if full else "stopped"
         else:
             status = trial.status
         metrics = {}
-        if path is not None and (path / "metrics.json").is_file() and not settings["cv"]:
+        if path is not None and (path / "metrics.json").is_file() and not settings.cv:
             m = json.loads((path / "metrics.json").read_text())
             metrics = {k: v for k, v in m.items() if k.startswith("test_")}
         value = last.get(METRIC)
@@ -85,10 +96,12 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
             "trial_id": trial.trial_id, "status": status,
             **{k: v for k, v in sorted(space.decode(trial.config).items())},
             METRIC: value if status not in ("diverged", "error") else None,
-            "epochs": last.get("training_iteration", 0), **metrics, "reason": reason,
+            "epochs": last.get("epochs_total", last.get("training_iteration", 0)), **metrics,
+            **({"generator": proposals[trial.trial_id]["generator"],
+                "proposal_s": proposals[trial.trial_id]["wall_s"]} if trial.trial_id in proposals else {}),
+            "reason": reason,
             "trial_dir": str(path) if path else "", "_t": last.get("timestamp") or _mtime(path, "error.txt"),
         })
-    _add_generators(Path(exp_dir), analysis.trials, rows)
     rows.sort(key=lambda r: (r["_t"], r["trial_id"]))
     for i, r in enumerate(rows, 1):
         r.pop("_t")
@@ -101,33 +114,12 @@ def _mtime(folder: Path | None, name: str) -> float:
     return f.stat().st_mtime if f is not None and f.is_file() else math.inf
 
 
-def _add_generators(exp_dir: Path, trials: list, rows: list[dict]) -> None:
-    """Which Ax generator proposed each trial (Manual for a `points:` entry, Sobol, BoTorch...),
-    read from the searcher state Tune saves; matched on the parameters, in creation order."""
-    import cloudpickle
-
-    states = sorted(exp_dir.glob("searcher-state-*.pkl"), key=lambda f: f.stat().st_mtime)
-    if not states:
-        return
-    try:
-        ax = cloudpickle.loads(states[-1].read_bytes()).get("_ax")
-        pool = [(t.arm.parameters, (t.generator_runs[0]._generation_node_name or "Manual").split("_")[-1])
-                for _, t in sorted(ax.experiment.trials.items()) if t.arm is not None]
-    except Exception:  # another searcher (random), or an Ax whose internals moved: no column
-        return
-    for trial, row in zip(trials, rows):
-        flat = _flat_config(trial.config)
-        for i, (params, gen) in enumerate(pool):
-            if {("seed" if k == "top/seed" else k.replace("/", ".")): v for k, v in params.items()} == flat:
-                row["generator"] = gen
-                pool.pop(i)
-                break
-
-
-def _flat_config(cfg: dict) -> dict:
-    from search.space import flatten
-
-    return flatten(cfg)
+def _proposals(exp_dir: Path) -> dict[str, dict]:
+    """Ax's proposals by Tune trial id (generator, driver time), from SweepAxSearch's log."""
+    path = exp_dir / PROPOSALS
+    if not path.is_file():
+        return {}
+    return {p["trial_id"]: p for p in json.loads(path.read_text())}
 
 
 def best_so_far(rows: list[dict]) -> list[float]:
@@ -148,12 +140,15 @@ def _best_checkpoint(trial_dir: Path) -> str | None:
 
 
 def write_outputs(exp_dir: str | Path) -> dict | None:
-    """results.csv, best.json, best.yaml and search.png; returns best.json's content (or None)."""
+    """results.csv, best.json, best.yaml and search.png, and with several objectives pareto.csv,
+    pareto.png and front/; returns best.json's content (or None)."""
+    from search import pareto
     from search.space import apply
     from search.trainable import METRIC
 
     exp_dir = Path(exp_dir)
     settings = load_settings(exp_dir)
+    space = settings_space(settings)
     rows = collect(exp_dir)
     cols: list[str] = ["trial", "trial_id", "status"]
     for r in rows:
@@ -165,14 +160,18 @@ def write_outputs(exp_dir: str | Path) -> dict | None:
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
     files.write_text(exp_dir / "results.csv", buf.getvalue())
-    plot([(settings["algo"], rows)], exp_dir / "search.png",
-         title=f"{settings['variant']} on {settings['base']['data']['dataset']}: {settings['algo']} search")
+    plot([(settings.algo, rows)], exp_dir / "search.png",
+         title=f"{settings.variant} on {settings.base['data']['dataset']}: {settings.algo} search")
     scored = [r for r in rows if r.get(METRIC) is not None and math.isfinite(r[METRIC])]
     if not scored:
         return None
+
+    def config_of(row: dict) -> dict:  # the base config (no fold, the user's accelerator)
+        return apply(settings.base, {k: row[k] for k in space.params})
+
     best = min(scored, key=lambda r: r[METRIC])
-    params = {k: best[k] for k in settings["space_keys"]}
-    cfg = apply(settings["base"], params)  # the base config (no fold, the user's accelerator)
+    params = {k: best[k] for k in space.params}
+    cfg = config_of(best)
     files.write_text(exp_dir / "best.yaml", "# best config of the sweep " + exp_dir.name +
                      f" ({METRIC} {best[METRIC]:.6g}); retrain: python train.py --config best.yaml\n" +
                      dump_yaml(cfg))
@@ -181,7 +180,14 @@ def write_outputs(exp_dir: str | Path) -> dict | None:
             "checkpoint": _best_checkpoint(Path(best["trial_dir"])), "trial_dir": best["trial_dir"],
             "trials": len(rows), "statuses": {s: sum(r["status"] == s for r in rows) for s in
                                               sorted({r["status"] for r in rows})},
-            "retrain": f"python train.py --config {exp_dir.resolve() / 'best.yaml'}", "config": cfg}
+            "retrain": f"python train.py --config {exp_dir.resolve() / 'best.yaml'}", "config": cfg,
+            "objectives": [o.text() for o in space.objectives], "front": None}
+    if len(space.objectives) > 1:
+        f = pareto.write(exp_dir, rows, space.objectives, space, config_of)
+        info.update(front=[{"trial_id": r["trial_id"], **{o.key: r[o.key] for o in space.objectives},
+                            "config": str(exp_dir / pareto.FRONT_DIR / f"trial_{r['trial_id']}.yaml")}
+                           for r in f["rows"]],
+                    hypervolume=f["hypervolume"], reference_point=f["reference_point"])
     files.write_json(exp_dir / "best.json", info)
     return info
 

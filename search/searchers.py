@@ -5,21 +5,15 @@ into the experiment folder and ``--resume`` finds them again.
 """
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.stopper import Stopper
 
+from ae_lightning.config import UserError
+from search.settings import SweepSettings
 from search.space import Space
-from search.trainable import METRIC
-
-
-def __getattr__(name: str):
-    """``search.searchers.FailureAwareAxSearch``, where sweeps saved before it moved pickled it."""
-    if name == "FailureAwareAxSearch":
-        from search.ax_searcher import FailureAwareAxSearch
-
-        return FailureAwareAxSearch
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from search.trainable import FINAL, METRIC
 
 
 def trial_dirname(trial) -> str:
@@ -27,48 +21,42 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def ax_generation_strategy(init_trials: int, seed: int):
-    """Sobol for ``init_trials`` trials, then BoTorch's GP + expected-improvement (Ax's own
-    default pair, with the initial count chosen here instead of max(5, 2 * #params))."""
-    from ax.adapter.registry import Generators
-    from ax.generation_strategy.generation_node import GenerationStep
-    from ax.generation_strategy.generation_strategy import GenerationStrategy
+def check_ax(space: Space, s: SweepSettings) -> None:
+    """Build the Ax experiment once in the driver, before Ray starts, so a space or objectives
+    that Ax refuses fail with one line instead of as a traceback after the cluster is up."""
+    from search.ax_searcher import make_client
 
-    return GenerationStrategy(name=f"Sobol({init_trials})+BoTorch", steps=[
-        GenerationStep(generator=Generators.SOBOL, num_trials=init_trials, generator_kwargs={"seed": seed}),
-        GenerationStep(generator=Generators.BOTORCH_MODULAR, num_trials=-1),
-    ])
-
-
-def check_ax(space: Space, seed: int, init_trials: int | None = None) -> None:
-    """Build the Ax experiment once in the driver, before Ray starts, so a space Ax refuses
-    fails with one line instead of as a traceback after the cluster is up."""
-    from ae_lightning.config import UserError
-
-    searcher = build_searcher("ax", space, seed, init_trials)
     try:
-        searcher.set_search_properties(METRIC, "min", space.to_tune())
+        make_client(space, space.objectives, s.seed, s.sobol_trials(len(space.params)), s.num_restarts,
+                    s.raw_samples)
     except Exception as e:  # Ax's UserInputError, ValueError...
         raise UserError(f"Ax refuses the search space {space.source}: {str(e).splitlines()[0]}") from None
 
 
-def build_searcher(algo: str, space: Space, seed: int, init_trials: int | None = None,
-                   max_concurrent: int | None = None):
-    if algo == "ax":
-        from ax.utils.common.logger import set_ax_logger_levels
+def build_searcher(s: SweepSettings, space: Space, log_dir: Path | None = None):
+    if s.algo == "ax":
+        from search.ax_searcher import SweepAxSearch
 
-        from search.ax_searcher import FailureAwareAxSearch
-
-        set_ax_logger_levels(logging.WARNING)  # Ax logs every generator choice at INFO
-        kwargs = {"generation_strategy": ax_generation_strategy(init_trials, seed)} if init_trials else {}
-        # enforce_sequential_optimization=False: Ax's default caps the Bayesian step at 3 trials
-        # in flight, which would idle a GPU packed with 8 trials; Tune's --max-concurrent limits
-        return FailureAwareAxSearch(points_to_evaluate=space.points_flat() or None, random_seed=seed,
-                                    verbose_logging=False, enforce_sequential_optimization=False, **kwargs)
+        return SweepAxSearch(space, space.objectives, s.seed, s.sobol_trials(len(space.params)), s.num_restarts,
+                             s.raw_samples, log_dir)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=space.points_nested() or None, random_state=seed,
-                                 max_concurrent=max_concurrent or 0)
+    return BasicVariantGenerator(points_to_evaluate=space.points_nested() or None, random_state=s.seed,
+                                 max_concurrent=s.max_concurrent or 0)
+
+
+def describe(s: SweepSettings, space: Space) -> dict:
+    """The search's own settings, reported with every sweep (search.json, the first line, bench)."""
+    objectives = [o.text() for o in space.objectives]
+    out: dict = {"algo": s.algo, "objectives": objectives, "encodings": space.encodings(),
+                 "parallelism": s.max_concurrent or "as resources allow", "scheduler": s.scheduler}
+    if s.algo == "ax":
+        acqf = "qLogNEHVI" if len(objectives) > 1 else "qLogNEI"
+        out.update(sobol_trials=s.sobol_trials(len(space.params)), then=f"BoTorch (GP, {acqf})",
+                   thresholds={o.name: (o.threshold if o.threshold is not None else "inferred by Ax")
+                               for o in space.objectives} if len(objectives) > 1 else None,
+                   acquisition={"num_restarts": s.num_restarts, "raw_samples": s.raw_samples})
+    return out
 
 
 class FinishingASHA(ASHAScheduler):
@@ -95,4 +83,23 @@ def build_scheduler(name: str, max_epochs: int, grace_period: int):
                          reduction_factor=3)
 
 
-__all__ = ["FailureAwareAxSearch", "build_searcher", "build_scheduler", "trial_dirname", "METRIC"]
+__all__ = ["build_searcher", "build_scheduler", "check_ax", "describe", "trial_dirname", "METRIC"]
+
+
+class EpochBudget(Stopper):
+    """A Tune stopper that ends the sweep once its trials have trained ``budget`` epochs in all
+    (``--epoch-budget``): the same compute for a sweep with ASHA as for one without, whatever the
+    machine. Checked when a trial ends in full, so that no trial is cut off by the budget alone
+    while it runs by itself (with several trials in flight, the others are stopped then)."""
+
+    def __init__(self, budget: int):
+        self.budget, self._epochs, self._done = budget, {}, False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self._epochs[trial_id] = max(self._epochs.get(trial_id, 0), int(result.get("epochs_total", 0)))
+        if result.get(FINAL) and sum(self._epochs.values()) >= self.budget:
+            self._done = True
+        return False
+
+    def stop_all(self) -> bool:
+        return self._done

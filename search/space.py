@@ -8,6 +8,7 @@
       model.latent_dim:   {type: int, low: 2, high: 5}
     points:                # optional: complete configs tried first (e.g. a known good one)
       - {model.lr: 3.3e-3, model.weight_decay: 1.48e-6, data.batch_size: 1024, model.latent_dim: 5}
+    objectives: [val_loss]  # optional: one or more (search.objectives); --objective overrides it
 
 Types: ``uniform`` / ``loguniform`` (floats), ``int`` / ``logint`` (integers, both bounds
 included), ``choice`` (a list of values). Keys are the dotted keys of ``train.py --set``: any key of
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ae_lightning.config import SECTIONS, UserError, coerce, load_yaml, merge, schema_of, validate
+from search.objectives import Objective, metrics_of, parse_all
 
 FLOAT_TYPES = ("uniform", "loguniform")
 INT_TYPES = ("int", "logint")
@@ -44,6 +46,11 @@ class Param:
     low: float | int | None = None
     high: float | int | None = None
     values: tuple = ()
+
+    @property
+    def numeric(self) -> bool:
+        return self.type == "choice" and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in self.values)
 
     def samples(self) -> list:
         """The values the full-config check runs through: the bounds, or every choice."""
@@ -87,11 +94,48 @@ class Space:
     points: list[dict[str, Any]]
     source: str
     raw: dict  # the file's content, kept in search.json so --resume decodes trials the same way
+    # "rank": numeric choices reach the searchers as their rank; "value" (sweeps saved before
+    # the rank encoding): as the values themselves
+    objectives: list[Objective] = dataclasses.field(default_factory=lambda: [Objective("val_loss")])
+    choice_encoding: str = "rank"
+
+    def ranked(self, p: Param) -> bool:
+        """A numeric choice reaches the searchers as its rank: 0, 1, ... in ascending order."""
+        return self.choice_encoding == "rank" and p.type == "choice" and p.numeric
+
+    def searcher_domain(self, p: Param) -> dict:
+        """How one key reaches the searchers, as an Ax parameter (without its name): floats as a
+        position in [0, 1] of their range (log-spaced for loguniform, see ``Param.from_unit``);
+        integers as integer ranges (log-scale for logint); numeric choices as their rank, an
+        ordered choice, so that 32, 64, ..., 1024 are equally spaced for Ax's GP (their values
+        would be modelled on a linear scale); other choices unordered."""
+        if p.type in FLOAT_TYPES:
+            return {"type": "range", "bounds": [0.0, 1.0], "value_type": "float", "log_scale": False}
+        if p.type in INT_TYPES:
+            return {"type": "range", "bounds": [p.low, p.high], "value_type": "int", "log_scale": p.type == "logint"}
+        if self.ranked(p):
+            return {"type": "choice", "values": list(range(len(p.values))), "value_type": "int",
+                    "is_ordered": True, "sort_values": True}
+        return {"type": "choice", "values": list(p.values), "is_ordered": p.numeric, "sort_values": False}
+
+    def encodings(self) -> dict[str, str]:
+        """What each key is to the searchers, in words (reported with every sweep)."""
+        out = {}
+        for p in self.params.values():
+            if p.type in FLOAT_TYPES:
+                out[p.key] = f"position in [0, 1] of its {'log ' if p.type == 'loguniform' else ''}range"
+            elif p.type in INT_TYPES:
+                out[p.key] = f"integer range{' on a log scale' if p.type == 'logint' else ''}"
+            elif self.ranked(p):
+                out[p.key] = f"rank 0..{len(p.values) - 1} of {list(p.values)} (ordered)"
+            else:
+                out[p.key] = f"unordered choice of {list(p.values)}"
+        return out
 
     def to_tune(self) -> dict:
-        """Ray Tune's param_space, nested by section: ``{"model": {"lr": tune.loguniform(...)}}``.
-
-        Nested (not dotted) because Tune flattens nested keys with "/" for Ax and back again."""
+        """Ray Tune's param_space for random search, nested by section, in the searchers' encoding:
+        ``{"model": {"lr": tune.uniform(0, 1)}}``. Sampling a rank uniformly is sampling the choice
+        uniformly. Nested (not dotted): Tune flattens nested keys with "/" and back again."""
         from ray import tune
 
         out: dict[str, dict] = {}
@@ -103,33 +147,48 @@ class Space:
             elif p.type == "logint":
                 dom = tune.lograndint(p.low, p.high + 1)
             else:
-                dom = tune.choice(list(p.values))
+                dom = tune.choice(list(range(len(p.values))) if self.ranked(p) else list(p.values))
             section, name = split_key(p.key)
             out.setdefault(section, {})[name] = dom
         return out
 
     def encode(self, flat: dict[str, Any]) -> dict[str, Any]:
-        """Real values -> the searchers' values (floats as positions in [0, 1])."""
-        return {k: self.params[k].to_unit(v) if self.params[k].type in FLOAT_TYPES else v for k, v in flat.items()}
+        """Real values -> the searchers' values (floats as positions in [0, 1], ranks of choices)."""
+        out = {}
+        for k, v in flat.items():
+            p = self.params[k]
+            if p.type in FLOAT_TYPES:
+                v = p.to_unit(v)
+            elif self.ranked(p):
+                v = sorted(p.values).index(v)
+            out[k] = v
+        return out
 
     def decode(self, trial_config: dict) -> dict[str, Any]:
-        """A trial's Tune config (nested, floats in [0, 1]) -> real values by dotted key."""
-        flat = flatten(trial_config)
-        return {k: self.params[k].from_unit(v) if k in self.params and self.params[k].type in FLOAT_TYPES else v
-                for k, v in flat.items()}
+        """A trial's Tune config (nested, in the searchers' encoding) -> real values by dotted key."""
+        out = {}
+        for k, v in flatten(trial_config).items():
+            p = self.params.get(k)
+            if p is not None and p.type in FLOAT_TYPES:
+                v = p.from_unit(v)
+            elif p is not None and self.ranked(p):
+                v = sorted(p.values)[int(v)]
+            out[k] = v
+        return out
 
     def points_nested(self) -> list[dict]:
         return [nest(self.encode(pt)) for pt in self.points]
 
     def points_flat(self) -> list[dict]:
         """Points as Ax parameter names (Tune's flattening: ``model/lr``)."""
-        return [{_ax_name(k): v for k, v in self.encode(pt).items()} for pt in self.points]
+        return [{ax_name(k): v for k, v in self.encode(pt).items()} for pt in self.points]
 
     def describe(self) -> str:
         return "; ".join(p.describe() for p in self.params.values())
 
 
-def _ax_name(key: str) -> str:
+def ax_name(key: str) -> str:
+    """A key's name for Ax: Tune's flattening of the nested trial config (``model/lr``)."""
     return "top/seed" if key == "seed" else key.replace(".", "/")
 
 
@@ -245,12 +304,14 @@ def load_space(path: str | Path, base: dict) -> Space:
     return parse_space(load_yaml(path), base, str(path))
 
 
-def parse_space(raw: dict, base: dict, path: str) -> Space:
+def parse_space(raw: dict, base: dict, path: str, choice_encoding: str = "rank") -> Space:
     """Validate the content of a space file (also the copy a sweep keeps for --resume)."""
     raw = copy.deepcopy(raw)
-    extra = sorted(set(raw) - {"space", "points"})
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping with `space:` (and optionally `points:`, `objectives:`)")
+    extra = sorted(set(raw) - {"space", "points", "objectives"})
     if extra:
-        raise UserError(f"{path}: unknown top-level key(s) {', '.join(extra)} (expected space, points)")
+        raise UserError(f"{path}: unknown top-level key(s) {', '.join(extra)} (expected space, points, objectives)")
     entries = raw.get("space")
     if not isinstance(entries, dict) or not entries:
         raise UserError(f"{path}: `space:` must be a non-empty mapping of dotted config keys")
@@ -293,4 +354,16 @@ def parse_space(raw: dict, base: dict, path: str) -> Space:
         except UserError as e:
             raise UserError(f"{path}: points[{i}] gives an invalid config: {e}") from None
         points[i] = pt
-    return Space(params, points, path, raw)
+    specs = raw.get("objectives") or []
+    if not isinstance(specs, list):
+        raise UserError(f"{path}: `objectives:` must be a list such as [val_loss, model.latent_dim]")
+    objectives = parse_all(specs, list(params), metrics_of(schemas["model"]), f"{path}: objectives:")
+    return Space(params, points, path, raw, objectives, choice_encoding)
+
+
+def with_objectives(space: Space, specs: list[str], base: dict, where: str = "--objective") -> Space:
+    """``space`` with the objectives ``specs`` (the flags) in place of the file's own."""
+    if not specs:
+        return space
+    metrics = metrics_of(_schemas(base)["model"])
+    return dataclasses.replace(space, objectives=parse_all(specs, list(space.params), metrics, where))

@@ -11,13 +11,19 @@ Reported per epoch (``training_iteration`` = epochs reported):
     best_val_loss   the objective: the lowest val/loss so far; with --cv K, the mean over folds
                     of each fold's lowest val/loss (the folds finished so far and the current one)
     epoch, fold     the epoch of the current fold (1-based), the fold (0 without --cv)
+    epochs_total    epochs trained so far over all folds
+
+After the last epoch and the test, one more result: the objective, the test metrics, the
+searched values by dotted key (``model.latent_dim``, for objectives that are config keys) and
+``final: True``. A trial whose last result lacks ``final`` did not run in full (ASHA stopped it):
+``search.ax_searcher`` tells Ax so.
 
 A trial (or fold) whose ``metrics.json`` exists is finished and is taken exactly as it is: a
 restored or retried trial (the driver killed while the trial was finishing, ``--resume``) does not
-train, test or log it again. The trial's folder keeps ``trial_state.json``: the state, the last
-result handed to Tune, so that such a trial reports its last result again only when Tune never
-received it, and each epoch's wall time (``epoch_s``: training, validation, checkpoints; read by
-benchmarks/bench_sweep.py).
+train, test or log it again, and sends its final result once more (a repeated final result
+changes nothing). The trial's folder keeps ``trial_state.json``: fold, epoch, best losses, the
+last epoch result handed to Tune, and each epoch's wall time (``epoch_s``: training, validation,
+checkpoints).
 
 A trial whose loss turns NaN / inf fails with ``DivergedError`` and its message. It also leaves
 ``diverged.txt`` in its folder, so a ``FailureConfig`` retry fails at once with the same reason
@@ -39,6 +45,7 @@ from ae_lightning import files
 from ae_lightning.callbacks import DivergedError
 
 METRIC = "best_val_loss"
+FINAL = "final"  # in a trial's last result once it has trained and tested in full (search.ax_searcher)
 STATE = "trial_state.json"  # inside every Tune checkpoint: fold progress and best-so-far
 DIVERGED = "diverged.txt"
 
@@ -101,7 +108,9 @@ class ReportToTune(Checkpoint):
         st["fold_best"][fold] = min(val, st["fold_best"][fold] if st["fold_best"][fold] is not None else math.inf)
         st["epoch"] = trainer.current_epoch + 1
         bests = [b for b in st["fold_best"] if b is not None]
-        metrics = {"val_loss": val, METRIC: sum(bests) / len(bests), "epoch": st["epoch"], "fold": fold}
+        st["epochs_total"] = st.get("epochs_total", 0) + 1
+        metrics = {"val_loss": val, METRIC: sum(bests) / len(bests), "epoch": st["epoch"], "fold": fold,
+                   "epochs_total": st["epochs_total"]}
         st["last_report"] = metrics
         if getattr(self, "_t_epoch", None) is not None:  # training + validation + checkpoints of the epoch
             st.setdefault("epoch_s", []).append(round(time.perf_counter() - self._t_epoch, 4))
@@ -156,6 +165,7 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
     """The Tune function trainable. ``config`` holds the searchers' values, nested by section;
     ``space`` (a ``search.space.Space``) turns them into config values."""
     import torch
+    from ray import tune
 
     from ae_lightning.fit import fit
     from search.space import apply
@@ -171,13 +181,15 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
     cfg = apply(base, {**space.decode(config), **overrides})
     folds = max(cv, 1)
     fold_dir = (lambda k: trial_dir / f"fold_{k}") if folds > 1 else (lambda k: trial_dir)
-    told = _told()  # the last result Tune has of this trial: (fold, epoch)
-    if all((fold_dir(k) / "metrics.json").is_file() for k in range(told[0], folds)):
-        _report_missed(trial_dir, told)  # finished before a kill or a crash: taken as it is
+    keys = list(space.params)
+    searched = {k: v for k, v in space.decode(config).items() if k in space.params}
+    if all((fold_dir(k) / "metrics.json").is_file() for k in range(folds)):
+        # finished before a kill or a crash: taken as it is; its final result (maybe never
+        # received) sent once more: a repeated final result changes nothing
+        tune.report(_final(trial_dir, fold_dir, folds, searched))
         return
     state, ckpt = _restored(trial_dir)
-    state = state or {"fold": 0, "epoch": 0, "fold_best": [None] * folds}
-    keys = list(space.params)
+    state = state or {"fold": 0, "epoch": 0, "fold_best": [None] * folds, "epochs_total": 0}
     for fold in range(state["fold"], folds):
         if fold != state["fold"]:  # a new fold starts from scratch
             state.update(fold=fold, epoch=0)
@@ -195,27 +207,19 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)
             files.write_text(marker, reason + "\n")
             raise DivergedError(reason) from None
+    tune.report(_final(trial_dir, fold_dir, folds, searched))
 
 
-def _told() -> tuple[int, int]:
-    """(fold, epoch) of the checkpoint Tune restored this trial from; (0, 0) for a fresh trial."""
-    from ray import tune
-
-    ckpt = tune.get_checkpoint()
-    if ckpt is None:
-        return 0, 0
-    with ckpt.as_directory() as d:
-        path = Path(d) / STATE
-        state = json.loads(path.read_text()) if path.is_file() else {}
-    return state.get("fold", 0), state.get("epoch", 0)
-
-
-def _report_missed(trial_dir: Path, told: tuple[int, int]) -> None:
-    """A trial found finished: if its last result never reached Tune (the driver died between the
-    trial's report and its own snapshot), report that result once more, as it was; else nothing."""
-    from ray import tune
-
+def _final(trial_dir: Path, fold_dir, folds: int, searched: dict[str, Any]) -> dict[str, Any]:
+    """The trial's last result, once every fold has trained and tested: its objective, its test
+    metrics (without --cv), its searched values by dotted key (objectives such as
+    ``model.latent_dim``) and ``final: True``, which tells the searcher the trial ran in full."""
+    runs = [json.loads((fold_dir(k) / "metrics.json").read_text()) for k in range(folds)]
     path = trial_dir / STATE
-    own = json.loads(path.read_text()) if path.is_file() else None
-    if own and own.get("last_report") and (own["fold"], own["epoch"]) > told:
-        tune.report(own["last_report"])
+    own = json.loads(path.read_text()) if path.is_file() else {}
+    last = dict(own.get("last_report") or {})
+    last.pop(FINAL, None)
+    out = {**last, METRIC: sum(r["best_val_loss"] for r in runs) / folds, **searched, FINAL: True}
+    if folds == 1:
+        out.update({k: v for k, v in runs[0].items() if k.startswith("test_") and isinstance(v, (int, float))})
+    return out

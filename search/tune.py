@@ -14,22 +14,14 @@ and the command that retrains the best config. See docs/search.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import math
 import os
 import sys
 from pathlib import Path
 
 from ae_lightning.config import ROOT, UserError, cli
+from search.settings import ALGOS, SCHEDULERS, SweepSettings, check, flag_type
 
 DEFAULT_SPACE = ROOT / "configs" / "search" / "default.yaml"
-ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")
-
-
-def fast_path() -> bool:
-    """Issue 14's cuts of a trial's fixed cost, on unless ``AE_SEARCH_FAST=0`` (a benchmark switch:
-    ``benchmarks/bench_sweep.py --compare`` runs the path before them beside it)."""
-    return os.environ.get("AE_SEARCH_FAST", "1") != "0"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,28 +30,25 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _int(low: int):
-    def conv(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
-        return v
-    return conv
-
-
-def _float(positive: bool):
-    def conv(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            v = math.nan
-        if not math.isfinite(v) or v < 0 or (positive and v == 0):
-            raise argparse.ArgumentTypeError(f"expected a number {'> 0' if positive else '>= 0'}, got {text!r}")
-        return v
-    return conv
+# flags that are fields of SweepSettings: each one's type is the field's schema (search.settings)
+SETTING_FLAGS = {
+    "--algo": ("algo", f"{' or '.join(ALGOS)} (default ax: Bayesian optimization)"),
+    "--scheduler": ("scheduler", f"{' or '.join(SCHEDULERS)} (default none; asha: early stopping)"),
+    "--num-samples": ("num_samples", "trials (default 200)"),
+    "--max-epochs": ("max_epochs", "epochs per trial (default 40)"),
+    "--grace-period": ("grace_period", "asha: epochs before a trial can be stopped (default 1)"),
+    "--init-trials": ("init_trials", "ax: Sobol trials before the Bayesian step (default max(5, 2 x searched keys))"),
+    "--num-restarts": ("num_restarts", "ax: starts of the acquisition optimisation (default 20, Ax's)"),
+    "--raw-samples": ("raw_samples", "ax: random points the starts are chosen from (default 1024, Ax's)"),
+    "--cpus-per-trial": ("cpus_per_trial", "default 1"),
+    "--gpus-per-trial": ("gpus_per_trial", "a fraction packs several trials per GPU (0.25: four)"),
+    "--max-concurrent": ("max_concurrent", "at most N trials at once (default: as resources allow)"),
+    "--max-failures": ("max_failures", "retries of a crashed trial from its last checkpoint (default 2)"),
+    "--cv": ("cv", "K-fold cross-validation inside each trial (K >= 2)"),
+    "--seed": ("seed", "training seed and searcher seed (default 0)"),
+    "--epoch-budget": ("epoch_budget", "end the sweep once its trials have trained N epochs in all "
+                                       "(--num-samples is then an upper bound): equal compute with and without ASHA"),
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,63 +56,41 @@ def parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", help="the variant to tune (configs/<variant>.yaml)")
     p.add_argument("--dataset", help="mnist (default) or fashion_mnist")
-    p.add_argument("--num-samples", type=_int(1), default=200, help="trials (default 200)")
-    p.add_argument("--max-epochs", type=_int(1), default=40, help="epochs per trial (default 40)")
     p.add_argument("--space", help=f"search space YAML (default {DEFAULT_SPACE.relative_to(ROOT)})")
-    p.add_argument("--algo", default="ax", help="ax (Bayesian optimization, default) or random")
-    p.add_argument("--scheduler", default="none", help="asha (early stopping) or none (default)")
-    p.add_argument("--grace-period", type=_int(1), default=1, help="asha: epochs before a trial can be stopped")
-    p.add_argument("--init-trials", type=_int(1), help="ax: Sobol trials before the Bayesian model "
-                   "(default: Ax's choice, max(5, 2 x searched keys))")
-    p.add_argument("--cpus-per-trial", type=_float(True), default=1.0)
-    p.add_argument("--gpus-per-trial", type=_float(False), default=0.0,
-                   help="a fraction packs several trials per GPU (0.25: four)")
-    p.add_argument("--max-concurrent", type=_int(1), help="at most N trials at once (default: as resources allow)")
-    p.add_argument("--max-failures", type=_int(0), default=2, help="retries of a crashed trial from its last checkpoint")
-    p.add_argument("--cv", type=_int(0), default=0, help="K-fold cross-validation inside each trial (K >= 2)")
-    p.add_argument("--subset", type=_int(1), help="train on the first N training images (val: N/10)")
+    for flag, (field, text) in SETTING_FLAGS.items():
+        p.add_argument(flag, dest=field, type=flag_type(field), help=text)
+    p.add_argument("--objective", action="append", default=[], metavar="NAME[:min|max][<=|>=VALUE]",
+                   help="what to optimise, repeatable: val_loss (default), test_mse, test_nrmse, ... or a "
+                        "searched key such as model.latent_dim; two or more give a Pareto front "
+                        "(search/objectives.py); overrides the space file's objectives:")
+    p.add_argument("--subset", type=flag_int, help="train on the first N training images (val: N/10)")
     p.add_argument("--data-dir", help="data folder; on a cluster, a path every node can read")
     p.add_argument("--storage", default="runs/search", help="experiments folder (default runs/search); "
                    "on a cluster, shared by every node")
     p.add_argument("--name", help="experiment name (default <variant>-<dataset>-<algo>)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
     p.add_argument("--address", help="join a running Ray cluster (auto, or HOST:PORT of `ray start --head`)")
-    p.add_argument("--num-cpus", type=_int(1), help="CPUs Ray may use on this machine (default: all)")
-    p.add_argument("--seed", type=_int(0), default=0, help="training seed and searcher seed")
+    p.add_argument("--num-cpus", type=flag_int, help="CPUs Ray may use on this machine (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any other config key for every trial, e.g. --set model.beta=2")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
     return p
 
 
-def _check_flags(args) -> None:
-    """Flag combinations that can never work (argparse already checked each number)."""
-    if args.algo not in ALGOS:
-        raise UserError(f"--algo {args.algo}: choose one of {', '.join(ALGOS)}")
-    if args.scheduler not in SCHEDULERS:
-        raise UserError(f"--scheduler {args.scheduler}: choose one of {', '.join(SCHEDULERS)}")
-    if args.cv == 1:
-        raise UserError("--cv 1: K-fold cross-validation needs K >= 2 (or leave --cv out)")
-    if args.cv and args.scheduler == "asha":
-        raise UserError("--cv with --scheduler asha: the mean over folds exists only when a trial ends, "
-                        "so ASHA cannot compare trials early; use one or the other")
-    if args.gpus_per_trial > 1:
-        raise UserError(f"--gpus-per-trial {args.gpus_per_trial:g}: a trial trains on one device; "
-                        "use 1 or a fraction (0.5, 0.25) to pack several trials per GPU")
-    if args.init_trials and args.algo != "ax":
-        raise UserError("--init-trials applies to --algo ax only")
+flag_int = flag_type("num_samples")  # a positive integer, checked as the config checks one
 
 
-def _settings_new(args) -> dict:
-    """Validate everything a fresh sweep needs, before Ray starts. Returns search.json's content."""
-    from ae_lightning.config import load, parse_value
+def _settings_new(args) -> tuple[SweepSettings, object]:
+    """Validate everything a fresh sweep needs, before Ray starts: the settings and the space."""
+    from ae_lightning.config import load, parse_value, variants
     from ae_lightning.data import default_data_dir
-    from search.space import load_space
+    from search.space import load_space, with_objectives
 
     if not args.variant:
-        from ae_lightning.config import variants
         raise UserError("no variant given: use --variant NAME (one of " + ", ".join(variants()) + ")")
-    overrides = {"trainer.max_epochs": args.max_epochs, "seed": args.seed}
+    given = {field: getattr(args, field) for field, _ in SETTING_FLAGS.values() if getattr(args, field) is not None}
+    s = SweepSettings(variant=args.variant, objectives=list(args.objective), **given)
+    overrides = {"trainer.max_epochs": s.max_epochs, "seed": s.seed}
     if args.dataset:
         overrides["data.dataset"] = args.dataset
     if args.subset:
@@ -139,16 +106,14 @@ def _settings_new(args) -> dict:
                                                           else default_data_dir(base["data"]["dataset"]))
     base["data"]["data_dir"] = str(data_dir.resolve())
     space_file = Path(args.space) if args.space else DEFAULT_SPACE
-    space = load_space(space_file, base)
-    if args.algo == "ax":
+    space = with_objectives(load_space(space_file, base), s.objectives, base)
+    check(s, space.objectives)
+    s.variant, s.base, s.space_file, s.space_raw = base["variant"], base, str(space_file.resolve()), space.raw
+    s.objectives = [o.text() for o in space.objectives]
+    if s.algo == "ax":
         from search.searchers import check_ax
-        check_ax(space, args.seed, args.init_trials)
-    return {"variant": base["variant"], "algo": args.algo, "scheduler": args.scheduler,
-            "grace_period": args.grace_period, "init_trials": args.init_trials, "num_samples": args.num_samples,
-            "max_epochs": args.max_epochs, "cv": args.cv, "cpus_per_trial": args.cpus_per_trial,
-            "gpus_per_trial": args.gpus_per_trial, "max_concurrent": args.max_concurrent,
-            "max_failures": args.max_failures, "seed": args.seed, "space_file": str(space_file.resolve()),
-            "space_keys": list(space.params), "space": space.describe(), "space_raw": space.raw, "base": base}
+        check_ax(space, s)
+    return s, space
 
 
 def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -> None:
@@ -166,155 +131,8 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
                         "so no trial could ever start")
 
 
-def _probe(address: str, timeout_s: float = 10.0) -> None:
-    import socket
-
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"--address {address}: expected HOST:PORT of `ray start --head` (port 6379 by default) or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise UserError(f"--address {address}: cannot reach a Ray head there ({e.strerror or e}); "
-                        "start one with `ray start --head` or check host and port") from None
-
-
-TOKEN_HELP = ("copy the head's token to this machine: `ray get-auth-token` on the head prints it; put it in "
-              "~/.ray/auth_token here, or set RAY_AUTH_TOKEN=<token> or RAY_AUTH_TOKEN_PATH=<file> (docs/search.md)")
-
-
-def _token_source() -> str | None:
-    """Where Ray reads this machine's authentication token, in Ray's own order of precedence
-    (RAY_AUTH_TOKEN, then the file RAY_AUTH_TOKEN_PATH names, then ~/.ray/auth_token), or None.
-    A RAY_AUTH_TOKEN_PATH naming no token is refused here: Ray itself aborts the process on it."""
-    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
-        return "RAY_AUTH_TOKEN"
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if path:
-        try:
-            token = Path(path).expanduser().read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            token = ""
-        if not token:
-            raise UserError(f"RAY_AUTH_TOKEN_PATH={path}: no token in that file (missing, unreadable or empty); "
-                            + TOKEN_HELP)
-        return f"RAY_AUTH_TOKEN_PATH={path}"
-    try:
-        default = Path.home() / ".ray" / "auth_token"
-        if default.is_file() and default.read_text().strip():
-            return str(default)
-    except (OSError, RuntimeError, UnicodeDecodeError):  # no home folder, unreadable file
-        pass
-    return None
-
-
-def _enable_token_auth(source: str | None) -> None:
-    """Ray 2.60's ``ray start --head`` turns token authentication on whenever a token exists
-    (~/.ray/auth_token, which any local ``ray.init()`` creates), but ``ray.init(address=HOST:PORT)``
-    never does (only ``address="auto"`` does): the driver then sends no token and the head refuses
-    it. So, as "auto" does: with RAY_AUTH_MODE unset and a token on this machine, this driver uses
-    token mode. A head without authentication accepts such a driver too. An explicit RAY_AUTH_MODE
-    (``disabled``, ``token``) is left as it is."""
-    if os.environ.get("RAY_AUTH_MODE") is not None or source is None:
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    try:
-        from ray._raylet import Config
-
-        Config.initialize("")  # what Ray's own auto-enable does: re-read RAY_AUTH_MODE
-    except ImportError:  # a Ray without token authentication
-        pass
-
-
-def _check_auth(address: str, source: str | None, timeout_s: float = 15.0) -> None:
-    """One short GCS request: a refused token fails here, at once and in one line, instead of
-    after ray.init's 20 s of retries (whose message does not say why)."""
-    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
-    if mode == "token" and source is None:  # Ray's C++ side would abort the process
-        raise UserError(f"--address {address}: RAY_AUTH_MODE=token is set but this machine has no token: {TOKEN_HELP}")
-    if "://" in address:  # ray:// (Ray Client) is not the GCS port
-        return
-    try:
-        from ray._raylet import GcsClient
-        from ray.exceptions import AuthenticationError
-    except ImportError:  # a Ray without token authentication
-        return
-    outcome: list[str] = []
-
-    def ask() -> None:
-        try:
-            GcsClient(address=address)
-            outcome.append("ok")
-        except AuthenticationError:
-            outcome.append("refused")
-        except Exception:  # anything else: ray.init reports it
-            outcome.append("other")
-
-    import threading
-
-    asking = threading.Thread(target=ask, daemon=True)
-    with _quiet_fd2():  # Ray's C++ client logs each attempt on stderr
-        asking.start()
-        asking.join(timeout_s)
-    if not outcome:
-        raise UserError(f"--address {address}: no Ray head answered there within {timeout_s:g} s (a port that "
-                        "accepts connections but is not the GCS port of `ray start --head`, 6379 by default?)")
-    if outcome[0] == "refused":
-        if mode == "disabled":
-            why = "RAY_AUTH_MODE=disabled is set here, but the cluster uses token authentication: unset it and "
-        elif source is None:
-            why = "the cluster uses token authentication and this machine has no token: "
-        else:
-            why = f"the cluster uses token authentication and refused the token from {source} (not the cluster's): "
-        raise UserError(f"--address {address}: {why}{TOKEN_HELP}")
-
-
-@contextlib.contextmanager
-def _quiet_fd2():
-    """Standard error (file descriptor 2, where C++ code writes) to /dev/null for a moment."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _start_ray(args, s: dict) -> None:
-    import ray
-    from ray.exceptions import RayError
-
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    os.environ.update(env)  # a local Ray's workers inherit it; a cluster's get it via runtime_env
-    kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=not args.quiet)
-    source = _token_source()
-    if args.address and args.address != "auto":  # Ray would retry an unreachable head for minutes
-        _probe(args.address)
-        _enable_token_auth(source)
-        _check_auth(args.address, source)
-    try:
-        if args.address:
-            ray.init(address=args.address, runtime_env={"env_vars": env}, **kw)
-        else:
-            ray.init(num_cpus=args.num_cpus or os.cpu_count(), **kw)
-    except (ConnectionError, RuntimeError, ValueError, RayError) as e:
-        raise UserError(f"cannot start or join Ray ({'--address ' + args.address if args.address else 'local'}): "
-                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
-    if args.address:
-        have = ray.cluster_resources()
-        for res, want in (("GPU", s["gpus_per_trial"]), ("CPU", s["cpus_per_trial"])):
-            if want > 0 and have.get(res, 0) < want:
-                ray.shutdown()
-                raise UserError(f"the Ray cluster at {args.address} has {have.get(res, 0):g} {res}s; "
-                                f"a trial asks for {want:g}")
-
-
 def run(args) -> int:
-    from search import report
+    from search import cluster, report
     from search.trainable import METRIC
 
     storage = Path(args.storage).resolve()
@@ -322,32 +140,38 @@ def run(args) -> int:
         if not args.name and not args.variant:
             raise UserError("--resume needs --name NAME (the folder under --storage) or the --variant, "
                             "--dataset and --algo of the sweep")
-        exp_dir = storage / (args.name or f"{args.variant}-{args.dataset or 'mnist'}-{args.algo}")
+        exp_dir = storage / (args.name or f"{args.variant}-{args.dataset or 'mnist'}-{args.algo or 'ax'}")
         if not (exp_dir / report.SETTINGS).is_file():
             raise UserError(f"--resume: nothing to resume, no search experiment in {exp_dir}")
         s = report.load_settings(exp_dir)
+        if s.saved_by < 2:
+            raise UserError(f"--resume: {exp_dir} was started by an older ae-lightning, whose searcher state this "
+                            "one cannot continue; `python -m search.report` still reads it, or start a new sweep")
+        if args.objective and args.objective != s.objectives and \
+                [o.text() for o in report.settings_space(s, args.objective).objectives] != s.objectives:
+            raise UserError(f"--resume with --objective: the sweep's objectives are fixed at its start "
+                            f"({', '.join(s.objectives)}); leave --objective out, or start a new sweep")
         from ray.tune import Tuner
         if not Tuner.can_restore(str(exp_dir)):
             raise UserError(f"--resume: {exp_dir} holds no Tune experiment state (it stopped before its "
                             "first trial); delete the folder and start the sweep again")
+        space = report.settings_space(s)
     else:
-        _check_flags(args)
-        _check_local_resources(args.gpus_per_trial, args.cpus_per_trial, args)
-        s = _settings_new(args)
-        name = args.name or f"{s['variant']}-{s['base']['data']['dataset']}-{s['algo']}"
+        s, space = _settings_new(args)
+        name = args.name or f"{s.variant}-{s.base['data']['dataset']}-{s.algo}"
         exp_dir = storage / name
         if exp_dir.exists() and any(exp_dir.iterdir()):
             raise UserError(f"experiment {exp_dir} exists: continue it with --resume --name {name}, "
                             "or choose another --name")
-    _check_local_resources(s["gpus_per_trial"], s["cpus_per_trial"], args)
+    _check_local_resources(s.gpus_per_trial, s.cpus_per_trial, args)
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # fit writes TensorBoard; no 2nd HParams
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0" if args.quiet else "1")
-    _start_ray(args, s)
+    cluster.start(args.address, args.num_cpus, args.quiet, s.cpus_per_trial, s.gpus_per_trial)
     import ray
     try:
-        _tune(args, s, exp_dir, storage)
+        _tune(args, s, space, exp_dir, storage)
     finally:
         ray.shutdown()
 
@@ -357,51 +181,56 @@ def run(args) -> int:
     if info is None:
         print("error: no trial produced a validation loss (see results.csv)", file=sys.stderr)
         return 1
+    if info.get("front") is not None:
+        print(f"Pareto front: {len(info['front'])} of {info['trials']} trials ({exp_dir / 'pareto.csv'}), "
+              f"hypervolume {info['hypervolume']:.6g}; one config per front point in {exp_dir / 'front'}/")
     print(f"best {METRIC} {info['value']:.6g} (trial {info['trial']} of {info['trials']}, {info['statuses']}): "
           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
     print(f"retrain: {info['retrain']}")
     return 0
 
 
-def _tune(args, s: dict, exp_dir: Path, storage: Path) -> None:
+def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
     """Build the Tuner (or restore it) and run it to the end."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from ae_lightning import files
-    from search.searchers import build_scheduler, build_searcher, trial_dirname
     from search import report
+    from search.searchers import EpochBudget, build_scheduler, build_searcher, describe, trial_dirname
     from search.trainable import METRIC, train_trial
 
-    if not fast_path():
-        import search.ax_searcher  # noqa: F401  (the path before issue 14 imported Ax in every sweep)
-    space = report.settings_space(s)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, base=s["base"], space=space, cv=s["cv"], cpus=s["cpus_per_trial"],
-                             gpus=s["gpus_per_trial"]),
-        {"cpu": s["cpus_per_trial"], "gpu": s["gpus_per_trial"]})
+        tune.with_parameters(train_trial, base=s.base, space=space, cv=s.cv, cpus=s.cpus_per_trial,
+                             gpus=s.gpus_per_trial),
+        {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
     if args.resume:
-        print(f"resuming {exp_dir} (its own settings: {s['algo']}, {s['num_samples']} trials)", file=sys.stderr)
+        print(f"resuming {exp_dir} (its own settings: {s.algo}, {s.num_samples} trials)", file=sys.stderr)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     else:
         exp_dir.mkdir(parents=True, exist_ok=True)
-        files.write_json(exp_dir / report.SETTINGS, s)
-        print(f"search {exp_dir}: {s['algo']}, {s['num_samples']} trials x {s['max_epochs']} epochs; "
-              f"{s['space']}", file=sys.stderr)
+        files.write_json(exp_dir / report.SETTINGS, {**s.to_json(), "searcher": describe(s, space),
+                                                     "space": space.describe(), "space_keys": list(space.params)})
+        d = describe(s, space)
+        how = (f"Sobol {d['sobol_trials']} then {d['then']}, acquisition {s.num_restarts} restarts / "
+               f"{s.raw_samples} raw samples" if s.algo == "ax" else "random")
+        print(f"search {exp_dir}: {how}; {s.num_samples} trials x {s.max_epochs} epochs; objectives "
+              f"{', '.join(d['objectives'])}; parallelism {d['parallelism']}; {space.describe()}", file=sys.stderr)
+        searcher = build_searcher(s, space, exp_dir)
         tuner = tune.Tuner(
-            trainable, param_space=space.to_tune(),
+            trainable, param_space={} if s.algo == "ax" else space.to_tune(),
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="min", num_samples=s["num_samples"],
-                search_alg=build_searcher(s["algo"], space, s["seed"], s["init_trials"], s["max_concurrent"]),
-                scheduler=build_scheduler(s["scheduler"], s["max_epochs"], s["grace_period"]),
+                metric=METRIC, mode="min", num_samples=s.num_samples, search_alg=searcher,
+                scheduler=build_scheduler(s.scheduler, s.max_epochs, s.grace_period),
                 # random: BasicVariantGenerator limits itself (Tune's limiter takes Searchers only)
-                max_concurrent_trials=s["max_concurrent"] if s["algo"] == "ax" else None,
+                max_concurrent_trials=s.max_concurrent if s.algo == "ax" else None,
                 trial_dirname_creator=trial_dirname,
                 trial_name_creator=trial_dirname, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=exp_dir.name, storage_path=str(storage), verbose=0 if args.quiet else 1,
-                failure_config=tune.FailureConfig(max_failures=s["max_failures"]),
+                failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                stop=EpochBudget(s.epoch_budget) if s.epoch_budget else None,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
     tuner.fit()

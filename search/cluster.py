@@ -1,0 +1,163 @@
+"""Starting or joining Ray: the cluster probe, token authentication and the driver's start.
+
+The one module of the project that uses Ray's private APIs (``ray._raylet``): a Ray upgrade that
+moves them is fixed here alone. Everything a user can get wrong (an unreachable head, a missing or
+refused token, a cluster without the resources of one trial) fails with one line before, or
+instead of, ``ray.init``'s minutes of retries.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from ae_lightning.config import ROOT, UserError
+
+
+def probe(address: str, timeout_s: float = 10.0) -> None:
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT of `ray start --head` (port 6379 by default) or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: cannot reach a Ray head there ({e.strerror or e}); "
+                        "start one with `ray start --head` or check host and port") from None
+
+
+TOKEN_HELP = ("copy the head's token to this machine: `ray get-auth-token` on the head prints it; put it in "
+              "~/.ray/auth_token here, or set RAY_AUTH_TOKEN=<token> or RAY_AUTH_TOKEN_PATH=<file> (docs/search.md)")
+
+
+def _token_source() -> str | None:
+    """Where Ray reads this machine's authentication token, in Ray's own order of precedence
+    (RAY_AUTH_TOKEN, then the file RAY_AUTH_TOKEN_PATH names, then ~/.ray/auth_token), or None.
+    A RAY_AUTH_TOKEN_PATH naming no token is refused here: Ray itself aborts the process on it."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        try:
+            token = Path(path).expanduser().read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            token = ""
+        if not token:
+            raise UserError(f"RAY_AUTH_TOKEN_PATH={path}: no token in that file (missing, unreadable or empty); "
+                            + TOKEN_HELP)
+        return f"RAY_AUTH_TOKEN_PATH={path}"
+    try:
+        default = Path.home() / ".ray" / "auth_token"
+        if default.is_file() and default.read_text().strip():
+            return str(default)
+    except (OSError, RuntimeError, UnicodeDecodeError):  # no home folder, unreadable file
+        pass
+    return None
+
+
+def _enable_token_auth(source: str | None) -> None:
+    """Ray 2.60's ``ray start --head`` turns token authentication on whenever a token exists
+    (~/.ray/auth_token, which any local ``ray.init()`` creates), but ``ray.init(address=HOST:PORT)``
+    never does (only ``address="auto"`` does): the driver then sends no token and the head refuses
+    it. So, as "auto" does: with RAY_AUTH_MODE unset and a token on this machine, this driver uses
+    token mode. A head without authentication accepts such a driver too. An explicit RAY_AUTH_MODE
+    (``disabled``, ``token``) is left as it is."""
+    if os.environ.get("RAY_AUTH_MODE") is not None or source is None:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")  # what Ray's own auto-enable does: re-read RAY_AUTH_MODE
+    except ImportError:  # a Ray without token authentication
+        pass
+
+
+def _check_auth(address: str, source: str | None, timeout_s: float = 15.0) -> None:
+    """One short GCS request: a refused token fails here, at once and in one line, instead of
+    after ray.init's 20 s of retries (whose message does not say why)."""
+    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+    if mode == "token" and source is None:  # Ray's C++ side would abort the process
+        raise UserError(f"--address {address}: RAY_AUTH_MODE=token is set but this machine has no token: {TOKEN_HELP}")
+    if "://" in address:  # ray:// (Ray Client) is not the GCS port
+        return
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # a Ray without token authentication
+        return
+    outcome: list[str] = []
+
+    def ask() -> None:
+        try:
+            GcsClient(address=address)
+            outcome.append("ok")
+        except AuthenticationError:
+            outcome.append("refused")
+        except Exception:  # anything else: ray.init reports it
+            outcome.append("other")
+
+    asking = threading.Thread(target=ask, daemon=True)
+    with _quiet_fd2():  # Ray's C++ client logs each attempt on stderr
+        asking.start()
+        asking.join(timeout_s)
+    if not outcome:
+        raise UserError(f"--address {address}: no Ray head answered there within {timeout_s:g} s (a port that "
+                        "accepts connections but is not the GCS port of `ray start --head`, 6379 by default?)")
+    if outcome[0] == "refused":
+        if mode == "disabled":
+            why = "RAY_AUTH_MODE=disabled is set here, but the cluster uses token authentication: unset it and "
+        elif source is None:
+            why = "the cluster uses token authentication and this machine has no token: "
+        else:
+            why = f"the cluster uses token authentication and refused the token from {source} (not the cluster's): "
+        raise UserError(f"--address {address}: {why}{TOKEN_HELP}")
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Standard error (file descriptor 2, where C++ code writes) to /dev/null for a moment."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def start(address: str | None, num_cpus: int | None, quiet: bool, cpus_per_trial: float,
+          gpus_per_trial: float) -> None:
+    """Start a local Ray, or join the cluster at ``address`` (checked first: reachable, token
+    accepted, enough CPUs and GPUs for one trial), each failure one line."""
+    import ray
+    from ray.exceptions import RayError
+
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    os.environ.update(env)  # a local Ray's workers inherit it; a cluster's get it via runtime_env
+    kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=not quiet)
+    source = _token_source()
+    if address and address != "auto":  # Ray would retry an unreachable head for minutes
+        probe(address)
+        _enable_token_auth(source)
+        _check_auth(address, source)
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": env}, **kw)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), **kw)
+    except (ConnectionError, RuntimeError, ValueError, RayError) as e:
+        raise UserError(f"cannot start or join Ray ({'--address ' + address if address else 'local'}): "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    if address:
+        have = ray.cluster_resources()
+        for res, want in (("GPU", gpus_per_trial), ("CPU", cpus_per_trial)):
+            if want > 0 and have.get(res, 0) < want:
+                ray.shutdown()
+                raise UserError(f"the Ray cluster at {address} has {have.get(res, 0):g} {res}s; "
+                                f"a trial asks for {want:g}")
