@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
+import typing
 from typing import Any, Literal
 
 from ae_lightning.config import (NonNegFloat, NonNegInt, PosFloat, PosInt, UserError, coerce, parse_value,
@@ -66,6 +68,10 @@ def flag_type(field: str):
     """The argparse ``type`` of the flag for ``field``: its text read as YAML, then checked against
     the field's hint by ``ae_lightning.config.coerce`` (the config keys' own check)."""
     hint = schema_of(SweepSettings)[field][0]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:  # a flag is never null
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
 
     def conv(text: str) -> Any:
         try:

@@ -84,7 +84,8 @@ def test_default_space_loads_and_maps_to_tune(base):
     assert [wd.from_unit(u) for u in (0, 0.5, 1)] == pytest.approx([1e-6, 2 ** 0.5 * 1e-6, 2e-6])
     real = {"model.lr": 0.002, "model.weight_decay": 1.5e-6, "data.batch_size": 256, "model.latent_dim": 3}
     assert space.decode(nest(space.encode(real))) == pytest.approx(real)
-    assert t["data"]["batch_size"].categories == [128, 256, 512, 1024]
+    # numeric choices reach the searchers as their rank (tests/test_search_ax.py)
+    assert t["data"]["batch_size"].categories == [0, 1, 2, 3]
     # int ranges include their upper bound (Tune's randint excludes it)
     assert (t["model"]["latent_dim"].lower, t["model"]["latent_dim"].upper) == (2, 6)
 
@@ -182,14 +183,14 @@ def bytes_of(img) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # CLI: bad input fails with one line, exit 2, before Ray starts
 @pytest.mark.parametrize("argv, message", [
-    (["--num-samples", "0"], "--num-samples: expected an integer >= 1"),
-    (["--num-samples", "ten"], "--num-samples: expected an integer"),
-    (["--algo", "hyperopt"], "--algo hyperopt: choose one of ax, random"),
-    (["--scheduler", "pbt"], "--scheduler pbt: choose one of asha, none"),
+    (["--num-samples", "0"], "argument --num-samples: expected int > 0, got 0"),
+    (["--num-samples", "ten"], "argument --num-samples: expected int > 0, got 'ten'"),
+    (["--algo", "hyperopt"], "argument --algo: expected one of ax, random, got 'hyperopt'"),
+    (["--scheduler", "pbt"], "argument --scheduler: expected one of asha, none, got 'pbt'"),
     (["--space", "/nonexistent/space.yaml"], "search space file not found"),
     (["--cv", "1"], "--cv 1"),
     (["--cv", "3", "--scheduler", "asha"], "--cv with --scheduler asha"),
-    (["--gpus-per-trial", "-1"], "--gpus-per-trial: expected a number >= 0"),
+    (["--gpus-per-trial", "-1"], "argument --gpus-per-trial: expected float >= 0, got -1"),
     (["--gpus-per-trial", "1.5"], "a trial trains on one device"),
     (["--variant", "nope"], "unknown variant"),
     (["--resume", "--name", "never-ran"], "--resume: nothing to resume"),
@@ -380,13 +381,27 @@ def test_failure_config_retries_a_crashed_trial_from_its_checkpoint(tmp_path, da
 
 @pytest.mark.slow
 def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
+    """ASHA with Ax, end to end: the stopped trials are abandoned in Ax (with the reason), the
+    finished ones completed, so the GP never fits a truncated value as an objective."""
+    import cloudpickle
+
     from search.tune import main
 
     storage = tmp_path / "search"
     space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}}")
-    code = main(sweep_args(data_dir, storage, "asha", space, "--algo", "random", "--num-samples", "6",
-                           "--max-epochs", "9", "--scheduler", "asha"))
+    code = main(sweep_args(data_dir, storage, "asha", space, "--algo", "ax", "--num-samples", "6",
+                           "--max-epochs", "9", "--scheduler", "asha", "--init-trials", "3", "--num-restarts", "2",
+                           "--raw-samples", "16"))
     assert code == 0
+    exp = storage / "asha"
+    ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"), key=lambda f: f.stat().st_mtime)[-1]
+                           .read_bytes())["_ax"]
+    by_index = {p["trial_id"]: p["ax_trial"] for p in json.loads((exp / "proposals.json").read_text())}
+    for r in read_rows(exp / "results.csv"):
+        t = ax.experiment.trials[by_index[r["trial_id"]]]
+        assert t.status.name == {"completed": "COMPLETED", "stopped": "ABANDONED"}[r["status"]]
+        if r["status"] == "stopped":
+            assert "stopped by the scheduler" in t.status_reason
     rows = read_rows(storage / "asha" / "results.csv")
     assert {r["status"] for r in rows} <= {"completed", "stopped"} and len(rows) == 6
     stopped = [r for r in rows if r["status"] == "stopped"]
@@ -430,8 +445,8 @@ def _tree(folder: Path) -> dict[str, tuple[int, int]]:
 def test_a_finished_trial_is_taken_exactly_as_it_is(monkeypatch, tmp_path, data_dir):
     """A trial restored after its metrics.json was written (the driver killed while the trial was
     finishing; --resume) is not trained, tested or logged again: no file of its folder changes
-    (metrics.json, TensorBoard events, checkpoints). Its last result is reported again only when
-    the checkpoint Tune restored is older than that result, i.e. when Tune never received it."""
+    (metrics.json, TensorBoard events, checkpoints). It sends its final result again, the same
+    one, whether or not Tune had received it (a repeated final result changes nothing)."""
     import shutil
 
     from ray import tune
@@ -458,19 +473,20 @@ def test_a_finished_trial_is_taken_exactly_as_it_is(monkeypatch, tmp_path, data_
     monkeypatch.setattr(tune, "get_checkpoint", lambda: restored[0])
 
     trainable.train_trial(config, base=base, space=space)
-    assert [m["epoch"] for m, _ in reports] == [1, 2] and (trial / "metrics.json").is_file()
+    # two epoch results with their checkpoints, then the final one: test metrics, searched values
+    assert [(m["epoch"], m.get("final", False), c is not None) for m, c in reports] == \
+        [(1, False, True), (2, False, True), (2, True, False)]
+    fin = reports[-1][0]
+    assert fin["model.lr"] == pytest.approx(0.005) and fin["test_mse"] > 0 and fin["epochs_total"] == 2
+    assert fin["best_val_loss"] == min(m["val_loss"] for m, _ in reports[:2])
+    assert (trial / "metrics.json").is_file()
     before, first = _tree(trial), list(reports)
 
-    # Tune has the last result (its checkpoint is epoch 2's): nothing is run, reported or written
-    reports.clear()
-    restored[0] = tune.Checkpoint.from_directory(str(first[1][1]))
-    trainable.train_trial(config, base=base, space=space)
-    assert reports == [] and _tree(trial) == before
-
-    # Tune missed the last result (its checkpoint is epoch 1's): that result, once, as it was
-    restored[0] = tune.Checkpoint.from_directory(str(first[0][1]))
-    trainable.train_trial(config, base=base, space=space)
-    assert [m for m, _ in reports] == [first[1][0]] and _tree(trial) == before
+    for ckpt in (first[1][1], first[0][1]):  # Tune restored from epoch 2's, then from epoch 1's
+        reports.clear()
+        restored[0] = tune.Checkpoint.from_directory(str(ckpt))
+        trainable.train_trial(config, base=base, space=space)
+        assert [m for m, _ in reports] == [fin] and _tree(trial) == before
     assert len(list(trial.glob("events.out.tfevents.*"))) == len([k for k in before if k.startswith("events.")])
 
 

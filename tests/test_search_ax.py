@@ -1,0 +1,261 @@
+"""The Ax integration's traps (search/ax_searcher.py), objectives, fronts and hypervolumes.
+
+The searcher tests drive ``SweepAxSearch`` as Tune does (suggest, then on_trial_complete with the
+trial's last result) without a Ray cluster, and read Ax's own record of each trial.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from ae_lightning.config import UserError, load
+from search.objectives import Objective, hypervolume, hypervolume_by_trial, pareto_mask, parse, reference_point
+
+SPACE = """
+space:
+  model.lr:         {type: loguniform, low: 1.0e-4, high: 1.0e-1}
+  data.batch_size:  {type: choice, values: [32, 64, 128, 256, 512, 1024]}
+  model.latent_dim: {type: logint, low: 2, high: 64}
+"""
+FAST = {"num_restarts": 2, "raw_samples": 16}  # a BoTorch step in about a second
+
+
+@pytest.fixture
+def space(tmp_path, data_dir):
+    from search.space import load_space
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    return load_space(tmp_path / "space.yaml", load("fc", None, {"data.data_dir": str(data_dir)}))
+
+
+def searcher(space, objectives=None, init_trials=3, tmp_path=None):
+    from search.ax_searcher import SweepAxSearch
+
+    return SweepAxSearch(space, objectives or [Objective("val_loss")], 0, init_trials, log_dir=tmp_path, **FAST)
+
+
+def status(s, trial_id_index: int) -> str:
+    return s._ax.experiment.trials[trial_id_index].status.name
+
+
+def final(value: float, latent: int | None = None, **extra) -> dict:
+    out = {"best_val_loss": value, "final": True, "epochs_total": 2, "training_iteration": 3, **extra}
+    if latent is not None:
+        out["model.latent_dim"] = latent
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the traps
+def test_a_trial_stopped_by_asha_is_abandoned_in_ax_not_completed(space):
+    """Ray's AxSearch completed a stopped trial with its 1-epoch value; here Ax keeps it out of
+    the GP's data, marked abandoned with the reason, and a full trial is completed."""
+    s = searcher(space)
+    s.suggest("a")
+    s.suggest("b")
+    # ASHA stops "a" after epoch 1: its last result is an epoch result, without `final`
+    s.on_trial_complete("a", {"best_val_loss": 0.08, "epochs_total": 1, "training_iteration": 1})
+    s.on_trial_complete("b", final(0.07))
+    trials = s._ax.experiment.trials
+    assert trials[0].status.name == "ABANDONED" and "stopped by the scheduler" in trials[0].status_reason
+    assert trials[1].status.name == "COMPLETED"
+    data = s._ax.experiment.lookup_data().df
+    assert set(data["trial_index"]) == {1}  # the truncated 0.08 never reached Ax's data
+
+
+def test_a_failed_or_incomplete_trial_is_abandoned(space):
+    s = searcher(space)
+    for t in "abc":
+        s.suggest(t)
+    s.on_trial_complete("a", None, error=True)
+    s.on_trial_complete("b", final(math.nan))
+    s.on_trial_complete("c", final(0.05))
+    assert [status(s, i) for i in range(3)] == ["ABANDONED", "ABANDONED", "COMPLETED"]
+
+
+def test_numeric_choices_reach_ax_by_rank_not_by_value(space):
+    """Batch 32 ... 1024 reaches Ax as the ordered ranks 0 ... 5, equally spaced for the GP (Ax's
+    BoTorch transforms keep a numeric choice's values: 32 and 64 would be near, 1024 far); the
+    searchers' value decodes back to the batch size, and log-integers are log-scale ranges."""
+    from ray.tune.search.sample import Categorical
+
+    ax_space = searcher(space)._ax.experiment.search_space.parameters
+    batch = ax_space["data/batch_size"]
+    assert batch.values == [0, 1, 2, 3, 4, 5] and batch.is_ordered
+    assert ax_space["model/latent_dim"].log_scale and ax_space["model/latent_dim"].lower == 2
+    assert [space.decode({"data": {"batch_size": r}})["data.batch_size"] for r in range(6)] == \
+        [32, 64, 128, 256, 512, 1024]
+    assert space.encode({"data.batch_size": 256}) == {"data.batch_size": 3}
+    dom = space.to_tune()["data"]["batch_size"]  # random search samples the same ranks uniformly
+    assert isinstance(dom, Categorical) and dom.categories == [0, 1, 2, 3, 4, 5]
+
+
+def test_exactly_init_trials_sobol_while_others_run_then_bayesian(space, tmp_path):
+    """With more trials asked for than Sobol's count, Ax's default strategy kept proposing Sobol
+    points; here Sobol proposes init_trials, Tune is told to wait (None), and once those are
+    observed every proposal is Bayesian."""
+    s = searcher(space, init_trials=3, tmp_path=tmp_path)
+    got = [s.suggest(t) for t in "abcde"]
+    assert [g is not None for g in got] == [True, True, True, False, False]
+    for i, t in enumerate("abc"):
+        s.on_trial_complete(t, final(0.1 - 0.01 * i))
+    assert s.suggest("f") is not None and s.suggest("g") is not None  # two in flight: pending points
+    log = json.loads((tmp_path / "proposals.json").read_text())
+    assert [p["generator"] for p in log] == ["Sobol", "Sobol", "Sobol", "BoTorch", "BoTorch"]
+    assert all(p["wall_s"] >= 0 and p["cpu_s"] >= 0 for p in log)
+
+
+def test_every_objective_reaches_ax_and_the_search_leaves_sobol(space):
+    """Ray's _process_result sent the first objective only: Ax marked each trial FAILED and never
+    left Sobol. Here both reach Ax, trials are COMPLETED, and the next proposal is qLogNEHVI's."""
+    objs = [Objective("val_loss"), Objective("model.latent_dim")]
+    s = searcher(space, objs, init_trials=3)
+    for i, t in enumerate("abc"):
+        cfg = s.suggest(t)
+        s.on_trial_complete(t, final(0.1 - 0.01 * i, latent=int(cfg["model"]["latent_dim"])))
+    assert [status(s, i) for i in range(3)] == ["COMPLETED"] * 3
+    df = s._ax.experiment.lookup_data().df
+    assert set(df["metric_name"]) == {"best_val_loss", "model.latent_dim"} and len(df) == 6
+    assert s.suggest("d") is not None
+    run = s._ax.experiment.trials[3].generator_runs[0]
+    assert run._generation_node_name.endswith("BoTorch")
+
+
+# ---------------------------------------------------------------------------------------------
+# objectives
+@pytest.mark.parametrize("text, message", [
+    ("val_los", "unknown objective 'val_los'"),
+    ("model.beta", "a config key must be searched"),
+    ("val_loss:up", "the direction is min or max"),
+    ("val_loss:min>=0.1", "takes a threshold <=VALUE"),
+    ("val_loss<=abc", "the threshold must be a finite number"),
+    ("val loss", "expected NAME[:min|max]"),
+])
+def test_objective_errors_name_the_problem(text, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("|", r"\|")):
+        parse(text, ["model.latent_dim"], ["test_mse"])
+
+
+def test_objective_forms():
+    o = parse("model.latent_dim:min<=32", ["model.latent_dim"], [])
+    assert (o.name, o.minimize, o.threshold, o.is_param, o.key) == ("model.latent_dim", True, 32.0, True,
+                                                                    "model.latent_dim")
+    v = parse("val_loss", [], [])
+    assert (v.key, v.minimize, v.per_epoch, v.text()) == ("best_val_loss", True, True, "val_loss:min")
+    assert parse("test_acc:max>=0.9", [], ["test_acc"]).text() == "test_acc:max>=0.9"
+
+
+def test_pareto_set_on_a_synthetic_problem():
+    """min-min: the front of y = 1/x with dominated points above it; a duplicate counts once;
+    a max objective flips the direction."""
+    objs = [Objective("a"), Objective("b")]
+    front = [(1.0, 4.0), (2.0, 2.0), (4.0, 1.0)]
+    dominated = [(2.0, 4.0), (4.5, 1.5), (3.0, 3.0)]
+    pts = front + dominated + [(2.0, 2.0)]
+    assert pareto_mask(pts, objs) == [True, True, True, False, False, False, False]
+    maxed = [Objective("a"), Objective("b", minimize=False)]
+    assert pareto_mask([(1.0, 1.0), (2.0, 5.0), (3.0, 4.0)], maxed) == [True, True, False]
+
+
+def test_hypervolume_against_a_hand_computed_case():
+    """(1,3), (2,2), (3,1) minimised, reference (4,4): 1x1 + 1x2 + 1x3 = 6; a point beyond the
+    reference adds nothing; by trial it only grows."""
+    objs = [Objective("a"), Objective("b")]
+    pts = [(1.0, 3.0), (2.0, 2.0), (3.0, 1.0)]
+    assert hypervolume(pts, objs, [4.0, 4.0]) == pytest.approx(6.0)
+    assert hypervolume(pts + [(0.5, 5.0)], objs, [4.0, 4.0]) == pytest.approx(6.0)
+    assert hypervolume_by_trial([(2.0, 2.0), None, (1.0, 3.0), (3.0, 1.0)], objs, [4.0, 4.0]) == \
+        pytest.approx([4.0, 4.0, 5.0, 6.0])
+    # a maximised objective: (value, -value) mirror of the same case
+    mixed = [Objective("a"), Objective("b", minimize=False)]
+    assert hypervolume([(1.0, -3.0), (2.0, -2.0), (3.0, -1.0)], mixed, [4.0, -4.0]) == pytest.approx(6.0)
+
+
+def test_reference_point_uses_thresholds_bounds_then_the_data():
+    objs = [Objective("val_loss"), Objective("model.latent_dim"), Objective("test_mse", threshold=0.5)]
+    ref = reference_point([(0.1, 4, 0.2), (0.3, 8, 0.1)], objs, {"model.latent_dim": (2.0, 64.0)})
+    assert ref == pytest.approx([0.3 + 0.1 * 0.2, 64 + 6.2, 0.5])
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+@pytest.mark.parametrize("argv, message", [
+    (["--objective", "val_los"], "unknown objective 'val_los'"),
+    (["--objective", "val_loss", "--objective", "val_loss"], "val_loss given twice"),
+    (["--objective", "model.latent_dim"], "every objective is a searched key"),
+    (["--objective", "val_loss", "--objective", "model.latent_dim", "--scheduler", "asha"],
+     "--scheduler asha with several objectives"),
+    (["--objective", "test_mse", "--scheduler", "asha"], "needs val_loss as the objective"),
+    (["--objective", "test_mse", "--cv", "3"], "--cv with the objective test_mse"),
+    (["--num-restarts", "50", "--raw-samples", "16"], "exceeds --raw-samples"),
+    (["--algo", "random", "--raw-samples", "64"], "--raw-samples applies to --algo ax only"),
+    (["--epoch-budget", "0"], "argument --epoch-budget: expected int > 0, got 0"),
+])
+def test_objective_and_searcher_flags_one_line_exit_2(tmp_path, capsys, data_dir, argv, message):
+    import ray
+
+    from search.tune import main
+
+    try:
+        code = main(["--variant", "deep", "--storage", str(tmp_path), "--data-dir", str(data_dir), *argv])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and err.startswith("error: ") and "\n" not in err, err
+    assert not ray.is_initialized()
+
+
+def test_space_file_objectives_are_read_and_checked(tmp_path, data_dir):
+    from search.space import load_space
+
+    base = load("fc", None, {"data.data_dir": str(data_dir)})
+    (tmp_path / "s.yaml").write_text(SPACE + "objectives: [val_loss, 'model.latent_dim:min<=16']\n")
+    sp = load_space(tmp_path / "s.yaml", base)
+    assert [o.text() for o in sp.objectives] == ["val_loss:min", "model.latent_dim:min<=16"]
+    (tmp_path / "bad.yaml").write_text(SPACE + "objectives: [val_loss, model.beta]\n")
+    with pytest.raises(UserError, match=r"bad.yaml: objectives: 'model.beta'"):
+        load_space(tmp_path / "bad.yaml", base)
+
+
+# ---------------------------------------------------------------------------------------------
+# a real two-objective sweep
+def test_two_objective_ax_sweep_end_to_end(tmp_path, data_dir, capsys):
+    """A real Ray Tune + Ax sweep on val_loss and model.latent_dim: every trial is COMPLETED in Ax
+    with both objectives, the search reaches its Bayesian step (qLogNEHVI), and the experiment has
+    pareto.csv (non-dominated, with every searched key), pareto.png, one config per front point
+    that trains, and the front in TensorBoard."""
+    import cloudpickle
+    import train
+    from search.tune import main
+
+    storage = tmp_path / "s"
+    (tmp_path / "space.yaml").write_text(SPACE.replace("[32, 64, 128, 256, 512, 1024]", "[64, 128]"))
+    code = main(["--variant", "linear", "--space", str(tmp_path / "space.yaml"), "--data-dir", str(data_dir),
+                 "--subset", "600", "--storage", str(storage), "--name", "moo", "--max-concurrent", "1", "--quiet",
+                 "--num-cpus", "2", "--set", "data.download=false", "--set", "trainer.images_every_n_epochs=0",
+                 "--num-samples", "4", "--max-epochs", "1", "--init-trials", "2", "--num-restarts", "2",
+                 "--raw-samples", "16", "--objective", "val_loss", "--objective", "model.latent_dim"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    exp = storage / "moo"
+    rows = list(csv.DictReader(open(exp / "results.csv")))
+    assert [r["status"] for r in rows] == ["completed"] * 4
+    assert [r["generator"] for r in rows].count("BoTorch") == 2
+    state = sorted(exp.glob("searcher-state-*.pkl"), key=lambda f: f.stat().st_mtime)[-1]
+    ax = cloudpickle.loads(state.read_bytes())["_ax"]
+    assert [t.status.name for t in ax.experiment.trials.values()] == ["COMPLETED"] * 4
+    front = list(csv.DictReader(open(exp / "pareto.csv")))
+    pts = [(float(r["best_val_loss"]), int(r["model.latent_dim"])) for r in rows]
+    on = pareto_mask(pts, [Objective("val_loss"), Objective("model.latent_dim")])
+    assert sorted(r["trial_id"] for r in front) == sorted(r["trial_id"] for r, m in zip(rows, on) if m)
+    assert set(front[0]) >= {"trial", "trial_id", "best_val_loss", "model.latent_dim", "model.lr",
+                             "data.batch_size", "config"}
+    assert (exp / "pareto.png").stat().st_size > 1000 and list((exp / "pareto").glob("events.out.tfevents.*"))
+    best = json.loads((exp / "best.json").read_text())
+    assert len(best["front"]) == len(front) and best["hypervolume"] > 0
+    assert "Pareto front:" in out
+    cfg = exp / front[0]["config"]
+    assert train.main(["--config", str(cfg), "--output-dir", str(tmp_path / "retrain")]) == 0
