@@ -23,22 +23,21 @@ tests/test_search_ax.py):
 - **One metric only.** Ray's ``_process_result`` completes a trial with the first objective alone,
   which Ax marks FAILED in a multi-objective experiment. Here every objective is sent.
 
-Each proposal's driver time (wall and CPU) and generator are appended to ``proposals.json`` in
-the experiment folder.
+Each proposal's generator and driver time (wall and CPU) are kept in the searcher's state
+(``_proposals``), which Tune saves with the experiment (``searcher-state-*.pkl``) and restores on
+``--resume``; ``search.report`` reads them from there. (A file written beside it by the driver
+would not survive a resume: Tune syncs its staged copy of the experiment folder over it.)
 """
 from __future__ import annotations
 
 import math
 import time
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 from ray.tune.search.ax import AxSearch
 
-from ae_lightning import files
 from search.objectives import Objective
-from search.settings import PROPOSALS
 from search.space import Space, ax_name
 from search.trainable import FINAL
 
@@ -94,9 +93,8 @@ class SweepAxSearch(AxSearch):
     """AxSearch over ``make_client``'s experiment, with the fixes in the module's docstring."""
 
     def __init__(self, space: Space, objectives: Sequence[Objective], seed: int, init_trials: int,
-                 num_restarts: int, raw_samples: int, log_dir: str | Path | None = None):
+                 num_restarts: int, raw_samples: int):
         self._objective_keys = [o.key for o in objectives]
-        self._log = Path(log_dir) / PROPOSALS if log_dir is not None else None
         self._proposals: list[dict] = []
         client = make_client(space, objectives, seed, init_trials, num_restarts, raw_samples)
         super().__init__(ax_client=client, points_to_evaluate=space.points_flat() or None)
@@ -122,8 +120,6 @@ class SweepAxSearch(AxSearch):
         self._proposals.append({"trial_id": trial_id, "ax_trial": index, "generator": generator,
                                 "wall_s": round(time.perf_counter() - wall, 4),
                                 "cpu_s": round(time.process_time() - cpu, 4)})
-        if self._log is not None:
-            files.write_json(self._log, self._proposals)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

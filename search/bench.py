@@ -148,8 +148,8 @@ def read_sweep(exp: Path) -> dict:
             lines = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
             times.append((min(x["timestamp"] - x["time_total_s"] for x in lines), max(x["timestamp"] for x in lines)))
     wall = (max(t for _, t in times) - min(t for t, _ in times)) if times else 0.0
-    proposals = json.loads((exp / "proposals.json").read_text()) if (exp / "proposals.json").is_file() else []
-    return {"rows": rows, "wall_s": round(wall, 1), "proposals": proposals}
+    by_id = report.proposals(exp)
+    return {"rows": rows, "wall_s": round(wall, 1), "proposals": sorted(by_id.values(), key=lambda p: p["ax_trial"])}
 
 
 def best_so_far(rows: list[dict]) -> list[float]:

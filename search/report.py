@@ -25,7 +25,7 @@ from typing import Any
 
 from ae_lightning import files
 from ae_lightning.config import UserError, cli, dump_yaml
-from search.settings import PROPOSALS, SweepSettings
+from search.settings import SweepSettings
 
 SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
 _ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -70,7 +70,7 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
 
     settings = load_settings(exp_dir)
     space = settings_space(settings)
-    proposals = _proposals(Path(exp_dir))
+    by_id = proposals(Path(exp_dir))
     analysis = ExperimentAnalysis(str(Path(exp_dir).resolve()))
     rows = []
     for trial in analysis.trials:
@@ -97,8 +97,8 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
             **{k: v for k, v in sorted(space.decode(trial.config).items())},
             METRIC: value if status not in ("diverged", "error") else None,
             "epochs": last.get("epochs_total", last.get("training_iteration", 0)), **metrics,
-            **({"generator": proposals[trial.trial_id]["generator"],
-                "proposal_s": proposals[trial.trial_id]["wall_s"]} if trial.trial_id in proposals else {}),
+            **({"generator": by_id[trial.trial_id]["generator"],
+                "proposal_s": by_id[trial.trial_id]["wall_s"]} if trial.trial_id in by_id else {}),
             "reason": reason,
             "trial_dir": str(path) if path else "", "_t": last.get("timestamp") or _mtime(path, "error.txt"),
         })
@@ -114,12 +114,19 @@ def _mtime(folder: Path | None, name: str) -> float:
     return f.stat().st_mtime if f is not None and f.is_file() else math.inf
 
 
-def _proposals(exp_dir: Path) -> dict[str, dict]:
-    """Ax's proposals by Tune trial id (generator, driver time), from SweepAxSearch's log."""
-    path = exp_dir / PROPOSALS
-    if not path.is_file():
+def proposals(exp_dir: Path) -> dict[str, dict]:
+    """Ax's proposals by Tune trial id (generator, Ax trial index, driver wall and CPU time), from
+    the searcher state Tune saved last (``SweepAxSearch._proposals``); {} for random search."""
+    import cloudpickle
+
+    states = sorted(Path(exp_dir).glob("searcher-state-*.pkl"))  # by the session start in the name
+    if not states:
         return {}
-    return {p["trial_id"]: p for p in json.loads(path.read_text())}
+    try:
+        state = cloudpickle.loads(states[-1].read_bytes())
+    except Exception as e:  # a damaged or foreign pickle: say so, do not guess
+        raise UserError(f"{states[-1]}: the searcher state cannot be read ({type(e).__name__}: {e})") from None
+    return {p["trial_id"]: p for p in state.get("_proposals", [])} if isinstance(state, dict) else {}
 
 
 def best_so_far(rows: list[dict]) -> list[float]:

@@ -5,8 +5,6 @@ into the experiment folder and ``--resume`` finds them again.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.stopper import Stopper
 
@@ -33,12 +31,12 @@ def check_ax(space: Space, s: SweepSettings) -> None:
         raise UserError(f"Ax refuses the search space {space.source}: {str(e).splitlines()[0]}") from None
 
 
-def build_searcher(s: SweepSettings, space: Space, log_dir: Path | None = None):
+def build_searcher(s: SweepSettings, space: Space):
     if s.algo == "ax":
         from search.ax_searcher import SweepAxSearch
 
         return SweepAxSearch(space, space.objectives, s.seed, s.sobol_trials(len(space.params)), s.num_restarts,
-                             s.raw_samples, log_dir)
+                             s.raw_samples)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     return BasicVariantGenerator(points_to_evaluate=space.points_nested() or None, random_state=s.seed,

@@ -18,7 +18,6 @@ from ae_lightning.config import (NonNegFloat, NonNegInt, PosFloat, PosInt, UserE
 from search.objectives import Objective
 
 ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")
-PROPOSALS = "proposals.json"  # in the experiment folder: each Ax proposal's generator and driver time
 SAVED_BY = 2  # search.json format: 2 = objectives, rank-encoded choices, SweepAxSearch
 
 

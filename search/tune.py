@@ -217,7 +217,7 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
                f"{s.raw_samples} raw samples" if s.algo == "ax" else "random")
         print(f"search {exp_dir}: {how}; {s.num_samples} trials x {s.max_epochs} epochs; objectives "
               f"{', '.join(d['objectives'])}; parallelism {d['parallelism']}; {space.describe()}", file=sys.stderr)
-        searcher = build_searcher(s, space, exp_dir)
+        searcher = build_searcher(s, space)
         tuner = tune.Tuner(
             trainable, param_space={} if s.algo == "ax" else space.to_tune(),
             tune_config=tune.TuneConfig(

@@ -286,11 +286,18 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
-    """kill -9 the driver mid-sweep; --resume finishes the sweep and does not redo finished trials."""
+@pytest.mark.parametrize("algo", [["--algo", "random"],
+                                  ["--algo", "ax", "--init-trials", "2", "--num-restarts", "2", "--raw-samples", "16",
+                                   "--objective", "val_loss", "--objective", "model.latent_dim"]],
+                         ids=["random", "ax-two-objectives"])
+def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
+    """kill -9 the driver mid-sweep; --resume finishes the sweep and does not redo finished trials.
+    With Ax, every trial, before and after the kill, is COMPLETED in Ax with its proposal
+    recorded (the searcher's state is restored), and the front is written."""
     storage = tmp_path / "search"
-    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
-    cmd = [sys.executable, "-m", "search.tune", *sweep_args(data_dir, storage, "killed", space, "--algo", "random",
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}, "
+                            "model.latent_dim: {type: int, low: 2, high: 8}}")
+    cmd = [sys.executable, "-m", "search.tune", *sweep_args(data_dir, storage, "killed", space, *algo,
                                                               "--num-samples", "4", "--max-epochs", "3")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
@@ -323,6 +330,13 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
         assert (exp / name / "metrics.json").stat().st_mtime_ns == mtime
         assert sorted(e.name for e in (exp / name).glob("events.out.tfevents.*")) == events[name]
     assert (exp / "best.yaml").is_file()
+    if "ax" in algo:
+        import cloudpickle
+
+        assert all(r["generator"] in ("Sobol", "BoTorch") and r["proposal_s"] for r in rows)
+        ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"))[-1].read_bytes())["_ax"]
+        assert [t.status.name for t in ax.experiment.trials.values()] == ["COMPLETED"] * 4
+        assert (exp / "pareto.csv").is_file()
 
 
 @pytest.mark.slow
@@ -394,9 +408,11 @@ def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
                            "--raw-samples", "16"))
     assert code == 0
     exp = storage / "asha"
-    ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"), key=lambda f: f.stat().st_mtime)[-1]
+    ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"))[-1]
                            .read_bytes())["_ax"]
-    by_index = {p["trial_id"]: p["ax_trial"] for p in json.loads((exp / "proposals.json").read_text())}
+    from search.report import proposals
+
+    by_index = {k: p["ax_trial"] for k, p in proposals(exp).items()}
     for r in read_rows(exp / "results.csv"):
         t = ax.experiment.trials[by_index[r["trial_id"]]]
         assert t.status.name == {"completed": "COMPLETED", "stopped": "ABANDONED"}[r["status"]]

@@ -31,10 +31,10 @@ def space(tmp_path, data_dir):
     return load_space(tmp_path / "space.yaml", load("fc", None, {"data.data_dir": str(data_dir)}))
 
 
-def searcher(space, objectives=None, init_trials=3, tmp_path=None):
+def searcher(space, objectives=None, init_trials=3):
     from search.ax_searcher import SweepAxSearch
 
-    return SweepAxSearch(space, objectives or [Objective("val_loss")], 0, init_trials, log_dir=tmp_path, **FAST)
+    return SweepAxSearch(space, objectives or [Objective("val_loss")], 0, init_trials, **FAST)
 
 
 def status(s, trial_id_index: int) -> str:
@@ -97,13 +97,13 @@ def test_exactly_init_trials_sobol_while_others_run_then_bayesian(space, tmp_pat
     """With more trials asked for than Sobol's count, Ax's default strategy kept proposing Sobol
     points; here Sobol proposes init_trials, Tune is told to wait (None), and once those are
     observed every proposal is Bayesian."""
-    s = searcher(space, init_trials=3, tmp_path=tmp_path)
+    s = searcher(space, init_trials=3)
     got = [s.suggest(t) for t in "abcde"]
     assert [g is not None for g in got] == [True, True, True, False, False]
     for i, t in enumerate("abc"):
         s.on_trial_complete(t, final(0.1 - 0.01 * i))
     assert s.suggest("f") is not None and s.suggest("g") is not None  # two in flight: pending points
-    log = json.loads((tmp_path / "proposals.json").read_text())
+    log = s._proposals  # saved with the searcher's state (search.report.proposals reads it)
     assert [p["generator"] for p in log] == ["Sobol", "Sobol", "Sobol", "BoTorch", "BoTorch"]
     assert all(p["wall_s"] >= 0 and p["cpu_s"] >= 0 for p in log)
 
@@ -244,7 +244,7 @@ def test_two_objective_ax_sweep_end_to_end(tmp_path, data_dir, capsys):
     rows = list(csv.DictReader(open(exp / "results.csv")))
     assert [r["status"] for r in rows] == ["completed"] * 4
     assert [r["generator"] for r in rows].count("BoTorch") == 2
-    state = sorted(exp.glob("searcher-state-*.pkl"), key=lambda f: f.stat().st_mtime)[-1]
+    state = sorted(exp.glob("searcher-state-*.pkl"))[-1]
     ax = cloudpickle.loads(state.read_bytes())["_ax"]
     assert [t.status.name for t in ax.experiment.trials.values()] == ["COMPLETED"] * 4
     front = list(csv.DictReader(open(exp / "pareto.csv")))
