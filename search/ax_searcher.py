@@ -62,10 +62,13 @@ def generation_strategy(init_trials: int, seed: int, num_restarts: int, raw_samp
 
     options = {"model_gen_options": {"optimizer_kwargs": {"num_restarts": num_restarts,
                                                           "raw_samples": raw_samples}}}
+    bayes = GenerationStep(generator=Generators.BOTORCH_MODULAR, num_trials=-1, generator_gen_kwargs=options)
+    if init_trials == 0:  # every trial Bayesian (search.bench_acquisition replays observed trials)
+        return GenerationStrategy(name="BoTorch", steps=[bayes])
     return GenerationStrategy(name=f"Sobol({init_trials})+BoTorch", steps=[
         GenerationStep(generator=Generators.SOBOL, num_trials=init_trials, min_trials_observed=init_trials,
                        generator_kwargs={"seed": seed}),
-        GenerationStep(generator=Generators.BOTORCH_MODULAR, num_trials=-1, generator_gen_kwargs=options),
+        bayes,
     ])
 
 

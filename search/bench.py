@@ -12,7 +12,9 @@ proposal and the comparison is trial for trial:
   the objectives, so its ``single`` sweep at the same seed is its multi-objective sweep too: the
   same trials, the front taken from them;
 - ``asha``: Ax + ASHA and random + ASHA with the compute of ``single``'s full sweeps
-  (``--epoch-budget trials x epochs``: equal training time on any machine), beside Ax alone.
+  (``--epoch-budget trials x epochs``: equal training time on any machine), beside Ax alone;
+- ``acquisition``: what the cut acquisition optimisation gives up, replayed on ``single``'s Ax
+  sweeps (search/bench_acquisition.py).
 
 The searches' own settings are chosen once, for every seed alike (``BenchSettings``). Outputs, in
 ``--out``: bench.json, bench.md and the figures; each sweep's folder stays in ``--storage``.
@@ -37,7 +39,8 @@ from ae_lightning.config import ROOT, NonNegInt, PosInt, UserError, cli, coerce,
 from search.objectives import Objective, hypervolume, hypervolume_by_trial, reference_point
 
 SPACE = ROOT / "configs" / "search" / "bench.yaml"
-PARTS = ("single", "multi", "asha")
+PARTS = ("single", "multi", "asha", "acquisition")
+ACQUISITION = "acquisition.json"  # in --storage: the replays of search.bench_acquisition
 
 
 @dataclasses.dataclass
@@ -291,8 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     storage, out = Path(args.storage).resolve(), Path(args.out)
     command = "python -m search.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     if not args.report:
-        for sw in sweeps(b, parts):
+        for sw in sweeps(b, tuple(p for p in parts if p != "acquisition")):
             run_sweep(sw, b, storage, args.data_dir, args.resume)
+    if "acquisition" in parts and not args.report:
+        from search import bench_acquisition
+
+        exps = {s: storage / f"single-ax-s{s}" for s in b.seeds if (storage / f"single-ax-s{s}" / "best.json").is_file()}
+        files.write_json(storage / ACQUISITION, bench_acquisition.measure(exps, (b.num_restarts, b.raw_samples)))
     runs = {}  # every finished sweep of the benchmark, whichever call ran it (parts may run side by side)
     for sw in sweeps(b, PARTS):
         exp = storage / sw["name"]
@@ -303,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"settings": {"command": command, "machine": machine(), "date": datetime.date.today().isoformat(),
                            "task": dataclasses.asdict(b), "space": str(SPACE.relative_to(ROOT)),
                            "smoke": args.smoke},
-              **summarize(b, runs)}
+              **summarize(b, runs),
+              "acquisition": json.loads((storage / ACQUISITION).read_text()) if (storage / ACQUISITION).is_file()
+              else None}
     files.write_json(out / "bench.json", result)
     bench_report.write(out, result)
     g = result["goals"]

@@ -5,11 +5,13 @@
     python -m search.tune --variant vae --gpus-per-trial 0.25 --scheduler asha      # 4 trials per GPU
     python -m search.tune --variant vae --name vae-ax --resume                      # after a crash
     python -m search.tune --variant vae --address auto                              # a Ray cluster
+    python -m search.tune --variant fc --objective val_loss --objective model.latent_dim   # a Pareto front
 
 Every trial trains through ``ae_lightning.fit.fit`` (the path of train.py) in its own folder
 ``<storage>/<name>/trial_<id>/``; ``tensorboard --logdir <storage>/<name>`` shows them all, with
-the HParams tab. At the end: results.csv, best.json, best.yaml, search.png in <storage>/<name>/,
-and the command that retrains the best config. See docs/search.md.
+the HParams tab. At the end: results.csv, best.json, best.yaml, search.png in <storage>/<name>/
+(with several objectives also pareto.csv, pareto.png and front/), and the command that retrains
+the best config. See docs/search.md.
 """
 from __future__ import annotations
 
