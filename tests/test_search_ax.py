@@ -259,3 +259,37 @@ def test_two_objective_ax_sweep_end_to_end(tmp_path, data_dir, capsys):
     assert "Pareto front:" in out
     cfg = exp / front[0]["config"]
     assert train.main(["--config", str(cfg), "--output-dir", str(tmp_path / "retrain")]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark, end to end on tiny data
+@pytest.mark.slow
+def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir):
+    """python -m search.bench at a toy size: every part runs through search.tune, bench.json has
+    the promised fields, the goals are computed from the curves, and the figures and bench.md are
+    written; a second call with --resume trains nothing and gives the same curves."""
+    from search import bench
+
+    argv = ["--out", str(tmp_path / "out"), "--storage", str(tmp_path / "runs"), "--data-dir", str(data_dir),
+            "--dataset", "mnist", "--seeds", "0", "--asha-seeds", "0", "--trials", "4", "--init-trials", "2",
+            "--subset", "300", "--epochs", "2", "--num-restarts", "2", "--raw-samples", "16", "--resume"]
+    assert bench.main(argv) == 0
+    r = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert set(r["settings"]) >= {"command", "machine", "date", "task"}
+    single = {x["algo"]: x for x in r["single"]}
+    assert set(single) == {"ax", "random"} and all(len(x["curve"]) == 4 for x in single.values())
+    assert all(a >= b for x in single.values() for a, b in zip(x["curve"], x["curve"][1:]))  # best so far
+    assert single["ax"]["generators"] == ["Sobol", "Sobol", "BoTorch", "BoTorch"]
+    multi = {x["algo"]: x for x in r["multi"]}
+    assert set(multi) == {"ax", "random"} and multi["ax"]["reference_point"] == multi["random"]["reference_point"]
+    assert all(x["hypervolume"] == x["hypervolume_by_trial"][-1] > 0 and x["front"] for x in multi.values())
+    assert {x["algo"] for x in r["asha"]} == {"ax+asha", "random+asha"}
+    assert all(4 * 2 <= x["epochs"] <= 4 * 2 + 1 for x in r["asha"])  # the epoch budget, checked at a trial's end
+    half = r["goals"]["reach_within_half"]["per_seed"][0]
+    assert half["random_final"] == single["random"]["curve"][-1]
+    assert r["acquisition"]["replays"] and r["acquisition"]["median_wall_s"]["full"] > 0
+    for name in ("bench.md", "bench_single.png", "bench_multi.png", "bench_proposal_time.png", "bench_asha.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 100, name
+    assert bench.main(argv[:-1] + ["--report"]) == 0  # from the finished sweeps alone
+    again = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert [x["curve"] for x in again["single"]] == [x["curve"] for x in r["single"]]
