@@ -9,7 +9,8 @@ tests/test_search_ax.py):
   runs as one objective. Here a trial that ends without its final report (``final`` in the result,
   sent by ``search.trainable`` after the test) is *abandoned* in Ax, with the reason "stopped by
   the scheduler at epoch k of N": the GP is fitted on full-length trials only, and Ax keeps the
-  abandoned point as pending, so it is not proposed again. The same for a failed trial.
+  abandoned point as pending, so it is not proposed again. A Sobol point stopped this way is
+  spent, not replaced. A failed trial (crashed, diverged) is marked FAILED.
 - **Batch size on a linear scale.** Numeric choices reach Ax as their rank (0, 1, 2, ... an ordered
   choice), so 32, 64, ..., 1024 are equally spaced for the GP, as they are for the user; Ray's
   conversion passed the values themselves, which Ax models linearly (128 is then "near" 256 and
@@ -17,9 +18,9 @@ tests/test_search_ax.py):
   Ax log-scale integer ranges (see ``search.space``).
 - **Sobol while others run.** Ax's default strategy, with more trials in flight than its Bayesian
   step allows, keeps proposing Sobol points. Here Sobol proposes exactly ``init_trials`` points
-  (a failed or abandoned one is replaced) and the Bayesian step starts once they are observed;
-  until then ``suggest`` returns None and Tune waits. Every later trial is a Bayesian proposal,
-  with the running trials as pending points.
+  (a failed one is replaced, one stopped by ASHA is spent) and the Bayesian step starts once one
+  of them has run in full; until then ``suggest`` returns None and Tune waits. Every later trial
+  is a Bayesian proposal, with the running trials as pending points.
 - **One metric only.** Ray's ``_process_result`` completes a trial with the first objective alone,
   which Ax marks FAILED in a multi-objective experiment. Here every objective is sent.
 
@@ -53,10 +54,13 @@ def ax_parameters(space: Space) -> list[dict]:
 
 
 def generation_strategy(init_trials: int, seed: int, num_restarts: int, raw_samples: int):
-    """Sobol for exactly ``init_trials`` observed trials, then BoTorch: Ax's modular BoTorch
-    generator (a GP with qLogNEI, or qLogNEHVI for several objectives) with the acquisition
-    optimised from ``num_restarts`` starts chosen among ``raw_samples`` random points."""
+    """Sobol for exactly ``init_trials`` trials (a failed one replaced), then BoTorch once one of
+    them has run in full: Ax's modular BoTorch generator (a GP with qLogNEI, or qLogNEHVI for
+    several objectives) with the acquisition optimised from ``num_restarts`` starts chosen among
+    ``raw_samples`` random points. Until the first Sobol trial has finished, ``get_next_trial``
+    raises DataRequiredError and AxSearch tells Tune to wait."""
     from ax.adapter.registry import Generators
+    from ax.core.base_trial import TrialStatus
     from ax.generation_strategy.generation_node import GenerationStep
     from ax.generation_strategy.generation_strategy import GenerationStrategy
 
@@ -65,11 +69,16 @@ def generation_strategy(init_trials: int, seed: int, num_restarts: int, raw_samp
     bayes = GenerationStep(generator=Generators.BOTORCH_MODULAR, num_trials=-1, generator_gen_kwargs=options)
     if init_trials == 0:  # every trial Bayesian (search.bench_acquisition replays observed trials)
         return GenerationStrategy(name="BoTorch", steps=[bayes])
-    return GenerationStrategy(name=f"Sobol({init_trials})+BoTorch", steps=[
-        GenerationStep(generator=Generators.SOBOL, num_trials=init_trials, min_trials_observed=init_trials,
-                       generator_kwargs={"seed": seed}),
-        bayes,
-    ])
+    sobol = GenerationStep(generator=Generators.SOBOL, num_trials=init_trials, min_trials_observed=1,
+                           generator_kwargs={"seed": seed})
+    # A Sobol point stopped by ASHA has been spent (abandoned in Ax, see on_trial_complete): only a
+    # failed one is replaced. Ax's step replaces abandoned ones too, which kept a sweep with ASHA
+    # in Sobol for as long as fewer than init_trials trials had run in full (measured: a 16-trial
+    # conv sweep with 12 trials stopped never left Sobol).
+    for c in [*sobol.transition_criteria, *sobol.pausing_criteria]:
+        if getattr(c, "not_in_statuses", None) and TrialStatus.ABANDONED in c.not_in_statuses:
+            c.not_in_statuses = [TrialStatus.FAILED]
+    return GenerationStrategy(name=f"Sobol({init_trials})+BoTorch", steps=[sobol, bayes])
 
 
 def make_client(space: Space, objectives: Sequence[Objective], seed: int, init_trials: int,
@@ -129,8 +138,8 @@ class SweepAxSearch(AxSearch):
         index = self._live_trial_mapping.pop(trial_id, None)
         if index is None:
             return
-        if error or not result:
-            self._ax.abandon_trial(trial_index=index, reason=f"Tune trial {trial_id} failed")
+        if error or not result:  # crashed or diverged: FAILED, and in the Sobol phase replaced
+            self._ax.log_trial_failure(trial_index=index)
             return
         if not result.get(FINAL):
             epoch = result.get("epochs_total", result.get("training_iteration", "?"))

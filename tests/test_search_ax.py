@@ -73,7 +73,7 @@ def test_a_failed_or_incomplete_trial_is_abandoned(space):
     s.on_trial_complete("a", None, error=True)
     s.on_trial_complete("b", final(math.nan))
     s.on_trial_complete("c", final(0.05))
-    assert [status(s, i) for i in range(3)] == ["ABANDONED", "ABANDONED", "COMPLETED"]
+    assert [status(s, i) for i in range(3)] == ["FAILED", "ABANDONED", "COMPLETED"]
 
 
 def test_numeric_choices_reach_ax_by_rank_not_by_value(space):
@@ -95,17 +95,33 @@ def test_numeric_choices_reach_ax_by_rank_not_by_value(space):
 
 def test_exactly_init_trials_sobol_while_others_run_then_bayesian(space, tmp_path):
     """With more trials asked for than Sobol's count, Ax's default strategy kept proposing Sobol
-    points; here Sobol proposes init_trials, Tune is told to wait (None), and once those are
-    observed every proposal is Bayesian."""
+    points; here Sobol proposes init_trials, Tune is told to wait (None) until one has run in
+    full, and then every proposal is Bayesian, the running trials pending."""
     s = searcher(space, init_trials=3)
     got = [s.suggest(t) for t in "abcde"]
     assert [g is not None for g in got] == [True, True, True, False, False]
-    for i, t in enumerate("abc"):
-        s.on_trial_complete(t, final(0.1 - 0.01 * i))
-    assert s.suggest("f") is not None and s.suggest("g") is not None  # two in flight: pending points
+    s.on_trial_complete("a", final(0.1))
+    assert s.suggest("f") is not None and s.suggest("g") is not None  # b, c in flight: pending points
     log = s._proposals  # saved with the searcher's state (search.report.proposals reads it)
     assert [p["generator"] for p in log] == ["Sobol", "Sobol", "Sobol", "BoTorch", "BoTorch"]
     assert all(p["wall_s"] >= 0 and p["cpu_s"] >= 0 for p in log)
+
+
+def test_sobol_points_stopped_by_asha_are_spent_not_replaced(space):
+    """A Sobol trial that ASHA stopped has used its point: the Bayesian step starts after
+    init_trials Sobol trials once one ran in full (Ax's own step replaced abandoned trials, so a
+    sweep whose trials ASHA mostly stops stayed in Sobol); a failed trial is replaced."""
+    s = searcher(space, init_trials=3)
+    for t in "abc":
+        s.suggest(t)
+    stopped = {"best_val_loss": 0.2, "epochs_total": 1, "training_iteration": 1}
+    s.on_trial_complete("a", stopped)
+    s.on_trial_complete("b", None, error=True)  # failed: Sobol proposes a replacement
+    assert s.suggest("d") is not None and s._proposals[-1]["generator"] == "Sobol"
+    s.on_trial_complete("c", stopped)
+    s.on_trial_complete("d", final(0.05))
+    assert s.suggest("e") is not None
+    assert [p["generator"] for p in s._proposals] == ["Sobol"] * 4 + ["BoTorch"]
 
 
 def test_every_objective_reaches_ax_and_the_search_leaves_sobol(space):
