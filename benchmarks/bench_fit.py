@@ -26,8 +26,6 @@ def main(argv: list[str] | None = None) -> float:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.common_args(p, epochs=3, repeats=3)
     p.add_argument("--batch-size", type=int, default=256, help="the project default")
-    p.add_argument("--before", action="store_true",
-                   help="also time the project with its earlier per-step Lightning logging")
     args = p.parse_args(argv)
     common.resolve_smoke(args)
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as out:
@@ -36,14 +34,8 @@ def main(argv: list[str] | None = None) -> float:
                                   accelerator=args.accelerator)
         device = common.device_of(args.accelerator)
         data = common.plain_data(cfg, device)
-        sides = {"project": lambda: (common.lightning_step_logging(False), common.project_run(cfg))[1],
-                 "plain": lambda: common.plain_run(cfg, device, data)}
-        if args.before:
-            sides["before"] = lambda: (common.lightning_step_logging(True), common.project_run(cfg))[1]
-        try:
-            got = common.alternate(sides, args.repeats)
-        finally:  # the patch is process-wide
-            common.lightning_step_logging(False)
+        got = common.alternate({"project": lambda: common.project_run(cfg),
+                                "plain": lambda: common.plain_run(cfg, device, data)}, args.repeats)
     n = len(data[0])
     print(f"# {common.machine()}")
     print(f"# fc, {n} training + {len(data[1])} validation images, batch {args.batch_size}, "
@@ -56,8 +48,6 @@ def main(argv: list[str] | None = None) -> float:
         med[side] = m["epoch" if args.clock == "wall" else "epoch_cpu"]
         print(f"{side:<8} {m['epoch']:9.3f} {m['train']:9.3f} {m['epoch_cpu']:12.3f} {m['train_cpu']:12.3f} "
               f"{n / m['train' if args.clock == 'wall' else 'train_cpu']:10.0f}")
-    if "before" in med:
-        print(f"before/plain={med['before'] / med['plain']:.3f}")
     ratio = med["project"] / med["plain"]
     print(f"ratio={ratio:.3f}")
     return ratio

@@ -224,26 +224,6 @@ def alternate(sides: dict[str, Callable[[], dict[str, list[float]]]], repeats: i
     return got
 
 
-def lightning_step_logging(enable: bool) -> None:
-    """``True``: train with the logging this project had before profiling (``self.log(on_step=True,
-    on_epoch=True, prog_bar=True)`` on every step, still the path of validation and test); ``False``:
-    the default, device-side accumulation. Used only to measure the difference (``--before``)."""
-    from ae_lightning.models.base import AutoencoderModule
-
-    if not hasattr(AutoencoderModule, "_default_training_step"):
-        AutoencoderModule._default_training_step = AutoencoderModule.training_step
-
-    def per_step_log(self, batch, batch_idx):  # the old path: Lightning's self.log on every step
-        x, _ = batch
-        loss, out = self.loss(x, "train")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=x.shape[0], prog_bar=True)
-        for name, value in out.get("log", {}).items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x.shape[0])
-        return loss
-
-    AutoencoderModule.training_step = per_step_log if enable else AutoencoderModule._default_training_step
-
-
 def common_args(p, *, epochs: int, repeats: int) -> None:
     p.add_argument("--smoke", action="store_true", help="tiny synthetic data, 1 epoch, 1 repeat (CI)")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: the project's data lookup)")

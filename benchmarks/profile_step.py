@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""Where the time of a project training epoch goes, before and after the logging change.
+"""Where the time of a project training epoch goes.
 
-Runs ``fit`` under cProfile for ``fc`` (one measured epoch after a warm-up run), once with the
-earlier per-step Lightning logging (``before``) and once with the default (``after``), and splits
-the CPU time (process time, so waits on a shared machine do not count) of the training steps into: the model's forward + loss, backward, optimizer update,
-Lightning logging (``self.log`` and the per-step metric collection), batches, and the rest of
-Lightning's loop (hooks, closures, progress tracking). Also prints the top functions by own time.
+Runs ``fit`` under cProfile for ``fc`` (one measured epoch after a warm-up run) and splits the CPU
+time (process time, so waits on a shared machine do not count) of Lightning's training-epoch loop
+into: the model's forward + loss, backward, optimizer update, Lightning logging (``self.log`` and
+the per-step metric collection), batches, and the rest of Lightning's loop (hooks, closures,
+progress tracking). Also prints the top functions by own time.
 
     python benchmarks/profile_step.py --threads 1 --subset 10000
-The last line is ``ratio=R``: after / before training-step time under the profiler.
+The last line is ``ratio=R``: the training-epoch loop's time over the model's own work in it
+(forward + loss, backward, optimizer update) under the profiler; R - 1 is what the framework adds.
 """
 from __future__ import annotations
 
@@ -33,18 +34,15 @@ PARTS = [
     ("step-metric logging", "logger_connector/logger_connector.py", "update_train_step_metrics"),
     ("batches (TensorBatches)", "ae_lightning/data.py", "__iter__"),
 ]
+MODEL_WORK = ("forward + loss", "backward", "optimizer update")  # what a plain loop does too
 
 
-def profile(cfg: dict, before: bool, top: int) -> tuple[float, dict[str, float], str]:
-    common.lightning_step_logging(before)
-    try:
-        common.project_run(cfg)  # warm-up run (first-call costs)
-        prof = cProfile.Profile(time.process_time)  # CPU seconds: a shared machine's waits don't count
-        prof.enable()
-        common.project_run(cfg)
-        prof.disable()
-    finally:  # the patch is process-wide: never leave it behind (tests run in one process)
-        common.lightning_step_logging(False)
+def profile(cfg: dict, top: int) -> tuple[float, dict[str, float], str]:
+    common.project_run(cfg)  # warm-up run (first-call costs)
+    prof = cProfile.Profile(time.process_time)  # CPU seconds: a shared machine's waits don't count
+    prof.enable()
+    common.project_run(cfg)
+    prof.disable()
     st = pstats.Stats(prof)
     parts = {}
     total = 0.0
@@ -71,19 +69,17 @@ def main(argv: list[str] | None = None) -> float:
     with tempfile.TemporaryDirectory(prefix="profile-") as out:
         cfg = common.bench_config(args.variant, data_dir=args.data_dir, batch_size=args.batch_size,
                                   subset=args.subset, epochs=1, out_dir=out, accelerator=args.accelerator)
-        res = {name: profile(cfg, name == "before", args.top) for name in ("before", "after")}
+        total, parts, top = profile(cfg, args.top)
     print(f"# {common.machine()}")
     print(f"# {args.variant}, batch {args.batch_size}, subset {args.subset or 'all'}; cProfile CPU seconds "
           f"(inflated by the profiler) of the training epoch loop")
-    labels = [label for label, _, _ in PARTS]
-    print(f"{'part':<28} {'before_s':>9} {'after_s':>9}")
-    for label in labels:
-        print(f"{label:<28} {res['before'][1].get(label, 0):9.3f} {res['after'][1].get(label, 0):9.3f}")
-    print(f"{'training epoch loop (total)':<28} {res['before'][0]:9.3f} {res['after'][0]:9.3f}")
-    for name in ("before", "after"):
-        print(f"\n## top {args.top} by own time, {name}\n" + "\n".join(
-            line for line in res[name][2].splitlines() if line.strip() and "function calls" not in line))
-    ratio = res["after"][0] / res["before"][0]
+    print(f"{'part':<28} {'cpu_s':>9} {'share':>7}")
+    for label, _, _ in PARTS:
+        print(f"{label:<28} {parts.get(label, 0):9.3f} {parts.get(label, 0) / total:7.1%}")
+    print(f"{'training epoch loop (total)':<28} {total:9.3f} {1:7.1%}")
+    print(f"\n## top {args.top} by own time\n" + "\n".join(
+        line for line in top.splitlines() if line.strip() and "function calls" not in line))
+    ratio = total / sum(parts.get(label, 0) for label in MODEL_WORK)
     print(f"ratio={ratio:.3f}")
     return ratio
 

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     import ray
     from ray import tune
 
-    from search import report
+    from search import cluster, report
     from search import tune as search_tune
 
     mark("imported ray, search.tune")
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
         setattr(owner, name, g)
 
     wrap(search_tune, "_settings_new", "config + space checks")
-    wrap(search_tune, "_start_ray", "Ray's start")
+    wrap(cluster, "start", "Ray's start")
     wrap(search_tune, "_tune", "Tune")
     wrap(tune.Tuner, "fit", "Tuner.fit")
     wrap(ray, "shutdown", "ray.shutdown")
