@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args.variant, args.config, overrides)
 
     from ae_lightning.callbacks import DivergedError
+    from ae_lightning.files import WriteError
     from ae_lightning.fit import fit, latest_run_dir, process_rank, summary_line
 
     # DDP (--devices N): Lightning starts this script again for ranks 1..N-1; rank 0 alone prints
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"resuming {run_dir}", file=sys.stderr)
     try:
         result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
+    except WriteError as e:  # e.g. disk full: the checkpoints written so far are intact
+        if rank:
+            return 2
+        raise UserError(f"{e} (free space or fix the permissions, then continue with --resume)") from None
     except UserError:
         if rank:  # every rank meets the same bad input; rank 0 prints the line
             return 2
