@@ -27,9 +27,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ae_lightning import files
+from ae_lightning import files, runlock
 from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
                                     RunConfigInCheckpoint)
+from ae_lightning.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
 from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.generate import GenerationImages
@@ -206,6 +207,7 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
     return module, dm
 
 
+@runlock.scoped
 def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
         callbacks: Sequence[L.Callback] = (), verbose: bool | None = None,
         hparam_keys: Sequence[str] | None = None) -> RunResult:
@@ -246,6 +248,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         run_dir = Path(os.environ.get(RUN_DIR_ENV) or run_root(cfg) / "version_unknown")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        runlock.hold(run_dir)  # one writer per run: a second process on this folder is refused here
+        remove_stale_temps(run_dir / "checkpoints")  # a kill -9 mid-save left them; we are the writer now
         files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
@@ -273,6 +277,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
         enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
         enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
     )
     shared = _SharedRunDir(run_dir)
     trainer.callbacks.append(shared)
