@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ae_lightning import runlock
 from ae_lightning.config import UserError, cli, load, parse_value, variants
 
 # flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
@@ -44,6 +45,7 @@ def parser(variants: list[str]) -> argparse.ArgumentParser:
 
 
 @cli
+@runlock.scoped  # the run's lock ends with the command, however it ends
 def main(argv: list[str] | None = None) -> int:
     args = parser(variants()).parse_args(argv)
     overrides = {}
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args.variant, args.config, overrides)
 
     from ae_lightning.callbacks import DivergedError
+    from ae_lightning.checkpoint_io import resume_point
     from ae_lightning.files import WriteError
     from ae_lightning.fit import fit, latest_run_dir, process_rank, summary_line
 
@@ -67,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = ckpt = None
     if args.resume:  # the run's own config, then the flags given now (e.g. more epochs)
         run_dir = latest_run_dir(cfg)
+        if rank == 0:  # one writer per run: refused here, in one line, while another process trains in it
+            runlock.hold(run_dir)
         cfg = load(args.variant, run_dir / "config.yaml", overrides)
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        # a damaged last.ckpt: the newest intact checkpoint of the run, said in one line
+        ckpt, note = resume_point(run_dir / "checkpoints" / "last.ckpt", cfg["trainer"]["max_epochs"])
         if rank == 0:
             print(f"resuming {run_dir}", file=sys.stderr)
+            if note:
+                print(f"warning: {note}", file=sys.stderr)
     try:
         result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
     except WriteError as e:  # e.g. disk full: the checkpoints written so far are intact

@@ -103,23 +103,33 @@ def intact_beside(path: str | Path) -> Path | None:
     return next((p for p in _newest_first(path.parent, path) if intact(p) is not None), None)
 
 
-def resume_point(last: str | Path) -> tuple[Path, str | None]:
+def resume_point(last: str | Path, max_epochs: int | None = None) -> tuple[Path, str | None]:
     """The checkpoint ``--resume`` continues from: ``last`` when it loads, else the intact checkpoint
     of the run with the most training steps, and a one-line note saying so. UserError when none is
-    intact (the way out: start the run afresh)."""
+    intact (the way out: start the run afresh), or when it trained more than ``max_epochs``."""
     last = Path(last)
     try:
-        read(last)
+        _check_epochs(last, read(last), max_epochs)
         return last, None
     except UserError as e:
+        if not str(e).startswith("damaged checkpoint"):
+            raise
         damage = str(e)
     candidates = [(c, p) for p in _newest_first(last.parent, last) if (c := intact(p)) is not None]
     if not candidates:
         raise UserError(f"--resume: {damage}, and no intact checkpoint is left in {last.parent}; "
                         f"train afresh without --resume")
     ckpt, path = max(candidates, key=lambda cp: (int(cp[0].get("global_step", -1)), cp[1].stat().st_mtime))
+    _check_epochs(path, ckpt, max_epochs)
     return path, (f"{damage}; resuming from the intact {path.name} instead "
                   f"(saved at epoch {ckpt.get('epoch')}; the epochs after it train again)")
+
+
+def _check_epochs(path: Path, ckpt: dict[str, Any], max_epochs: int | None) -> None:
+    done = int(ckpt.get("epoch", -1)) + 1  # a checkpoint of the end of epoch e: e + 1 epochs trained
+    if max_epochs is not None and done > max_epochs:
+        raise UserError(f"--resume: {path} has trained {done} epochs, more than trainer.max_epochs "
+                        f"{max_epochs}; give --max-epochs {done} or more")
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
