@@ -125,6 +125,26 @@ def resume_point(last: str | Path, max_epochs: int | None = None) -> tuple[Path,
                   f"(saved at epoch {ckpt.get('epoch')}; the epochs after it train again)")
 
 
+def check_fits(module: torch.nn.Module, path: str | Path) -> None:
+    """UserError unless the weights of checkpoint ``path`` have the names and shapes of ``module``'s
+    (a ``--resume`` whose flags change the model), before anything of the run is touched."""
+    theirs = read(path).get("state_dict") or {}
+    ours = module.state_dict()
+    for k, v in ours.items():
+        if k not in theirs:
+            problem = f"it has no {k}"
+        elif tuple(theirs[k].shape) != tuple(v.shape):
+            problem = f"{k} is {tuple(theirs[k].shape)} there and {tuple(v.shape)} in this config"
+        else:
+            continue
+        raise UserError(f"--resume: {path} does not fit this config ({problem}); resume with the run's own "
+                        f"model settings")
+    extra = [k for k in theirs if k not in ours]
+    if extra:
+        raise UserError(f"--resume: {path} does not fit this config (it has {extra[0]}, this model has not); "
+                        f"resume with the run's own model settings")
+
+
 def _check_epochs(path: Path, ckpt: dict[str, Any], max_epochs: int | None) -> None:
     done = int(ckpt.get("epoch", -1)) + 1  # a checkpoint of the end of epoch e: e + 1 epochs trained
     if max_epochs is not None and done > max_epochs:

@@ -27,10 +27,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ae_lightning import files, runlock
+from ae_lightning import eventfiles, files, runlock
 from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
                                     RunConfigInCheckpoint)
-from ae_lightning.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
+from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
 from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.generate import GenerationImages
@@ -235,6 +235,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         module = module.to(memory_format=torch.channels_last)
     if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
         module.loss = torch.compile(module.loss)
+    if ckpt_path:  # a checkpoint of another model is refused before the run folder is touched
+        check_fits(module, ckpt_path)
     rank = process_rank()
     created = not run_dir and rank == 0
     if run_dir:
@@ -283,11 +285,14 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     trainer.callbacks.append(shared)
     if verbose and rank == 0:
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
+    events = eventfiles.listed(run_dir)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except BaseException:
         if created and not (run_dir / "checkpoints" / "last.ckpt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: no folder
+        elif rank == 0:
+            eventfiles.remove_empty(run_dir, keep=events)  # this try's, if it logged nothing
         raise
     run_dir = shared.run_dir
     epochs = trainer.current_epoch

@@ -102,3 +102,34 @@ def test_probes_generate_and_encoder_refuse_a_damaged_checkpoint_naming_the_way_
         assert f"damaged checkpoint {bad}" in err and "give another checkpoint" in err
         assert (f"e.g. {good} (intact)" in err) if with_intact else ("train the run again" in err)
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("version_*"))
+
+
+def test_resume_with_flags_that_change_the_model_is_one_line_and_touches_nothing(data_dir, tmp_path, capsys):
+    assert train.main(tiny_args(data_dir, tmp_path, "--max-epochs", "1")) == 0
+    run = tmp_path / "mnist" / "fc" / "version_0"
+    (run / "metrics.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    capsys.readouterr()
+    assert train.main(tiny_args(data_dir, tmp_path, "--resume", "--latent-dim", "8", "--max-epochs", "2")) == 2
+    err = one_line(capsys.readouterr().err.split("\n", 1)[1])  # after "resuming <run>"
+    assert "does not fit this config" in err and "(4, 196) there and (8, 196)" in err
+    after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    assert after == before  # config.yaml not rewritten, no empty event file
+
+
+def test_a_failed_try_leaves_no_empty_event_file(data_dir, tmp_path, capsys, monkeypatch):
+    import lightning as L
+
+    assert train.main(tiny_args(data_dir, tmp_path, "--max-epochs", "1")) == 0
+    run = tmp_path / "mnist" / "fc" / "version_0"
+    (run / "metrics.json").unlink()
+    events = sorted(run.glob("events.out.tfevents.*"))
+
+    def fails(self, *a, **k):
+        self.logger.experiment  # the event file exists from here on
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(L.Trainer, "fit", fails)
+    with pytest.raises(RuntimeError):
+        train.main(tiny_args(data_dir, tmp_path, "--resume", "--max-epochs", "2"))
+    assert sorted(run.glob("events.out.tfevents.*")) == events
