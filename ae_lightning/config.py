@@ -109,20 +109,41 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, empty_ok: bool = True) -> dict:
+    """The mapping in a YAML file. ``empty_ok=False`` (a user's ``--config``): an empty file, or one
+    of comments only, is refused rather than read as "no settings"."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a config file (give a YAML file, e.g. a run's config.yaml)")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
         data = yaml.load(path.read_text(), Loader=_Loader)
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+    except yaml.MarkedYAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {_yaml_cause(e)}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not valid YAML ({first})") from None
     if data is None:
+        if not empty_ok:
+            raise UserError(f"{path} is empty (no settings in it): give a config with at least one key, "
+                            f"or leave out --config")
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _yaml_cause(e: yaml.MarkedYAMLError) -> str:
+    """Where and why: ``line 3, column 1: a tab character (YAML indents with spaces only)``."""
+    mark = e.problem_mark or e.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = e.problem or e.context or type(e).__name__
+    if "'\\t'" in problem:
+        problem = "a tab character (YAML indents with spaces only)"
+    elif e.context and e.context not in problem and not e.context.startswith("while scanning for the next token"):
+        problem += f" ({e.context}" + (f" from line {e.context_mark.line + 1})" if e.context_mark else ")")
+    return where + problem
 
 
 def dump_yaml(cfg: dict) -> str:
@@ -271,7 +292,7 @@ def load(variant: str, config_file: str | Path | None = None,
     A ``config.yaml`` written by an earlier run can be given as ``config_file`` on its own: its
     ``variant`` then decides which variant file is layered beneath it.
     """
-    user = load_yaml(config_file) if config_file else {}
+    user = load_yaml(config_file, empty_ok=False) if config_file else {}
     overrides = dict(overrides or {})
     variant = overrides.pop("variant", None) or variant or user.get("variant")
     if not variant:
