@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from ae_lightning import runlock
-from ae_lightning.config import UserError, cli, load, parse_value, variants
+from ae_lightning import flags, runlock
+from ae_lightning.config import Text, UserError, cli, load, variants
 
 # flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
 FLAGS = {
@@ -26,8 +27,13 @@ FLAGS = {
 }
 
 
+def flag_hints() -> dict[str, Any]:
+    """Each flag's config-key type hint (model keys: of the autoencoders', or the classifier's)."""
+    return {name: flags.config_hint(key, ("mlp", "classifier")) for name, key in FLAGS.items()}
+
+
 def parser(variants: list[str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"variants: {', '.join(variants)}\ndatasets: mnist, fashion_mnist")
     p.add_argument("--variant", help="one of: " + ", ".join(variants))
@@ -51,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {}
     for name, key in FLAGS.items():
         value = getattr(args, name)
-        if value is not None:
-            overrides[key] = value if name in ("data_dir", "output_dir") else parse_value(value)
+        if value is not None:  # text: the schema reads it as its key's type (config.Text)
+            overrides[key] = Text(value)
     for item in args.set:
         if "=" not in item:
             raise UserError(f"--set {item}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        overrides[k.strip()] = parse_value(v)
+        overrides[k.strip()] = Text(v)
     cfg = load(args.variant, args.config, overrides)
 
     from ae_lightning.callbacks import DivergedError

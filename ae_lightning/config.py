@@ -35,7 +35,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
 SECTIONS = ("data", "model", "trainer")
-TOP_LEVEL = {"variant": str, "module": str, "seed": int}
 
 
 class UserError(Exception):
@@ -76,6 +75,8 @@ class Range:
         return None
 
 
+Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]  # numpy's range: Lightning would replace another seed by 0
+TOP_LEVEL = {"variant": str, "module": str, "seed": Seed}
 PosInt = Annotated[int, Range(gt=0)]
 NonNegInt = Annotated[int, Range(ge=0)]
 PosFloat = Annotated[float, Range(gt=0)]
@@ -99,6 +100,22 @@ _Loader.add_implicit_resolver(
                    |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."),
 )
+
+
+class Text(str):
+    """A value typed on the command line (a flag, ``--set``): :func:`coerce` reads it as YAML, unless
+    its key takes text (a path stays ``"2024"``, ``--precision 32`` stays ``"32"``)."""
+
+
+def _takes_text(hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _takes_text(args[0])
+    if origin in (Union, types.UnionType):
+        return any(_takes_text(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return all(isinstance(a, str) for a in args)
+    return hint is str or hint is Path
 
 
 def parse_value(text: str) -> Any:
@@ -190,7 +207,7 @@ def _describe(hint: Any) -> str:
         rng = next((m for m in meta if isinstance(m, Range)), None)
         text = _describe(base)
         if rng is not None:
-            bits = [f"{op} {b:g}" for op, b in ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
+            bits = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
                     if b is not None]
             text += " " + " and ".join(bits)
         return text
@@ -214,6 +231,9 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
 
 
 def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    if isinstance(value, Text):
+        text = str(value)
+        return _coerce(text if _takes_text(hint) and text != "null" else parse_value(text), hint)
     if hint is Any:
         return True, value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
