@@ -172,8 +172,8 @@ def _assert_study_outputs(folder, n_png: int = 1):
 
 def test_compression_smoke_writes_report_figures_json_and_tensorboard(data_dir, tmp_path, capsys):
     out = tmp_path / "compression"
-    code, res = _run(["compression", "--latents", "2,4", "--epochs", 1, "--subset", 200, "--test-subset", 100,
-                      "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
+    code, res = _run(["compression", "--latents", "2,4", "--epochs", 1, "--subset", 200, "--batch-size", 100,
+                      "--test-subset", 100, "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
     assert code == 0, res.err
     report, results = _assert_study_outputs(out, n_png=2)
     assert "Command: `python -m ae_lightning.studies compression --latents 2,4" in report
