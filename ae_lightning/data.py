@@ -300,10 +300,6 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.folds > 1:  # CV: the same train+val pool, cut into `folds` parts; part `fold` validates
             parts = perm[:val_size + n_train].tensor_split(hp.folds)
             val_idx, train_idx = parts[hp.fold], torch.cat([q for i, q in enumerate(parts) if i != hp.fold])
-        if hp.batch_size > len(train_idx):  # else one short batch per epoch, without a word
-            raise UserError(f"data.batch_size {hp.batch_size} is larger than the training split, {len(train_idx)} images "
-                            f"(subset {hp.subset}, val_size {val_size}, folds {hp.folds} of the {n} {self.dataset} "
-                            f"training images); lower --batch-size to {len(train_idx)} or less")
         test_idx = torch.arange(len(x_test))
         if hp.test_subset:
             if hp.test_subset > len(x_test):
@@ -383,6 +379,10 @@ class MNISTDataModule(L.LightningDataModule):
         feats = self.features(name) if self.features is not None else None
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if train and self.batch_size > len(x):  # else one short batch per epoch, without a word
+            raise UserError(f"data.batch_size {self.batch_size} is larger than the training split, {len(x)} images "
+                            f"(data.subset {self.hparams.subset}, folds {self.hparams.folds}); lower --batch-size "
+                            f"to {len(x)} or less")
         if len(x) < world:  # a rank without a batch would skip the epoch's collectives and hang
             raise UserError(f"data: the {name} split holds {len(x)} images, fewer than the {world} devices "
                             f"(raise --subset or lower --devices)")
