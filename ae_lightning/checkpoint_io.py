@@ -26,6 +26,7 @@ from ae_lightning import files
 from ae_lightning.config import UserError
 
 TEMP_GLOB = ".*.ckpt.*.tmp"  # the temporary files of files.atomic_open for *.ckpt targets
+ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of every file torch.save writes
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -52,21 +53,23 @@ def why_damaged(path: Path, error: BaseException) -> str:
     unsafely: a damaged file is not made whole by trusting it)."""
     try:
         size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
     except OSError as e:
         return f"cannot read it ({e.strerror or e})"
     text = str(error)
     if size == 0:
         return "empty file (0 bytes)"
+    if head != ZIP_MAGIC:  # torch.save writes a zip archive
+        return f"not a checkpoint ({size} bytes that are not the zip archive torch.save writes)"
     if isinstance(error, (zipfile.BadZipFile, EOFError)) or "zip archive" in text or "central directory" in text:
-        return f"truncated or not a checkpoint ({size} bytes, not a complete zip archive)"
-    if isinstance(error, PermissionError):
-        return f"cannot read it ({error.strerror or error})"
-    if isinstance(error, pickle.UnpicklingError) or "load key" in text or "Weights only load failed" in text:
+        return f"truncated ({size} bytes, an incomplete zip archive)"
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in text:
         return f"not a checkpoint of this project ({size} bytes whose contents torch cannot unpickle safely)"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if "weights_only" in first:
         first = ""
-    return f"{type(error).__name__}" + (f": {first}" if first else "") + f" ({size} bytes)"
+    return f"damaged zip archive ({size} bytes; {type(error).__name__}" + (f": {first})" if first else ")")
 
 
 def read(path: str | Path, *, weights_only: bool = True) -> dict[str, Any]:

@@ -255,7 +255,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-    best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
+    # no version counter: an epoch trained again after a kill -9 replaces its best file (atomically)
+    best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", enable_version_counter=False,
                            monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
     # last.ckpt after every epoch, improved or not (Lightning 2.6's save_last=True writes it only in
     # an epoch that also saved a best one: a kill after a plateau would lose those epochs);

@@ -152,3 +152,23 @@ def test_disk_full_or_permission_denied_while_training_is_one_line_naming_the_pa
     assert "--resume" in msg
     assert not list(ckpts.glob(".*"))
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 0  # recoverable: --resume continues
+
+
+def test_an_epoch_trained_again_after_a_kill_replaces_its_best_checkpoint(cfg_for):
+    """A kill -9 between an epoch's best and last checkpoints: the resumed run trains that epoch again
+    and replaces its best-*.ckpt (atomically), as an unbroken run names it, never best-001-v1.ckpt."""
+    import shutil
+
+    from conftest import fixed_val_loss
+
+    from ae_lightning.fit import fit
+
+    first = fit(cfg_for("fc", trainer__max_epochs=1, data__subset=300), callbacks=[fixed_val_loss([1.0])],
+                verbose=False)
+    ckpts = first.run_dir / "checkpoints"
+    shutil.copy(ckpts / "last.ckpt", ckpts / "best-001.ckpt")  # epoch 1's best, written just before the kill
+    res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), run_dir=first.run_dir,
+              ckpt_path=ckpts / "last.ckpt", callbacks=[fixed_val_loss([1.0, 0.5, 2.0])], verbose=False)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best-001.ckpt", "last.ckpt"]
+    assert res.metrics["best_checkpoint"].endswith("best-001.ckpt")
+    assert torch.load(ckpts / "best-001.ckpt", weights_only=True)["global_step"] > 0

@@ -20,6 +20,7 @@ DAMAGES = {
     "garbage": lambda b: bytes((i * 7919 + 13) % 256 for i in range(len(b) // 4)),
     "empty": lambda b: b"",
 }
+CAUSES = {"truncated": "truncated (", "garbage": "not a checkpoint (", "empty": "empty file (0 bytes)"}
 
 
 def damage(path: Path, how: str) -> None:
@@ -46,6 +47,7 @@ def test_resume_with_a_damaged_last_checkpoint_continues_from_the_intact_best(ho
     warning = [line for line in err if line.startswith("warning: ")]
     assert len(warning) == 1 and f"damaged checkpoint {run / 'checkpoints' / 'last.ckpt'}" in warning[0]
     assert f"resuming from the intact {best.name} instead" in warning[0] and "weights_only" not in warning[0]
+    assert CAUSES[how] in warning[0]
     assert not any("Traceback" in line for line in err)
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
 
@@ -99,7 +101,7 @@ def test_probes_generate_and_encoder_refuse_a_damaged_checkpoint_naming_the_way_
                              "--output-dir", str(tmp_path / "runs"), "--set", "data.download=false"])
         assert rc == 2
         err = one_line(capsys.readouterr().err)
-        assert f"damaged checkpoint {bad}" in err and "give another checkpoint" in err
+        assert f"damaged checkpoint {bad}: {CAUSES[how]}" in err and "give another checkpoint" in err
         assert (f"e.g. {good} (intact)" in err) if with_intact else ("train the run again" in err)
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("version_*"))
 
