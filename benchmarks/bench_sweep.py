@@ -72,7 +72,7 @@ def child(argv: list[str]) -> None:
 
     with contextlib.redirect_stdout(io.StringIO()):
         record["rc"] = search_tune.main(argv)
-    Path(os.environ["BENCH_SWEEP_OUT"]).write_text(json.dumps(record))
+    common.files.write_text(os.environ["BENCH_SWEEP_OUT"], json.dumps(record))
 
 
 def sweep_argv(args, storage: str, name: str, level: int = 1) -> list[str]:
