@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from ae_lightning.config import UserError, cli, load, parse_value, variants
+from ae_lightning import flags, runlock
+from ae_lightning.config import Text, UserError, cli, load, variants
 
 # flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
 FLAGS = {
@@ -25,8 +27,13 @@ FLAGS = {
 }
 
 
+def flag_hints() -> dict[str, Any]:
+    """Each flag's config-key type hint (model keys: of the autoencoders', or the classifier's)."""
+    return {name: flags.config_hint(key, ("mlp", "classifier")) for name, key in FLAGS.items()}
+
+
 def parser(variants: list[str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"variants: {', '.join(variants)}\ndatasets: mnist, fashion_mnist")
     p.add_argument("--variant", help="one of: " + ", ".join(variants))
@@ -44,21 +51,24 @@ def parser(variants: list[str]) -> argparse.ArgumentParser:
 
 
 @cli
+@runlock.scoped  # the run's lock ends with the command, however it ends
 def main(argv: list[str] | None = None) -> int:
     args = parser(variants()).parse_args(argv)
     overrides = {}
     for name, key in FLAGS.items():
         value = getattr(args, name)
-        if value is not None:
-            overrides[key] = value if name in ("data_dir", "output_dir") else parse_value(value)
+        if value is not None:  # text: the schema reads it as its key's type (config.Text)
+            overrides[key] = Text(value)
     for item in args.set:
         if "=" not in item:
             raise UserError(f"--set {item}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        overrides[k.strip()] = parse_value(v)
+        overrides[k.strip()] = Text(v)
     cfg = load(args.variant, args.config, overrides)
 
     from ae_lightning.callbacks import DivergedError
+    from ae_lightning.checkpoint_io import resume_point
+    from ae_lightning.files import WriteError
     from ae_lightning.fit import fit, latest_run_dir, process_rank, summary_line
 
     # DDP (--devices N): Lightning starts this script again for ranks 1..N-1; rank 0 alone prints
@@ -66,12 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = ckpt = None
     if args.resume:  # the run's own config, then the flags given now (e.g. more epochs)
         run_dir = latest_run_dir(cfg)
+        if rank == 0:  # one writer per run: refused here, in one line, while another process trains in it
+            runlock.hold(run_dir)
         cfg = load(args.variant, run_dir / "config.yaml", overrides)
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        # a damaged last.ckpt: the newest intact checkpoint of the run, said in one line
+        ckpt, note = resume_point(run_dir / "checkpoints" / "last.ckpt", cfg["trainer"]["max_epochs"])
         if rank == 0:
             print(f"resuming {run_dir}", file=sys.stderr)
+            if note:
+                print(f"warning: {note}", file=sys.stderr)
     try:
         result = fit(cfg, run_dir=run_dir, ckpt_path=ckpt)
+    except WriteError as e:  # e.g. disk full: the checkpoints written so far are intact
+        if rank:
+            return 2
+        raise UserError(f"{e} (free space or fix the permissions, then continue with --resume)") from None
     except UserError:
         if rank:  # every rank meets the same bad input; rank 0 prints the line
             return 2

@@ -35,7 +35,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
 SECTIONS = ("data", "model", "trainer")
-TOP_LEVEL = {"variant": str, "module": str, "seed": int}
 
 
 class UserError(Exception):
@@ -76,6 +75,8 @@ class Range:
         return None
 
 
+Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]  # numpy's range: Lightning would replace another seed by 0
+TOP_LEVEL = {"variant": str, "module": str, "seed": Seed}
 PosInt = Annotated[int, Range(gt=0)]
 NonNegInt = Annotated[int, Range(ge=0)]
 PosFloat = Annotated[float, Range(gt=0)]
@@ -101,6 +102,22 @@ _Loader.add_implicit_resolver(
 )
 
 
+class Text(str):
+    """A value typed on the command line (a flag, ``--set``): :func:`coerce` reads it as YAML, unless
+    its key takes text (a path stays ``"2024"``, ``--precision 32`` stays ``"32"``)."""
+
+
+def _takes_text(hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _takes_text(args[0])
+    if origin in (Union, types.UnionType):
+        return any(_takes_text(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return all(isinstance(a, str) for a in args)
+    return hint is str or hint is Path
+
+
 def parse_value(text: str) -> Any:
     """A flag or --set value, read as YAML so ``1e-3``, ``[784, 200]`` and ``null`` work."""
     try:
@@ -109,20 +126,41 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, empty_ok: bool = True) -> dict:
+    """The mapping in a YAML file. ``empty_ok=False`` (a user's ``--config``): an empty file, or one
+    of comments only, is refused rather than read as "no settings"."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a config file (give a YAML file, e.g. a run's config.yaml)")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
         data = yaml.load(path.read_text(), Loader=_Loader)
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+    except yaml.MarkedYAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {_yaml_cause(e)}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not valid YAML ({first})") from None
     if data is None:
+        if not empty_ok:
+            raise UserError(f"{path} is empty (no settings in it): give a config with at least one key, "
+                            f"or leave out --config")
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _yaml_cause(e: yaml.MarkedYAMLError) -> str:
+    """Where and why: ``line 3, column 1: a tab character (YAML indents with spaces only)``."""
+    mark = e.problem_mark or e.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = e.problem or e.context or type(e).__name__
+    if "'\\t'" in problem:
+        problem = "a tab character (YAML indents with spaces only)"
+    elif e.context and e.context not in problem and not e.context.startswith("while scanning for the next token"):
+        problem += f" ({e.context}" + (f" from line {e.context_mark.line + 1})" if e.context_mark else ")")
+    return where + problem
 
 
 def dump_yaml(cfg: dict) -> str:
@@ -169,7 +207,7 @@ def _describe(hint: Any) -> str:
         rng = next((m for m in meta if isinstance(m, Range)), None)
         text = _describe(base)
         if rng is not None:
-            bits = [f"{op} {b:g}" for op, b in ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
+            bits = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
                     if b is not None]
             text += " " + " and ".join(bits)
         return text
@@ -193,6 +231,9 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
 
 
 def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    if isinstance(value, Text):
+        text = str(value)
+        return _coerce(text if _takes_text(hint) and text != "null" else parse_value(text), hint)
     if hint is Any:
         return True, value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -271,7 +312,7 @@ def load(variant: str, config_file: str | Path | None = None,
     A ``config.yaml`` written by an earlier run can be given as ``config_file`` on its own: its
     ``variant`` then decides which variant file is layered beneath it.
     """
-    user = load_yaml(config_file) if config_file else {}
+    user = load_yaml(config_file, empty_ok=False) if config_file else {}
     overrides = dict(overrides or {})
     variant = overrides.pop("variant", None) or variant or user.get("variant")
     if not variant:

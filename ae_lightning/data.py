@@ -379,6 +379,10 @@ class MNISTDataModule(L.LightningDataModule):
         feats = self.features(name) if self.features is not None else None
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if train and self.batch_size > len(x):  # else one short batch per epoch, without a word
+            raise UserError(f"data.batch_size {self.batch_size} is larger than the training split, {len(x)} images "
+                            f"(data.subset {self.hparams.subset}, folds {self.hparams.folds}); lower --batch-size "
+                            f"to {len(x)} or less")
         if len(x) < world:  # a rank without a batch would skip the epoch's collectives and hang
             raise UserError(f"data: the {name} split holds {len(x)} images, fewer than the {world} devices "
                             f"(raise --subset or lower --devices)")

@@ -1,36 +1,82 @@
 """Atomic file writes: write a temporary file in the same folder, fsync, then rename over the target.
 
-A crash (or kill -9) mid-write leaves either the old file or the new one, never half of one.
+A crash (or kill -9) mid-write leaves either the old file or the new one, never half of one. The
+temporary file lies beside the target, so the rename never crosses a filesystem (a rename across
+filesystems would be a copy that first truncates the target). No temporary file survives a failure
+that Python sees; a kill -9 can leave a ``.<name>.*.tmp`` beside the target, never in its place.
+
+A full disk or a refused permission becomes one :class:`UserError` line naming the path.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
+
+from ae_lightning.config import UserError
+
+
+class WriteError(UserError):
+    """A file could not be written for a reason the user fixes (space, quota, permissions)."""
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# the errors a user fixes on the machine (space, quota, permissions, a read-only mount)
+_USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (some filesystems, e.g. NFS or FUSE ones, cannot: skipped)."""
     try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
+    """``with atomic_open(p) as f: f.write(...)``: ``p`` appears complete when the block ends, or
+    not at all (the previous ``p`` stays) when it raises. Never opens ``p`` itself for writing."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as e:
+        if e.errno in _USER_ERRNOS:
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
         raise
-    return path
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_open(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -27,9 +27,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ae_lightning import files
+from ae_lightning import eventfiles, files, runlock
 from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
                                     RunConfigInCheckpoint)
+from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
 from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.generate import GenerationImages
@@ -206,6 +207,7 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
     return module, dm
 
 
+@runlock.scoped
 def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
         callbacks: Sequence[L.Callback] = (), verbose: bool | None = None,
         hparam_keys: Sequence[str] | None = None) -> RunResult:
@@ -233,6 +235,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         module = module.to(memory_format=torch.channels_last)
     if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
         module.loss = torch.compile(module.loss)
+    if ckpt_path:  # a checkpoint of another model is refused before the run folder is touched
+        check_fits(module, ckpt_path)
     rank = process_rank()
     created = not run_dir and rank == 0
     if run_dir:
@@ -246,10 +250,13 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         run_dir = Path(os.environ.get(RUN_DIR_ENV) or run_root(cfg) / "version_unknown")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        runlock.hold(run_dir)  # one writer per run: a second process on this folder is refused here
+        remove_stale_temps(run_dir / "checkpoints")  # a kill -9 mid-save left them; we are the writer now
         files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-    best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}",
+    # no version counter: an epoch trained again after a kill -9 replaces its best file (atomically)
+    best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", enable_version_counter=False,
                            monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
     # last.ckpt after every epoch, improved or not (Lightning 2.6's save_last=True writes it only in
     # an epoch that also saved a best one: a kill after a plateau would lose those epochs);
@@ -273,16 +280,20 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
         enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
         enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
     )
     shared = _SharedRunDir(run_dir)
     trainer.callbacks.append(shared)
     if verbose and rank == 0:
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
+    events = eventfiles.listed(run_dir)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except BaseException:
         if created and not (run_dir / "checkpoints" / "last.ckpt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: no folder
+        elif rank == 0:
+            eventfiles.remove_empty(run_dir, keep=events)  # this try's, if it logged nothing
         raise
     run_dir = shared.run_dir
     epochs = trainer.current_epoch

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 
-from ae_lightning import files
-from ae_lightning.config import UserError, cli
+from ae_lightning import files, flags
+from ae_lightning.config import PosInt, Seed, UserError, cli
 from ae_lightning.viz import save_png, tile
 
 
@@ -73,8 +74,8 @@ class GenerationImages(L.Callback):
             experiment.add_image(f"generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)
 
 
-def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: int = 64, seed: int = 0,
-                             limit: int | None = None, data_dir: str | None = None) -> dict[str, Path]:
+def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,
+                             limit: PosInt | None = None, data_dir: str | None = None) -> dict[str, Path]:
     """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``."""
     from ae_lightning.data import MNISTDataModule
     from ae_lightning.models import load_checkpoint
@@ -89,18 +90,27 @@ def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: int = 64, see
     return paths
 
 
-@cli
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Decode random codes of a trained autoencoder into image grids.")
+def flag_hints() -> dict[str, Any]:
+    """Each flag's type hint: ``generate_from_checkpoint``'s parameter it feeds."""
+    return flags.param_hints(generate_from_checkpoint, ("n", "seed", "limit", "data_dir"))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = flags.ArgumentParser(prog="python -m ae_lightning.generate",
+                             description="Decode random codes of a trained autoencoder into image grids.")
     p.add_argument("checkpoint", help="a .ckpt written by train.py / fit")
     p.add_argument("--out", required=True, help="folder for the PNG grids and code_ranges.json")
-    p.add_argument("--n", type=int, default=64, help="images per grid (default 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="test images whose codes set the ranges (default all)")
+    p.add_argument("--n", default=64, help="images per grid (default 64)")
+    p.add_argument("--seed", default=0)
+    p.add_argument("--limit", default=None, help="test images whose codes set the ranges (default all)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives, if not where the run found it")
-    args = p.parse_args(argv)
-    if args.n <= 0 or (args.limit is not None and args.limit <= 0):
-        raise UserError("--n and --limit must be positive")
+    return p
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    flags.check(args, flag_hints())
     paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
     for path in paths.values():
         print(path)

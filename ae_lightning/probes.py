@@ -21,13 +21,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from ae_lightning import files
-from ae_lightning.config import UserError, cli
+from ae_lightning import files, flags
+from ae_lightning.config import NonNegFloat, PosInt, UserError, cli
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,9 +114,9 @@ def _row(name: str, train: torch.Tensor, test: torch.Tensor, ytr: torch.Tensor, 
             "knn_s": round(t1 - t0, 2), "linear_s": round(time.time() - t1, 2)}
 
 
-def run_probes(checkpoint: str | Path, *, data_dir: str | Path | None = None, k: int = 5, l2: float = 1e-4,
-               train_limit: int | None = None, test_limit: int | None = None, baselines: bool = True,
-               device: str = "auto") -> dict[str, Any]:
+def run_probes(checkpoint: str | Path, *, data_dir: str | None = None, k: PosInt = 5, l2: NonNegFloat = 1e-4,
+               train_limit: PosInt | None = None, test_limit: PosInt | None = None, baselines: bool = True,
+               device: Literal["auto", "cpu", "cuda"] = "auto") -> dict[str, Any]:
     """Probe the encoder of an autoencoder checkpoint (and the pixel / PCA baselines); a result dict
     ``{checkpoint, variant, dataset, latent_dim, k, n_train, n_test, rows: [{features, dim, knn_acc,
     linear_acc, ...}]}``. Bad checkpoints raise UserError (see ``classifier.load_encoder``)."""
@@ -168,25 +168,30 @@ def default_out_dir(checkpoint: Path) -> Path:
     return parent.parent if parent.name == "checkpoints" else parent
 
 
-@cli
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ae_lightning.probes", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def flag_hints() -> dict[str, Any]:
+    """Each flag's type hint: ``run_probes``'s parameter it feeds (checked by ``flags.check``)."""
+    return flags.param_hints(run_probes, ("k", "l2", "train_limit", "test_limit", "device", "data_dir"))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = flags.ArgumentParser(prog="python -m ae_lightning.probes", description=__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint of a trained autoencoder (train.py writes them)")
     p.add_argument("--out", help="folder for probes.json (default: the checkpoint's run folder)")
-    p.add_argument("--k", type=int, default=5, help="neighbours of the kNN probe (default 5)")
-    p.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the linear probe (default 1e-4)")
+    p.add_argument("--k", default=5, help="neighbours of the kNN probe (default 5)")
+    p.add_argument("--l2", default=1e-4, help="L2 penalty of the linear probe (default 1e-4)")
     p.add_argument("--data-dir", help="where MNIST / FashionMNIST live (default: the checkpoint's, else auto)")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images")
-    p.add_argument("--test-limit", type=int, help="use only the first N test images")
+    p.add_argument("--train-limit", help="use only the first N training images")
+    p.add_argument("--test-limit", help="use only the first N test images")
     p.add_argument("--no-baselines", action="store_true", help="probe the codes only (no pixels, no PCA)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda when there is one")
-    args = p.parse_args(argv)
-    for name in ("train_limit", "test_limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.l2 < 0:
-        raise UserError(f"--l2 must be >= 0, got {args.l2}")
+    p.add_argument("--device", default="auto", help="auto (default: cuda when there is one), cpu or cuda")
+    return p
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    flags.check(args, flag_hints())
     result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
                         train_limit=args.train_limit, test_limit=args.test_limit,
                         baselines=not args.no_baselines, device=args.device)

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from ae_lightning import files  # noqa: E402
 from ae_lightning.config import load  # noqa: E402
 from ae_lightning.fit import fit  # noqa: E402
 from ae_lightning.models import get_module  # noqa: E402
@@ -62,7 +63,7 @@ def write_smoke_data(n_train: int = 1200, n_test: int = 300) -> Path:
         for kind, arr in (("images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
                           ("labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))):
             head = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-            (raw / f"{prefix}-{kind}.gz").write_bytes(gzip.compress(head + arr.tobytes(), mtime=0))
+            files.write_bytes(raw / f"{prefix}-{kind}.gz", gzip.compress(head + arr.tobytes(), mtime=0))
     return root
 
 

@@ -160,8 +160,8 @@ def test_bad_encoder_file(kind, data_dir, tmp_path, capsys, encoder_ckpt):
     elif kind == "no_config":  # our key, but nothing usable inside
         torch.save({"state_dict": {}, "ae_lightning": {"oops": 1}}, path)
     rc, err = _train(_args(data_dir, tmp_path, "--encoder", str(path)), capsys)
-    expected = {"missing": "checkpoint not found", "empty": "cannot read checkpoint",
-                "garbage": "cannot read checkpoint", "truncated": "cannot read checkpoint",
+    expected = {"missing": "checkpoint not found", "empty": "damaged checkpoint",
+                "garbage": "damaged checkpoint", "truncated": "damaged checkpoint",
                 "foreign": "is not a checkpoint of an ae-lightning run",
                 "no_config": "is not a checkpoint of an ae-lightning autoencoder"}[kind]
     assert rc == 2 and err.startswith("error: ") and expected in err and "\n" not in err, err

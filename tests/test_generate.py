@@ -77,6 +77,6 @@ def test_generate_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: cannot read checkpoint") and "\n" not in err
+    assert err.startswith("error: damaged checkpoint") and "\n" not in err
     assert main([str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err

@@ -106,17 +106,17 @@ def test_bad_checkpoints(kind, encoder_ckpt, data_dir, tmp_path, capsys):
         torch.save(ckpt, path)
     rc = main([str(path), "--data-dir", str(data_dir), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
-    expected = {"missing": "checkpoint not found", "garbage": "cannot read checkpoint",
-                "truncated": "cannot read checkpoint", "foreign": "is not a checkpoint of an ae-lightning run",
+    expected = {"missing": "checkpoint not found", "garbage": "damaged checkpoint",
+                "truncated": "damaged checkpoint", "foreign": "is not a checkpoint of an ae-lightning run",
                 "classifier_config": "not of an autoencoder"}[kind]
     assert rc == 2 and err.startswith("error: ") and expected in err and "\n" not in err, err
     assert not (tmp_path / "probes.json").exists()
 
 
-@pytest.mark.parametrize("flags, expected", [(["--k", "0"], "--k must be at least 1"),
+@pytest.mark.parametrize("flags, expected", [(["--k", "0"], "--k: expected int > 0, got '0'"),
                                              (["--k", "5000"], "exceeds the 1080 training images"),
-                                             (["--train-limit", "0"], "--train-limit must be at least 1"),
-                                             (["--l2", "-1"], "--l2 must be >= 0")])
+                                             (["--train-limit", "0"], "--train-limit: expected int > 0 or null"),
+                                             (["--l2", "-1"], "--l2: expected float >= 0, got '-1'")])
 def test_bad_flags(flags, expected, encoder_ckpt, data_dir, tmp_path, capsys):
     from ae_lightning.probes import main
 

@@ -35,13 +35,13 @@ def test_registry_holds_every_study_in_report_order():
 
 @pytest.mark.parametrize("argv, message", [
     (["nope"], "unknown study 'nope'"),
-    (["compression", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
-    (["compression", "--subset", "-5"], "--subset must be a positive integer"),
-    (["compression", "--dataset", "cifar"], "--dataset 'cifar': choose one of mnist, fashion_mnist"),
+    (["compression", "--epochs", "0"], "--epochs (trainer.max_epochs): expected int > 0, got '0'"),
+    (["compression", "--subset", "-5"], "--subset (data.subset): expected int > 0 or null"),
+    (["compression", "--dataset", "cifar"], "--dataset (data.dataset): expected one of mnist, fashion_mnist"),
     (["compression", "--variant", "nope"], "--variant 'nope': choose one of"),
-    (["compression", "--latents", "2,x"], "--latents '2,x': expected comma-separated positive integers"),
+    (["compression", "--latents", "2,x"], "--latents '2,x' (model.latent_dim): expected int > 0, got 'x'"),
     (["compression", "--latents", "0"], "--latents '0'"),
-    (["compression", "--accelerator", "tpu"], "--accelerator 'tpu': choose one of"),
+    (["compression", "--accelerator", "tpu"], "--accelerator (trainer.accelerator): expected one of"),
     (["neighbors", "--variant", "fc"], "study neighbors: --variant is not an option here"),
     (["inversion", "--variant", "deep"], "holds ReLU (it maps every negative input to 0)"),
     (["inversion", "--variant", "conv"], "inversion: the decoder of ConvAutoencoder holds"),
@@ -172,8 +172,8 @@ def _assert_study_outputs(folder, n_png: int = 1):
 
 def test_compression_smoke_writes_report_figures_json_and_tensorboard(data_dir, tmp_path, capsys):
     out = tmp_path / "compression"
-    code, res = _run(["compression", "--latents", "2,4", "--epochs", 1, "--subset", 200, "--test-subset", 100,
-                      "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
+    code, res = _run(["compression", "--latents", "2,4", "--epochs", 1, "--subset", 200, "--batch-size", 100,
+                      "--test-subset", 100, "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
     assert code == 0, res.err
     report, results = _assert_study_outputs(out, n_png=2)
     assert "Command: `python -m ae_lightning.studies compression --latents 2,4" in report

@@ -475,7 +475,8 @@ def test_binarize_modes(data_dir):
     from ae_lightning.data import MNISTDataModule
 
     def dm(mode):
-        d = MNISTDataModule(data_dir=str(data_dir), subset=200, val_size=50, binarize=mode, download=False)
+        d = MNISTDataModule(data_dir=str(data_dir), subset=200, val_size=50, batch_size=200, binarize=mode,
+                            download=False)
         d.setup()
         return d
 

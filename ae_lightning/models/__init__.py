@@ -54,14 +54,18 @@ CKPT_KEY = "ae_lightning"  # checkpoint["ae_lightning"] = {"config": resolved ru
 
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict of a run of this project; a clear UserError for anything else."""
+    from ae_lightning import checkpoint_io
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, pickle garbage, permissions: all the user's file
-        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    if not isinstance(ckpt, dict) or CKPT_KEY not in ckpt or "state_dict" not in ckpt:
+    try:  # truncated zip, pickle garbage, an empty file, permissions: one line, and the way out
+        ckpt = checkpoint_io.read(path, weights_only=False)
+    except UserError as e:
+        if not str(e).startswith("damaged checkpoint"):
+            raise
+        other = checkpoint_io.intact_beside(path)
+        raise UserError(f"{e}; give another checkpoint" + (f", e.g. {other} (intact)" if other else
+                        " (none beside it is intact: train the run again)")) from None
+    if CKPT_KEY not in ckpt or "state_dict" not in ckpt:
         raise UserError(f"{path} is not a checkpoint of an ae-lightning run (no run config inside)")
     return ckpt
 

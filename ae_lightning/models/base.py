@@ -105,6 +105,12 @@ class BaseModule(L.LightningModule):
         self.log(name, value, sync_dist=True, reduce_fx="max", **kwargs)
 
 
+PIXELS = 28 * 28
+# the widest code accepted: 16x overcomplete is far beyond any variant here (sparse codes are 32-1000
+# wide); above it a run is a typo (--latent-dim 100000: 190 s per epoch, 480 MB checkpoints)
+MAX_LATENT = 16 * PIXELS
+
+
 class AutoencoderModule(BaseModule):
     """The loop of every autoencoder: loss, exact reconstruction metrics, logging."""
 
@@ -124,6 +130,12 @@ class AutoencoderModule(BaseModule):
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
         super().check_config(model)
+        if model.get("latent_dim", 0) > MAX_LATENT:
+            k = model["latent_dim"]
+            raise UserError(f"model.latent_dim {k} is above {MAX_LATENT}, 16x the {PIXELS} input pixels: such a code "
+                            f"does not compress, and each code unit costs 24 bytes of checkpoint (a weight and Adam's "
+                            f"two moments, in and out) per unit of the layer beside it: {24 * 196 * k / 1e6:.0f} MB "
+                            f"next to the fc variant's 196")
         if model.get("loss") in ("bce", "bce_clipped") and model.get("output_act") != "sigmoid":
             raise UserError(f"model.loss {model['loss']} needs model.output_act sigmoid (BCE is defined on [0, 1] "
                             "outputs; bce_logits takes a linear output as logits)")

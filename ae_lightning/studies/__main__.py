@@ -18,11 +18,23 @@ import time
 import traceback
 from pathlib import Path
 
-from ae_lightning.config import UserError, cli
+from typing import Any
+
+from ae_lightning import flags
+from ae_lightning.config import Text, UserError, cli, coerce
+
+# flag -> the config key it sets in every run of a study: its value is checked by that key's schema
+FLAGS = {"epochs": "trainer.max_epochs", "subset": "data.subset", "test_subset": "data.test_subset", "seed": "seed",
+         "batch_size": "data.batch_size", "accelerator": "trainer.accelerator", "dataset": "data.dataset",
+         "data_dir": "data.data_dir"}
+
+
+def flag_hints() -> dict[str, Any]:
+    return {name: flags.config_hint(key) for name, key in FLAGS.items()}
 
 
 def parser(names: list[str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ae_lightning.studies", description=__doc__,
+    p = flags.ArgumentParser(prog="python -m ae_lightning.studies", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="?", help="one of: " + ", ".join(names) + ", or all")
     p.add_argument("--list", action="store_true", help="list the studies and exit")
@@ -30,13 +42,13 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
                    help="all: read back the studies already finished under --out (same options); run the rest")
     p.add_argument("--variant", help="the variant a study trains (studies with a fixed set of models refuse it)")
     p.add_argument("--dataset", help="mnist or fashion_mnist (default: the original study's)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per training run (default 5)")
-    p.add_argument("--subset", type=int, help="training images (default: all but the validation hold-out)")
-    p.add_argument("--test-subset", type=int, help="test images for metrics, maps and neighbours (default: all)")
+    p.add_argument("--epochs", default=5, help="epochs per training run (default 5)")
+    p.add_argument("--subset", help="training images (default: all but the validation hold-out)")
+    p.add_argument("--test-subset", help="test images for metrics, maps and neighbours (default: all)")
     p.add_argument("--latents", help="latent sizes for compression and inversion, e.g. 2,8,32 "
                    "(default 2,4,8,16,32,64 and the sweep 5,20,...,95)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, help="training batch size (default: the variant's)")
+    p.add_argument("--seed", default=0)
+    p.add_argument("--batch-size", help="training batch size (default: the variant's)")
     p.add_argument("--out", default="studies", help="output folder (default ./studies)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
@@ -151,14 +163,14 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
 
 
 def parse_latents(text: str | None) -> list[int] | None:
+    """``--latents 2,8,32``: each size checked by the schema of model.latent_dim."""
     if text is None:
         return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise UserError(f"--latents {text!r}: expected comma-separated positive integers, e.g. 2,8,32") from None
-    if not values or any(v <= 0 for v in values):
-        raise UserError(f"--latents {text!r}: expected comma-separated positive integers, e.g. 2,8,32")
+    hint = flags.config_hint("model.latent_dim")
+    values = [coerce(f"--latents {text!r} (model.latent_dim)", Text(v), hint)
+              for v in text.replace(" ", "").split(",") if v]
+    if not values:
+        raise UserError(f"--latents {text!r}: expected comma-separated latent sizes, e.g. 2,8,32")
     return sorted(set(values))
 
 
@@ -176,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
     args = parser([s.name for s in studies()]).parse_args(argv)
+    flags.check(args, flag_hints(), FLAGS)
     if args.list:
         for s in studies():
             print(f"{s.name:12s} {s.summary}")

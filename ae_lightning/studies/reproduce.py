@@ -133,18 +133,23 @@ def check_preset(name: str, preset: dict) -> None:
 
 
 def smoke_preset(preset: dict) -> dict:
-    """The same pipeline, tiny: every ``epochs`` capped, the preset's ``smoke.studies`` parameters on top."""
+    """The same pipeline, tiny: every ``epochs`` capped, every ``batch_size`` too (at the smoke subset: a
+    batch larger than the training split is refused), the preset's ``smoke.studies`` parameters on top."""
     out = copy.deepcopy(preset)
     smoke = {**SMOKE, **{k: v for k, v in (preset.get("smoke") or {}).items() if k != "studies"}}
     out["smoke_settings"] = smoke
 
     def cap(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (min(v, smoke["epochs"]) if k == "epochs" and isinstance(v, int) else cap(v)) for k, v in node.items()}
+            return {k: (min(v, smoke["epochs"]) if k == "epochs" and isinstance(v, int) else
+                        min(v, smoke["subset"]) if k == "batch_size" and isinstance(v, int) and smoke.get("subset")
+                        else cap(v)) for k, v in node.items()}
         return [cap(v) for v in node] if isinstance(node, list) else node
 
     out["epochs"] = min(out.get("epochs", 1), smoke["epochs"])
     out["studies"] = cap(out["studies"])
+    if isinstance(out.get("config"), dict):
+        out["config"] = cap(out["config"])
     for entry, params in ((preset.get("smoke") or {}).get("studies") or {}).items():
         if entry in out["studies"]:
             out["studies"][entry].update(params)

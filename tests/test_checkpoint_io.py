@@ -1,0 +1,174 @@
+"""Atomic checkpoints and files on any filesystem; a full disk or a refused write is one line."""
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import train  # noqa: E402
+from test_train_cli import tiny_args  # noqa: E402
+
+
+@pytest.fixture
+def other_fs(tmp_path):
+    """A folder on another filesystem than the system temporary folder when the machine has one
+    (/dev/shm is a tmpfs on Linux), else a plain temporary folder."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and os.stat(shm).st_dev != os.stat(tempfile.gettempdir()).st_dev:
+        d = Path(tempfile.mkdtemp(dir=shm, prefix="ae-test-"))
+        yield d
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        yield tmp_path
+
+
+class _Recorder:
+    """Records every path opened for writing, through builtins.open and os.open."""
+
+    def __init__(self, monkeypatch):
+        self.paths: list[Path] = []
+        real_open, real_os_open = builtins.open, os.open
+
+        def rec_open(file, mode="r", *a, **k):
+            if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+                self.paths.append(Path(file).resolve())
+            return real_open(file, mode, *a, **k)
+
+        def rec_os_open(path, flags, *a, **k):
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                self.paths.append(Path(path).resolve())
+            return real_os_open(path, flags, *a, **k)
+
+        monkeypatch.setattr(builtins, "open", rec_open)
+        monkeypatch.setattr(os, "open", rec_os_open)
+
+
+def test_training_never_opens_a_checkpoint_name_for_writing(data_dir, other_fs, monkeypatch, capsys):
+    rec = _Recorder(monkeypatch)
+    assert train.main(tiny_args(data_dir, other_fs, "--max-epochs", "3")) == 0
+    ckpts = other_fs / "mnist" / "fc" / "version_0" / "checkpoints"
+    written = [p for p in rec.paths if ".ckpt" in p.name]
+    assert written, "no checkpoint was saved"
+    assert not [p for p in written if p.suffix == ".ckpt"], "a final checkpoint name was opened for writing"
+    # every temporary checkpoint lies beside its checkpoint (never in the system temporary folder)
+    assert all(p.parent == ckpts.resolve() and p.name.startswith(".") for p in written), written
+    assert not [p for p in rec.paths if p.is_relative_to(Path(tempfile.gettempdir()).resolve())
+                and not p.is_relative_to(other_fs.resolve())]
+    assert sorted(p.name for p in ckpts.iterdir())[-1] == "last.ckpt" and not list(ckpts.glob(".*"))
+
+
+class _Dies(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["open", "write-start", "write-middle", "fsync", "replace"])
+def test_a_save_killed_at_any_point_leaves_the_previous_checkpoint(other_fs, monkeypatch, where):
+    from ae_lightning.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = other_fs / "checkpoints" / "last.ckpt"
+    old = {"epoch": 1, "state_dict": {"w": torch.arange(10.0)}}
+    io.save_checkpoint(old, path)
+    new = {"epoch": 2, "state_dict": {"w": torch.zeros(200_000)}}
+    writes = {"n": 0}
+    real_fdopen, real_fsync, real_replace = os.fdopen, os.fsync, os.replace
+
+    class Breaking:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            writes["n"] += 1
+            if where == "write-start" or (where == "write-middle" and writes["n"] > 3):
+                self.f.write(bytes(data)[: len(data) // 2])
+                raise _Dies()
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def fdopen(fd, *a, **k):
+        if where == "open":
+            os.close(fd)
+            raise _Dies()
+        return Breaking(real_fdopen(fd, *a, **k))
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(_Dies()) if where == "fsync" else real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(_Dies()) if where == "replace"
+                        else real_replace(a, b))
+    with pytest.raises(Exception):  # _Dies, or torch's error about the stream that died under it
+        io.save_checkpoint(new, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no temporary file left
+
+
+def test_files_write_is_atomic_and_leaves_no_temporary_file(other_fs, monkeypatch):
+    from ae_lightning import files
+
+    target = other_fs / "metrics.json"
+    files.write_json(target, {"a": 1})
+    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(_Dies()))
+    with pytest.raises(_Dies):
+        files.write_json(target, {"a": 2})
+    assert target.read_text() == '{\n  "a": 1\n}\n' and [p.name for p in other_fs.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES])
+def test_disk_full_or_permission_denied_while_training_is_one_line_naming_the_path(
+        data_dir, tmp_path, monkeypatch, capsys, err):
+    from ae_lightning import checkpoint_io
+
+    calls = {"n": 0}
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] >= 3:  # epoch 0 saved its best and last checkpoints; epoch 1 fails
+            raise OSError(err, os.strerror(err))
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", save)
+    assert train.main(tiny_args(data_dir, tmp_path, "--max-epochs", "3")) == 2
+    msg = capsys.readouterr().err.strip()
+    ckpts = tmp_path / "mnist" / "fc" / "version_0" / "checkpoints"
+    assert msg.startswith(f"error: cannot write {ckpts}") and os.strerror(err) in msg and "\n" not in msg, msg
+    assert "--resume" in msg
+    assert not list(ckpts.glob(".*"))
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 0  # recoverable: --resume continues
+
+
+def test_an_epoch_trained_again_after_a_kill_replaces_its_best_checkpoint(cfg_for):
+    """A kill -9 between an epoch's best and last checkpoints: the resumed run trains that epoch again
+    and replaces its best-*.ckpt (atomically), as an unbroken run names it, never best-001-v1.ckpt."""
+    import shutil
+
+    from conftest import fixed_val_loss
+
+    from ae_lightning.fit import fit
+
+    first = fit(cfg_for("fc", trainer__max_epochs=1, data__subset=300), callbacks=[fixed_val_loss([1.0])],
+                verbose=False)
+    ckpts = first.run_dir / "checkpoints"
+    shutil.copy(ckpts / "last.ckpt", ckpts / "best-001.ckpt")  # epoch 1's best, written just before the kill
+    res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), run_dir=first.run_dir,
+              ckpt_path=ckpts / "last.ckpt", callbacks=[fixed_val_loss([1.0, 0.5, 2.0])], verbose=False)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best-001.ckpt", "last.ckpt"]
+    assert res.metrics["best_checkpoint"].endswith("best-001.ckpt")
+    assert torch.load(ckpts / "best-001.ckpt", weights_only=True)["global_step"] > 0
