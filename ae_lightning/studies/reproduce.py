@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
     p.add_argument("--only", metavar="ENTRY[,ENTRY]", help="run only these entries of the preset (e.g. two calls "
-                   "in parallel on disjoint entries); the rest count as not run until a later --resume call")
+                   "in parallel on disjoint entries); with --resume the other finished entries are read back, the rest count as "
+                   "not run until a later --resume call")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="change the preset, e.g. config.model.lr=0.01 or studies.compression.latents=[4,8]")
     return p
@@ -207,15 +208,16 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
     files.write_json(started, {"t": first, "utc": datetime.datetime.fromtimestamp(first, datetime.timezone.utc).isoformat()})
     only = set(args.only.split(",")) if args.only else None
     for entry, spec in preset["studies"].items():
-        if only is not None and entry not in only:
-            continue
         study = get(spec["study"])
         opts = entry_options(preset, entry, args, runs_dir)
         if study.variant is None:
             opts.variant = None  # the study fixes its own models (the preset names them in its parameters)
         done = load_report(out / entry) if args.resume else None
         # results.json holds the entry as JSON wrote it (its number keys, e.g. k = 5, as strings)
-        if done is not None and done.results.get("preset_entry") == json.loads(json.dumps(spec)):
+        finished = done is not None and done.results.get("preset_entry") == json.loads(json.dumps(spec))
+        if only is not None and entry not in only and not finished:
+            continue  # not run now; with --resume, an entry outside --only that is finished is read back
+        if finished:
             check_resumable(f"{name}/{entry}", done.results.get("settings", {}), opts)
             print(f"== {name}/{entry}: read back from {out / entry}", file=sys.stderr)
             rep, wall = done, done.results.get("wall_time_s")
