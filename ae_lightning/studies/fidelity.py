@@ -214,7 +214,8 @@ def write_fidelity(out: Path, target: Path, names: list[str]) -> list[dict]:
           "`findings`; it never changes `matched`).", ""]
     for s in summaries:
         md += [f"## {s['title']}", "", f"- command: `{s['command']}`" + (" (**smoke**)" if s.get("smoke") else ""),
-               f"- machine: {s['machine']}", f"- date: {s['date']}",
+               f"- machine: {s['machine']}", f"- date: {s['date']}"
+               + (f" (re-rendered from its results on {s['rendered']})" if s.get("rendered") else ""),
                f"- {elapsed(s)}wall time of the studies: {s['wall_time_s'] / 60:.1f} min (" + ", ".join(
                    f"{k} {v / 60:.1f} min" for k, v in s["entry_wall_time_s"].items() if v is not None) + ")",
                *([f"- {training(s)}"] if s.get("runs") else []),

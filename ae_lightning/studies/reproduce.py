@@ -46,6 +46,7 @@ from ae_lightning import files
 from ae_lightning.config import CONFIG_DIR, SECTIONS, UserError, load_yaml, parse_value
 from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
                                            rows_table, training, write_fidelity)
+from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
 ENTRY_KEYS = {"study", "dataset", "variant", "epochs", "config"}
@@ -189,51 +190,6 @@ def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | No
     return opts
 
 
-# -- seeds -----------------------------------------------------------------------------------------
-def base_seed(preset: dict) -> int:
-    """The preset's own seed (default 0): its runs write to ``<out>/<name>/<entry>``, another seed's to
-    ``<entry>.seed<s>``, so the single-seed results already written are reused by ``--resume``."""
-    return int(preset.get("seed", 0))
-
-
-def parse_seeds(text: str | None, where: str = "--seeds") -> list[int] | None:
-    """``0,1,2`` -> [0, 1, 2]; distinct non-negative integers, in the order given."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in str(text).split(",")]
-    if not all(p.isdigit() for p in parts):
-        raise UserError(f"{where} {text!r}: expected non-negative integers separated by commas, e.g. 0,1,2")
-    return check_seeds([int(p) for p in parts], where)
-
-
-def check_seeds(seeds: Any, where: str) -> list[int]:
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise UserError(f"{where}: expected a list of non-negative integers, e.g. [0, 1, 2]")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"{where} {','.join(map(str, seeds))}: a seed is given twice")
-    return list(seeds)
-
-
-def pinned_seed(preset: dict, entry: str) -> int | None:
-    """An entry whose ``config`` sets ``seed`` (e.g. tuned's ``denoising_seed1``) runs at that seed only."""
-    seed = {**flat(preset.get("config")), **flat(preset["studies"][entry].get("config"))}.get("seed")
-    return None if seed is None else int(seed)
-
-
-def run_seeds(preset: dict, args) -> list[int]:
-    """``--seeds`` over the preset's ``seeds`` over its one ``seed``."""
-    return parse_seeds(args.seeds) or preset.get("seeds") or [base_seed(preset)]
-
-
-def entry_runs(preset: dict, entry: str, seeds: list[int]) -> list[tuple[int, int, str]]:
-    """(seed the runs train at, seed given to the study, folder name) for each run of the entry."""
-    pinned = pinned_seed(preset, entry)
-    if pinned is not None:
-        return [(pinned, base_seed(preset), entry)]
-    return [(s, s, entry if s == base_seed(preset) else f"{entry}.seed{s}") for s in seeds]
-
-
 def check_configs(preset: dict, args) -> None:
     """Every run config a preset implies resolves (a bad key fails in a second, not after hours):
     the preset's and the entry's ``config`` over the entry's variant, with each of its ``choices``
@@ -267,6 +223,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
     files.write_json(started, {"t": first, "utc": datetime.datetime.fromtimestamp(first, datetime.timezone.utc).isoformat()})
     only = set(args.only.split(",")) if args.only else None
     seeds = run_seeds(preset, args)
+    trained_now = False
     by_seed: dict[int, dict] = {}
     entry_seeds: dict[str, list[int]] = {}
     for entry, spec in preset["studies"].items():
@@ -289,6 +246,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                 print(f"== {name}/{folder} ({study.name})", file=sys.stderr)
                 ctx, wall = run_one(study, opts, out / folder, cache, [], preset_entry=spec)
                 rep = ctx.report
+                trained_now = True
             by_seed.setdefault(seed, {})[entry] = rep.results
             entry_seeds.setdefault(entry, []).append(seed)
             results.setdefault(entry, rep.results)  # results.json "studies": each entry's first seed
@@ -311,6 +269,11 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                "runs": len(trained), "training_time_s": round(sum(trained.values()), 1),
                "elapsed_since_first_call_s": round(time.time() - first, 1),
                "entry_wall_time_s": walls, "machine": machine(), "date": today(), "rows": rows}
+    if not trained_now and (out / "summary.json").is_file():
+        # a re-render (every entry read back): the measuring call's machine, date and elapsed time stay
+        before = json.loads((out / "summary.json").read_text())
+        summary.update({k: before[k] for k in ("elapsed_since_first_call_s", "machine", "date") if k in before},
+                       rendered=today())
     files.write_json(out / "fidelity.json", rows)
     files.write_json(out / "results.json", {**{k: v for k, v in summary.items() if k != "rows"},
                                             "preset": preset, "studies": results,
@@ -351,7 +314,9 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
-              "", f"Machine: {summary['machine']}. Date: {summary['date']}. {elapsed(summary)}Wall time of the studies: "
+              "", f"Machine: {summary['machine']}. Date: {summary['date']}"
+              + (f" (re-rendered from its results on {summary['rendered']})" if summary.get("rendered") else "")
+              + f". {elapsed(summary)}Wall time of the studies: "
               f"{summary['wall_time_s'] / 60:.1f} min (" + ", ".join(
                   f"{k} {v / 60:.1f} min" for k, v in summary["entry_wall_time_s"].items() if v is not None) + "). "
               + training(summary), "",
