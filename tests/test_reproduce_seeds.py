@@ -166,3 +166,19 @@ def test_an_entry_with_its_own_seed_runs_once(tiny):
     preset = load_preset("tiny", [])
     assert entry_runs(preset, "pinned", [0, 1, 2]) == [(1, 0, "pinned")]
     assert entry_runs(preset, "compression", [0, 2]) == [(0, 0, "compression"), (2, 2, "compression.seed2")]
+
+
+def test_only_with_resume_reads_the_other_finished_entries_back(tiny, data_dir, tmp_path, capsys):
+    # an entry added beside finished ones (the fcae 1000-epoch headline) runs alone; the other rows stay
+    out = tmp_path / "out"
+    argv = ["reproduce", "tiny", "--smoke", "--out", out, "--runs-dir", tmp_path / "runs", "--data-dir", data_dir,
+            "--accelerator", "cpu"]
+    assert _run(argv, capsys)[0] == 0
+    tiny.write_text(TINY.replace("studies:\n", "studies:\n  more: {study: compression, latents: [2]}\n")
+                    .replace("fidelity:\n", "fidelity:\n  - {id: tiny.more, reference: 1.0, goal: lower, "
+                             "ours: more.by_latent.2.test.nrmse}\n"))
+    code, cap = _run(argv + ["--only", "more", "--resume"], capsys)
+    assert code == 0, cap.err
+    assert "tiny/compression: read back" in cap.err and "== tiny/more (compression)" in cap.err
+    rows = {r["id"]: r for r in json.loads((out / "tiny" / "fidelity.json").read_text())}
+    assert all(r["ours"] is not None for r in rows.values()) and rows["tiny.more"]["seeds"] == [0]
