@@ -182,3 +182,13 @@ def test_only_with_resume_reads_the_other_finished_entries_back(tiny, data_dir, 
     assert "tiny/compression: read back" in cap.err and "== tiny/more (compression)" in cap.err
     rows = {r["id"]: r for r in json.loads((out / "tiny" / "fidelity.json").read_text())}
     assert all(r["ours"] is not None for r in rows.values()) and rows["tiny.more"]["seeds"] == [0]
+
+
+def test_every_committed_miss_has_its_finding_and_every_row_its_seeds():
+    # docs/studies/fidelity.json as committed (written by the README's reproduce commands)
+    from pathlib import Path
+    rows = json.loads((Path(__file__).resolve().parents[1] / "docs" / "studies" / "fidelity.json").read_text())
+    assert rows and all(len(r["values"]) == len(r["seeds"]) for r in rows), [r["id"] for r in rows]
+    assert all(r["ours"] is None and not r["matched"] for r in rows if not r["seeds"])  # a row not yet run
+    measured = [r for r in rows if r["seeds"]]
+    assert not [r["id"] for r in measured if not r["matched"] and not (r.get("finding") or {}).get("cause")]
