@@ -9,7 +9,13 @@ every run (``config``), the readings chosen where the original is ambiguous (``r
 the flag that selects the alternative), the existing study modules to run with their parameters
 (``studies``: entry name -> ``{study, dataset, variant, epochs, config, <study parameters>}``) and
 the original's figures to compare with (``fidelity``: rows ``{id, figure, reference, goal, ours}``,
-``ours`` a path into the entries' results, e.g. ``compression.by_latent.8.test.nrmse``).
+``ours`` a path into the entries' results, e.g. ``compression.by_latent.8.test.nrmse``), with the
+measured cause of each miss beside its row (``findings``: row id -> ``{cause, alternative, command}``).
+
+``--seeds 0,1,2`` (or the preset's ``seeds``) runs every entry at each seed (an entry whose
+``config`` sets ``seed`` runs at that one): the preset's own seed into ``<entry>/``, another into
+``<entry>.seed<s>/``. A row then holds ``seeds`` and ``values`` and its ``ours`` is their median, or
+for an order row the majority (``ae_lightning/studies/fidelity.py``).
 
 Each preset writes ``<out>/<name>/``: ``report.md``, ``results.json``, ``fidelity.json``, one folder
 per entry (its report, figures and TensorBoard); training runs go to ``--runs-dir``
@@ -38,9 +44,11 @@ from typing import Any
 
 from ae_lightning import files
 from ae_lightning.config import CONFIG_DIR, SECTIONS, UserError, load_yaml, parse_value
+from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
+                                           rows_table, training, write_fidelity)
+from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
-GOALS = ("lower", "higher", "order", "within")
 ENTRY_KEYS = {"study", "dataset", "variant", "epochs", "config"}
 ROW_KEYS = {"id", "figure", "reference", "goal", "ours", "setting", "tolerance", "reference_epochs", "our_epochs"}
 SMOKE = {"subset": 512, "test_subset": 256, "epochs": 1}
@@ -62,7 +70,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
     p.add_argument("--only", metavar="ENTRY[,ENTRY]", help="run only these entries of the preset (e.g. two calls "
-                   "in parallel on disjoint entries); the rest count as not run until a later --resume call")
+                   "in parallel on disjoint entries); with --resume the other finished entries are read back, the rest count as "
+                   "not run until a later --resume call")
+    p.add_argument("--seeds", metavar="S[,S]", help="run every row's runs at each of these seeds (e.g. 0,1,2; default "
+                   "the preset's seeds, else its one seed): ours is the median, or an order row's majority; --resume "
+                   "reuses the seeds already finished")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="change the preset, e.g. config.model.lr=0.01 or studies.compression.latents=[4,8]")
     return p
@@ -114,6 +126,8 @@ def check_preset(name: str, preset: dict) -> None:
         if not isinstance(spec, dict) or "study" not in spec:
             raise UserError(f"{where}: studies.{entry} must name its 'study'")
         get(spec["study"])  # a UserError naming the known studies
+    if "seeds" in preset:
+        check_seeds(preset["seeds"], f"{where}: seeds")
     ids = set()
     for row in preset["fidelity"]:
         rid = row.get("id")
@@ -130,6 +144,7 @@ def check_preset(name: str, preset: dict) -> None:
         entry = str(row.get("ours", "")).split(".")[0]
         if entry not in preset["studies"]:
             raise UserError(f"{where}: fidelity row {rid}: 'ours' must start with a studies entry, got {row.get('ours')!r}")
+    check_findings(where, preset.get("findings"), ids)
 
 
 def smoke_preset(preset: dict) -> dict:
@@ -163,7 +178,7 @@ def flat(nested: dict | None) -> dict[str, Any]:
     return overrides_of(nested)
 
 
-def entry_options(preset: dict, entry: str, args, runs_dir: Path):
+def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | None = None):
     from ae_lightning.studies.common import Options
 
     spec = preset["studies"][entry]
@@ -171,7 +186,8 @@ def entry_options(preset: dict, entry: str, args, runs_dir: Path):
     overrides = {**flat(preset.get("config")), **flat(spec.get("config"))}
     params = {k: v for k, v in spec.items() if k not in ENTRY_KEYS}
     opts = Options(dataset=spec.get("dataset", preset["dataset"]), epochs=spec.get("epochs", preset.get("epochs", 5)),
-                   subset=smoke.get("subset"), test_subset=smoke.get("test_subset"), seed=preset.get("seed", 0),
+                   subset=smoke.get("subset"), test_subset=smoke.get("test_subset"),
+                   seed=base_seed(preset) if seed is None else seed,
                    out=args.out, accelerator=args.accelerator, data_dir=args.data_dir,
                    variant=spec.get("variant", preset.get("variant")), runs_dir=str(runs_dir),
                    overrides=overrides, params=params, resume=args.resume)
@@ -211,42 +227,63 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
     first = json.loads(started.read_text())["t"] if args.resume and started.is_file() else t0
     files.write_json(started, {"t": first, "utc": datetime.datetime.fromtimestamp(first, datetime.timezone.utc).isoformat()})
     only = set(args.only.split(",")) if args.only else None
+    seeds = run_seeds(preset, args)
+    trained_now = False
+    by_seed: dict[int, dict] = {}
+    entry_seeds: dict[str, list[int]] = {}
     for entry, spec in preset["studies"].items():
-        if only is not None and entry not in only:
-            continue
         study = get(spec["study"])
-        opts = entry_options(preset, entry, args, runs_dir)
-        if study.variant is None:
-            opts.variant = None  # the study fixes its own models (the preset names them in its parameters)
-        done = load_report(out / entry) if args.resume else None
-        # results.json holds the entry as JSON wrote it (its number keys, e.g. k = 5, as strings)
-        if done is not None and done.results.get("preset_entry") == json.loads(json.dumps(spec)):
-            check_resumable(f"{name}/{entry}", done.results.get("settings", {}), opts)
-            print(f"== {name}/{entry}: read back from {out / entry}", file=sys.stderr)
-            rep, wall = done, done.results.get("wall_time_s")
-        else:
-            print(f"== {name}/{entry} ({study.name})", file=sys.stderr)
-            ctx, wall = run_one(study, opts, out / entry, cache, [], preset_entry=spec)
-            rep = ctx.report
-        results[entry] = rep.results
-        walls[entry] = wall
-        # several entries may run one study (a second seed, another reading): the heading names the entry
-        shared = sum(e["study"] == spec["study"] for e in preset["studies"].values()) > 1
-        heading = f"## {rep.title}" + (f" (`{entry}`)" if shared else "")
-        sections.append(heading + "\n\n" + rep.render(level=2, image_prefix=f"{entry}/", title=False))
-    rows = fidelity_rows(name, preset, results, command(argv))
+        runs = entry_runs(preset, entry, seeds)
+        for seed, opt_seed, folder in runs:
+            opts = entry_options(preset, entry, args, runs_dir, opt_seed)
+            if study.variant is None:
+                opts.variant = None  # the study fixes its own models (the preset names them in its parameters)
+            done = load_report(out / folder) if args.resume else None
+            # results.json holds the entry as JSON wrote it (its number keys, e.g. k = 5, as strings)
+            finished = done is not None and done.results.get("preset_entry") == json.loads(json.dumps(spec))
+            if only is not None and entry not in only and not finished:
+                continue  # not run now; with --resume, an entry outside --only that is finished is read back
+            if done is not None and finished:
+                check_resumable(f"{name}/{folder}", done.results.get("settings", {}), opts)
+                print(f"== {name}/{folder}: read back from {out / folder}", file=sys.stderr)
+                rep, wall = done, done.results.get("wall_time_s")
+            else:
+                print(f"== {name}/{folder} ({study.name})", file=sys.stderr)
+                ctx, wall = run_one(study, opts, out / folder, cache, [], preset_entry=spec)
+                rep = ctx.report
+                trained_now = True
+            by_seed.setdefault(seed, {})[entry] = rep.results
+            entry_seeds.setdefault(entry, []).append(seed)
+            results.setdefault(entry, rep.results)  # results.json "studies": each entry's first seed
+            walls[folder] = wall
+            # several entries may run one study (a second seed, another reading): the heading names the entry
+            shared = sum(e["study"] == spec["study"] for e in preset["studies"].values()) > 1
+            heading = (f"## {rep.title}" + (f" (`{entry}`)" if shared else "")
+                       + (f", seed {seed}" if len(runs) > 1 else ""))
+            sections.append(heading + "\n\n" + rep.render(level=2, image_prefix=f"{folder}/", title=False))
+    rows = fidelity_rows(name, preset, by_seed, entry_seeds, command(argv))
+    missing = [r["id"] for r in rows if not r["matched"] and "finding" not in r]
+    if missing:
+        print(f"{name}: unmatched rows without a finding: {', '.join(missing)}", file=sys.stderr)
     wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
     # a call that reuses finished runs takes minutes: the runs' own times, recorded when each trained
-    trained = {r["run_dir"]: r.get("wall_time_s") or 0.0 for res in results.values() for r in res.get("runs", [])
-               if r.get("run_dir")}
+    trained = {r["run_dir"]: r.get("wall_time_s") or 0.0 for per_seed in by_seed.values() for res in per_seed.values()
+               for r in res.get("runs", []) if r.get("run_dir")}
     summary = {"preset": name, "title": preset["title"], "source": preset.get("source"), "command": command(argv),
-               "smoke": bool(args.smoke), "wall_time_s": round(wall, 1),
+               "smoke": bool(args.smoke), "seeds": seeds, "wall_time_s": round(wall, 1),
                "runs": len(trained), "training_time_s": round(sum(trained.values()), 1),
                "elapsed_since_first_call_s": round(time.time() - first, 1),
                "entry_wall_time_s": walls, "machine": machine(), "date": today(), "rows": rows}
+    if not trained_now and (out / "summary.json").is_file():
+        # a re-render (every entry read back): the measuring call's machine, date and elapsed time stay
+        before = json.loads((out / "summary.json").read_text())
+        summary.update({k: before[k] for k in ("elapsed_since_first_call_s", "machine", "date") if k in before},
+                       rendered=today())
     files.write_json(out / "fidelity.json", rows)
     files.write_json(out / "results.json", {**{k: v for k, v in summary.items() if k != "rows"},
-                                            "preset": preset, "studies": results})
+                                            "preset": preset, "studies": results,
+                                            "studies_by_seed": {str(k): d for k, v in by_seed.items() if (d := {
+                                                e: r for e, r in v.items() if results.get(e) is not r})}})
     files.write_text(out / "report.md", render_preset(preset, summary, sections))
     files.write_json(out / "summary.json", summary)
     print(f"{name}: {sum(r['matched'] for r in rows)} of {len(rows)} figures matched "
@@ -275,85 +312,6 @@ def today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-# -- fidelity --------------------------------------------------------------------------------------
-def lookup(results: dict, path: str) -> Any:
-    """``entry.key.key``: dict keys as written or as ints (results read back have string keys);
-    list positions as integers, negative from the end."""
-    node: Any = results
-    for key in path.split("."):
-        if isinstance(node, dict):
-            for cand in (key, _int(key), str(key)):
-                if cand is not None and cand in node:
-                    node = node[cand]
-                    break
-            else:
-                return None
-        elif isinstance(node, list) and _int(key) is not None and -len(node) <= _int(key) < len(node):
-            node = node[_int(key)]
-        else:
-            return None
-    return node
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def judge(goal: str, ours: Any, reference: Any, tolerance: float | None = None) -> bool:
-    if ours is None or (isinstance(ours, float) and not math.isfinite(ours)):
-        return False
-    if goal == "order":
-        return ours == reference
-    if not isinstance(ours, (int, float)):
-        return False
-    if goal == "lower":
-        return ours <= reference
-    if goal == "higher":
-        return ours >= reference
-    return abs(ours - reference) <= tolerance
-
-
-def fidelity_rows(name: str, preset: dict, results: dict, cmd: str) -> list[dict]:
-    rows = []
-    for row in preset["fidelity"]:
-        entry = row["ours"].split(".")[0]
-        spec = preset["studies"][entry]
-        ours = lookup(results, row["ours"])
-        rows.append({
-            "id": row["id"], "study": name, "figure": row.get("figure", row["id"]),
-            "setting": row.get("setting", preset.get("setting", "")),
-            "reference": row["reference"], "ours": ours, "goal": row["goal"],
-            **({"tolerance": row["tolerance"]} if "tolerance" in row else {}),
-            "reference_epochs": row.get("reference_epochs", preset.get("reference_epochs")),
-            "our_epochs": row.get("our_epochs", spec.get("epochs", preset.get("epochs"))),
-            "matched": judge(row["goal"], ours, row["reference"], row.get("tolerance")),
-            "command": cmd,
-        })
-    return rows
-
-
-def cell(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return " < ".join(map(str, v))
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return "—" if v is None else str(v)
-
-
-def rows_table(rows: list[dict]) -> str:
-    head = "| id | figure | reference | ours | goal | epochs (ref / ours) | matched |\n|---|---|---|---|---|---|---|"
-    body = [f"| `{r['id']}` | {r['figure']} | {cell(r['reference'])} | {cell(r['ours'])} | {r['goal']}"
-            + (f" ±{r['tolerance']:g}" if r.get("tolerance") is not None else "")
-            + f" | {cell(r['reference_epochs'])} / {cell(r['our_epochs'])} | {'**yes**' if r['matched'] else 'no'} |"
-            for r in rows]
-    return "\n".join([head, *body])
-
-
 def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines = [f"# Reproduction: {preset['title']}", ""]
     if preset.get("source"):
@@ -361,10 +319,12 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
-              "", f"Machine: {summary['machine']}. Date: {summary['date']}. {_elapsed(summary)}Wall time of the studies: "
+              "", f"Machine: {summary['machine']}. Date: {summary['date']}"
+              + (f" (re-rendered from its results on {summary['rendered']})" if summary.get("rendered") else "")
+              + f". {elapsed(summary)}Wall time of the studies: "
               f"{summary['wall_time_s'] / 60:.1f} min (" + ", ".join(
                   f"{k} {v / 60:.1f} min" for k, v in summary["entry_wall_time_s"].items() if v is not None) + "). "
-              + _training(summary), "",
+              + training(summary), "",
               "Settings under every run (`config`): `" + json.dumps(preset.get("config") or {}) + "`", ""]
     if preset.get("readings"):
         lines += ["## Readings of the original", "",
@@ -378,48 +338,9 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     return "\n".join(lines) + "\n" + "\n".join(sections)
 
 
-def _training(summary: dict) -> str:
-    if not summary.get("runs"):
-        return ""
-    return (f"Training time of its {summary['runs']} runs, as each run recorded it when it trained "
-            f"(a `--resume` call reuses them): {summary['training_time_s'] / 60:.1f} min.")
-
-
-def _elapsed(summary: dict) -> str:
-    e = summary.get("elapsed_since_first_call_s")
-    if e is None or e <= summary["wall_time_s"] + 1:
-        return ""
-    return f"Elapsed since the first call (continued with --resume): {e / 60:.1f} min; "
-
-
-def write_fidelity(out: Path, target: Path) -> list[dict]:
-    """``fidelity.json`` / ``fidelity.md`` over every preset finished under ``out``."""
-    summaries = []
-    for name in presets():
-        path = out / name / "summary.json"
-        if path.is_file():
-            summaries.append(json.loads(path.read_text()))
-    rows = [r for s in summaries for r in s["rows"]]
-    files.write_json(target / "fidelity.json", rows)
-    md = ["# Fidelity: our figures against the original studies'", "",
-          "Generated by `reproduce` (`ae_lightning/studies/reproduce.py`) from the presets in `configs/studies/`. "
-          "`goal`: lower / higher, ours at or below / above the reference; within, inside the tolerance; order, the same "
-          "ranking (or the same yes/no). A row that misses stays in the table; the study reports explain why.", ""]
-    for s in summaries:
-        md += [f"## {s['title']}", "", f"- command: `{s['command']}`" + (" (**smoke**)" if s.get("smoke") else ""),
-               f"- machine: {s['machine']}", f"- date: {s['date']}",
-               f"- {_elapsed(s)}wall time of the studies: {s['wall_time_s'] / 60:.1f} min (" + ", ".join(
-                   f"{k} {v / 60:.1f} min" for k, v in s["entry_wall_time_s"].items() if v is not None) + ")",
-               *([f"- {_training(s)}"] if s.get("runs") else []),
-               f"- report: [{s['preset']}/report.md]({os.path.relpath(out / s['preset'] / 'report.md', target)})", "",
-               f"{sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} matched.", "",
-               rows_table(s["rows"]), ""]
-    files.write_text(target / "fidelity.md", "\n".join(md))
-    return rows
-
-
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    parse_seeds(args.seeds)  # a bad list fails before anything loads
     names = presets() if args.name == "all" else [args.name]
     loaded = {n: load_preset(n, args.set) for n in names}
     if args.smoke:
@@ -433,7 +354,7 @@ def main(argv: list[str]) -> int:
     cache: dict = {}
     summaries = [run_preset(n, p, args, argv, cache) for n, p in loaded.items()]
     out = Path(args.out)
-    rows = write_fidelity(out, Path(args.fidelity_dir) if args.fidelity_dir else out)
+    rows = write_fidelity(out, Path(args.fidelity_dir) if args.fidelity_dir else out, presets())
     if args.name == "all":
         files.write_text(out / "report.md", "# Reproductions of the original studies\n\n" + "\n".join(
             f"- [{s['title']}]({s['preset']}/report.md): {sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} "

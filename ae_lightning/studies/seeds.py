@@ -1,0 +1,60 @@
+"""Pre-registered seeds for ``reproduce``: which seeds each preset entry runs at, and where each goes.
+
+The preset's own seed (``seed``, default 0) writes to ``<out>/<name>/<entry>``, another seed ``s`` to
+``<entry>.seed<s>``, so the single-seed results already written are read back by ``--resume``. An
+entry whose ``config`` sets ``seed`` (tuned's ``denoising_seed1``) runs at that seed only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ae_lightning.config import UserError
+
+
+def flat(nested: dict | None) -> dict[str, Any]:
+    from ae_lightning.studies.common import overrides_of
+    return overrides_of(nested)
+
+
+def base_seed(preset: dict) -> int:
+    """The preset's own seed (default 0): its runs write to ``<out>/<name>/<entry>``, another seed's to
+    ``<entry>.seed<s>``, so the single-seed results already written are reused by ``--resume``."""
+    return int(preset.get("seed", 0))
+
+
+def parse_seeds(text: str | None, where: str = "--seeds") -> list[int] | None:
+    """``0,1,2`` -> [0, 1, 2]; distinct non-negative integers, in the order given."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise UserError(f"{where} {text!r}: expected non-negative integers separated by commas, e.g. 0,1,2")
+    return check_seeds([int(p) for p in parts], where)
+
+
+def check_seeds(seeds: Any, where: str) -> list[int]:
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise UserError(f"{where}: expected a list of non-negative integers, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where} {','.join(map(str, seeds))}: a seed is given twice")
+    return list(seeds)
+
+
+def pinned_seed(preset: dict, entry: str) -> int | None:
+    """An entry whose ``config`` sets ``seed`` (e.g. tuned's ``denoising_seed1``) runs at that seed only."""
+    seed = {**flat(preset.get("config")), **flat(preset["studies"][entry].get("config"))}.get("seed")
+    return None if seed is None else int(seed)
+
+
+def run_seeds(preset: dict, args) -> list[int]:
+    """``--seeds`` over the preset's ``seeds`` over its one ``seed``."""
+    return parse_seeds(args.seeds) or preset.get("seeds") or [base_seed(preset)]
+
+
+def entry_runs(preset: dict, entry: str, seeds: list[int]) -> list[tuple[int, int, str]]:
+    """(seed the runs train at, seed given to the study, folder name) for each run of the entry."""
+    pinned = pinned_seed(preset, entry)
+    if pinned is not None:
+        return [(pinned, base_seed(preset), entry)]
+    return [(s, s, entry if s == base_seed(preset) else f"{entry}.seed{s}") for s in seeds]
