@@ -128,10 +128,12 @@ def resume_point(last: str | Path, max_epochs: int | None = None) -> tuple[Path,
                   f"(saved at epoch {ckpt.get('epoch')}; the epochs after it train again)")
 
 
-def check_fits(module: torch.nn.Module, path: str | Path) -> None:
+def check_fits(module: torch.nn.Module, path: str | Path) -> int:
     """UserError unless the weights of checkpoint ``path`` have the names and shapes of ``module``'s
-    (a ``--resume`` whose flags change the model), before anything of the run is touched."""
-    theirs = read(path).get("state_dict") or {}
+    (a ``--resume`` whose flags change the model), before anything of the run is touched. Returns
+    the checkpoint's global step (where the resumed run's logging starts again)."""
+    ckpt = read(path)
+    theirs = ckpt.get("state_dict") or {}
     ours = module.state_dict()
     for k, v in ours.items():
         if k not in theirs:
@@ -146,6 +148,7 @@ def check_fits(module: torch.nn.Module, path: str | Path) -> None:
     if extra:
         raise UserError(f"--resume: {path} does not fit this config (it has {extra[0]}, this model has not); "
                         f"resume with the run's own model settings")
+    return int(ckpt.get("global_step") or 0)
 
 
 def _check_epochs(path: Path, ckpt: dict[str, Any], max_epochs: int | None) -> None:

@@ -235,8 +235,9 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         module = module.to(memory_format=torch.channels_last)
     if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
         module.loss = torch.compile(module.loss)
+    resume_step = None
     if ckpt_path:  # a checkpoint of another model is refused before the run folder is touched
-        check_fits(module, ckpt_path)
+        resume_step = check_fits(module, ckpt_path)
     rank = process_rank()
     created = not run_dir and rank == 0
     if run_dir:
@@ -254,7 +255,10 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         remove_stale_temps(run_dir / "checkpoints")  # a kill -9 mid-save left them; we are the writer now
         files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
-    logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    # resumed: what the interrupted try logged after its checkpoint is superseded (TensorBoard
+    # drops earlier events from the purge step on), so every step shows once
+    purge = {"purge_step": resume_step + 1} if resume_step is not None else {}
+    logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
     # no version counter: an epoch trained again after a kill -9 replaces its best file (atomically)
     best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", enable_version_counter=False,
                            monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
