@@ -24,20 +24,22 @@ _held: dict[Path, int] = {}  # run folder -> file descriptor of its lock, in thi
 F = TypeVar("F", bound=Callable)
 
 
-def holder(run_dir: str | Path) -> str:
-    """The PID written in a run's lock file ('' if none)."""
+def holder(lock_file: str | Path) -> str:
+    """The PID written in a lock file ('' if none)."""
     try:
-        return (Path(run_dir) / LOCK_NAME).read_text().strip()
+        return Path(lock_file).read_text().strip()
     except OSError:
         return ""
 
 
-def hold(run_dir: str | Path) -> None:
-    """Lock ``run_dir`` for this process; UserError naming the PID of a live process that holds it."""
+def hold(run_dir: str | Path, lock_file: str | Path | None = None, doing: str = "training") -> None:
+    """Lock ``run_dir`` for this process; UserError naming the PID of a live process that holds it.
+    ``lock_file``: the lock's own path where it cannot live inside the folder (a sweep's, whose
+    folder Tune syncs over); ``doing``: what the holder does, for the message."""
     run_dir = Path(run_dir).resolve()
     if run_dir in _held:
         return
-    path = run_dir / LOCK_NAME
+    path = Path(lock_file) if lock_file is not None else run_dir / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -47,8 +49,8 @@ def hold(run_dir: str | Path) -> None:
     except OSError as e:
         os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            pid = holder(run_dir)
-            raise UserError(f"{run_dir} is in use: process {pid or '(unknown PID)'} is training in it; "
+            pid = holder(path)
+            raise UserError(f"{run_dir} is in use: process {pid or '(unknown PID)'} is {doing} in it; "
                             f"wait for it to end (or stop it) before --resume") from None
         raise UserError(f"cannot lock the run folder {run_dir}: {e.strerror or e}") from None
     os.ftruncate(fd, 0)

@@ -17,6 +17,7 @@ import argparse
 import csv
 import io
 import json
+import logging
 import math
 import re
 import sys
@@ -71,7 +72,15 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
     settings = load_settings(exp_dir)
     space = settings_space(settings)
     by_id = proposals(Path(exp_dir))
-    analysis = ExperimentAnalysis(str(Path(exp_dir).resolve()))
+    # Tune warns "Failed to fetch metrics" for every trial without a progress file (one that never
+    # reported, e.g. pending at a kill): nothing is missing, the rows read the trials' last results
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        analysis = ExperimentAnalysis(str(Path(exp_dir).resolve()))
+    finally:
+        quiet.setLevel(level)
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}

@@ -20,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from ae_lightning import runlock
 from ae_lightning.config import ROOT, UserError, cli
 from search.settings import ALGOS, SCHEDULERS, SweepSettings, check, flag_type
 
@@ -133,6 +134,7 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
                         "so no trial could ever start")
 
 
+@runlock.scoped
 def run(args) -> int:
     from search import cluster, report
     from search.trainable import METRIC
@@ -166,6 +168,10 @@ def run(args) -> int:
             raise UserError(f"experiment {exp_dir} exists: continue it with --resume --name {name}, "
                             "or choose another --name")
     _check_local_resources(s.gpus_per_trial, s.cpus_per_trial, args)
+    # one driver per experiment: a second --resume of a live sweep is refused, naming its PID; the
+    # lock lives beside the folder, since Tune syncs its staged copy of the folder over it
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    runlock.hold(exp_dir, storage / f".{exp_dir.name}.lock", doing="running the sweep")
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # fit writes TensorBoard; no 2nd HParams
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -211,7 +217,6 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     else:
-        exp_dir.mkdir(parents=True, exist_ok=True)
         files.write_json(exp_dir / report.SETTINGS, {**s.to_json(), "searcher": describe(s, space),
                                                      "space": space.describe(), "space_keys": list(space.params)})
         d = describe(s, space)

@@ -535,3 +535,50 @@ def test_a_reused_worker_gives_the_same_trial_results_as_a_fresh_one(tmp_path, d
     fresh, fresh_pids = trials("fresh")
     assert len(reused_pids) == 1 and len(fresh_pids) == 2  # one worker for both, one per trial
     assert reused == fresh and all(r["status"] == "completed" and r["test_mse"] for r in reused)
+
+
+def _ray_sessions() -> set[str]:
+    import re
+
+    out = set()
+    for pid in os.listdir("/proc"):
+        try:
+            text = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "ray" in text:
+            out.update(re.findall(r"session_\d{4}-\d\d-\d\d_[\d_-]+", text))
+    return out
+
+
+@pytest.mark.slow
+def test_a_live_sweep_refuses_a_second_driver_and_its_ray_ends_with_it(tmp_path, data_dir):
+    """--resume of a sweep whose driver is alive is refused with one line naming its PID; after
+    kill -9 of that driver, the Ray processes it started are gone within seconds."""
+    storage = tmp_path / "search"
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
+    before = _ray_sessions()
+    cmd = [sys.executable, "-m", "search.tune", *sweep_args(data_dir, storage, "live", space, "--algo", "random",
+                                                              "--num-samples", "3", "--max-epochs", "30")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((storage / "live").glob("trial_*/events.out.tfevents.*")):
+            assert proc.poll() is None, "the sweep ended early"
+            time.sleep(0.5)
+        second = subprocess.run([sys.executable, "-m", "search.tune", "--storage", str(storage), "--name", "live",
+                                 "--resume", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        err = second.stderr.strip()
+        assert second.returncode == 2 and f"process {proc.pid} is running the sweep" in err and "\n" not in err, err
+        started = _ray_sessions() - before
+        assert started, "the sweep started no Ray session"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and _ray_sessions() & started:
+            time.sleep(0.5)
+        assert not _ray_sessions() & started, "Ray's processes outlived the killed driver"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
