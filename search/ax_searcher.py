@@ -47,7 +47,6 @@ from search.trainable import FINAL
 PROPOSAL_THREADS = 1
 
 
-
 def ax_parameters(space: Space) -> list[dict]:
     """The space as Ax parameters, in the searchers' encoding (``Space.searcher_domain``)."""
     return [{"name": ax_name(p.key), **space.searcher_domain(p)} for p in space.params.values()]
@@ -63,6 +62,7 @@ def generation_strategy(init_trials: int, seed: int, num_restarts: int, raw_samp
     from ax.core.base_trial import TrialStatus
     from ax.generation_strategy.generation_node import GenerationStep
     from ax.generation_strategy.generation_strategy import GenerationStrategy
+    from ax.generation_strategy.transition_criterion import MaxTrialsAwaitingData, MinTrials
 
     options = {"model_gen_options": {"optimizer_kwargs": {"num_restarts": num_restarts,
                                                           "raw_samples": raw_samples}}}
@@ -76,7 +76,7 @@ def generation_strategy(init_trials: int, seed: int, num_restarts: int, raw_samp
     # in Sobol for as long as fewer than init_trials trials had run in full (measured: a 16-trial
     # conv sweep with 12 trials stopped never left Sobol).
     for c in [*sobol.transition_criteria, *sobol.pausing_criteria]:
-        if getattr(c, "not_in_statuses", None) and TrialStatus.ABANDONED in c.not_in_statuses:
+        if isinstance(c, (MinTrials, MaxTrialsAwaitingData)) and TrialStatus.ABANDONED in (c.not_in_statuses or []):
             c.not_in_statuses = [TrialStatus.FAILED]
     return GenerationStrategy(name=f"Sobol({init_trials})+BoTorch", steps=[sobol, bayes])
 
@@ -152,8 +152,5 @@ class SweepAxSearch(AxSearch):
             self._ax.abandon_trial(trial_index=index, reason=f"no finite {', '.join(bad)} from {trial_id}")
             return
         self._ax.complete_trial(trial_index=index, raw_data={k: (float(v), None) for k, v in values.items()})
-
-    def _process_result(self, trial_id: str, result: dict) -> None:  # Ray's single-metric path: unused
-        raise AssertionError("SweepAxSearch completes trials in on_trial_complete")
 
 

@@ -71,7 +71,6 @@ def machine() -> str:
                    if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import ax  # noqa: F401  (versions)
     import ray
     import torch
     from importlib.metadata import version
