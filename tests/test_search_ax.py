@@ -300,7 +300,9 @@ def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir)
     assert set(multi) == {"ax", "random"} and multi["ax"]["reference_point"] == multi["random"]["reference_point"]
     assert all(x["hypervolume"] == x["hypervolume_by_trial"][-1] > 0 and x["front"] for x in multi.values())
     assert {x["algo"] for x in r["asha"]} == {"ax+asha", "random+asha"}
-    assert all(4 * 2 <= x["epochs"] <= 4 * 2 + 1 for x in r["asha"])  # the epoch budget, checked at a trial's end
+    # the epoch budget (4 trials x 2 epochs), checked when a trial ends in full: ASHA-stopped trials
+    # before that end add their epoch each, so the sweep stops at or a little past it
+    assert all(x["epochs"] >= 8 and x["trials"] < 16 for x in r["asha"])
     half = r["goals"]["reach_within_half"]["per_seed"][0]
     assert half["random_final"] == single["random"]["curve"][-1]
     assert r["acquisition"]["replays"] and r["acquisition"]["median_wall_s"]["full"] > 0
