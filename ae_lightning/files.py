@@ -33,6 +33,17 @@ os.umask(_UMASK)
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 
 
+def _user_os_error(e: BaseException | None) -> OSError | None:
+    """The space / permission OSError behind ``e``, if any: a writer may wrap it (torch.save's zip
+    writer raises a RuntimeError about the stream position when its file write failed)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno in _USER_ERRNOS:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (some filesystems, e.g. NFS or FUSE ones, cannot: skipped)."""
     try:
@@ -64,9 +75,10 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
         tmp = None
         _fsync_dir(path.parent)
-    except OSError as e:
-        if e.errno in _USER_ERRNOS:
-            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+    except Exception as e:
+        cause = _user_os_error(e)
+        if cause is not None:
+            raise WriteError(f"cannot write {path}: {cause.strerror or cause}") from None
         raise
     finally:
         if tmp is not None:
