@@ -24,6 +24,10 @@ from ae_lightning.config import UserError
 class WriteError(UserError):
     """A file could not be written for a reason the user fixes (space, quota, permissions)."""
 
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -78,7 +82,7 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     except Exception as e:
         cause = _user_os_error(e)
         if cause is not None:
-            raise WriteError(f"cannot write {path}: {cause.strerror or cause}") from None
+            raise WriteError(f"cannot write {path}: {cause.strerror or cause}", path) from None
         raise
     finally:
         if tmp is not None:
