@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as e:  # e.g. disk full: the checkpoints written so far are intact
         if rank:
             return 2
-        raise UserError(f"{e} (free space or fix the permissions, then continue with --resume)") from None
+        resumable = any((d / "checkpoints" / "last.ckpt").is_file() for d in e.path.parents)
+        raise UserError(f"{e} (free space or fix the permissions, then " +
+                        ("continue with --resume)" if resumable else "run it again: it had no checkpoint yet)")) from None
     except UserError:
         if rank:  # every rank meets the same bad input; rank 0 prints the line
             return 2

@@ -24,6 +24,10 @@ from ae_lightning.config import UserError
 class WriteError(UserError):
     """A file could not be written for a reason the user fixes (space, quota, permissions)."""
 
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -31,6 +35,17 @@ os.umask(_UMASK)
 
 # the errors a user fixes on the machine (space, quota, permissions, a read-only mount)
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+
+
+def _user_os_error(e: BaseException | None) -> OSError | None:
+    """The space / permission OSError behind ``e``, if any: a writer may wrap it (torch.save's zip
+    writer raises a RuntimeError about the stream position when its file write failed)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno in _USER_ERRNOS:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -64,9 +79,10 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
         tmp = None
         _fsync_dir(path.parent)
-    except OSError as e:
-        if e.errno in _USER_ERRNOS:
-            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+    except Exception as e:
+        cause = _user_os_error(e)
+        if cause is not None:
+            raise WriteError(f"cannot write {path}: {cause.strerror or cause}", path) from None
         raise
     finally:
         if tmp is not None:

@@ -130,26 +130,52 @@ def test_files_write_is_atomic_and_leaves_no_temporary_file(other_fs, monkeypatc
     assert target.read_text() == '{\n  "a": 1\n}\n' and [p.name for p in other_fs.iterdir()] == ["metrics.json"]
 
 
-@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES])
+@pytest.mark.parametrize("err, fail_at", [(errno.ENOSPC, 3), (errno.EACCES, 3), (errno.ENOSPC, 1)])
 def test_disk_full_or_permission_denied_while_training_is_one_line_naming_the_path(
-        data_dir, tmp_path, monkeypatch, capsys, err):
-    from ae_lightning import checkpoint_io
+        data_dir, tmp_path, monkeypatch, capsys, err, fail_at):
+    """The file write fails under torch.save (which then raises its own RuntimeError about the zip
+    stream, the OSError as its context), as on a full disk."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to tell checkpoint files from the others")
+    saves = {"n": 0}
+    real_fdopen = os.fdopen
 
-    calls = {"n": 0}
-    real_save = torch.save
+    class Full:
+        def __init__(self, f):
+            self.f, self.written = f, 0
 
-    def save(obj, f, *a, **k):
-        calls["n"] += 1
-        if calls["n"] >= 3:  # epoch 0 saved its best and last checkpoints; epoch 1 fails
-            raise OSError(err, os.strerror(err))
-        return real_save(obj, f, *a, **k)
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 4096:
+                raise OSError(err, os.strerror(err))
+            return self.f.write(data)
 
-    monkeypatch.setattr(checkpoint_io.torch, "save", save)
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def fdopen(fd, *a, **k):
+        f = real_fdopen(fd, *a, **k)
+        if ".ckpt." in os.readlink(f"/proc/self/fd/{fd}"):
+            saves["n"] += 1
+            if saves["n"] >= fail_at:  # 3: epoch 0 saved its best and last checkpoints; epoch 1 fails
+                return Full(f)
+        return f
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
     assert train.main(tiny_args(data_dir, tmp_path, "--max-epochs", "3")) == 2
     msg = capsys.readouterr().err.strip()
     ckpts = tmp_path / "mnist" / "fc" / "version_0" / "checkpoints"
     assert msg.startswith(f"error: cannot write {ckpts}") and os.strerror(err) in msg and "\n" not in msg, msg
-    assert "--resume" in msg
+    if fail_at == 1:  # no checkpoint yet: the run's folder is gone, and --resume is not advised
+        assert "run it again" in msg and "--resume" not in msg and not list(tmp_path.rglob("version_*"))
+        return
+    assert "continue with --resume" in msg
     assert not list(ckpts.glob(".*"))
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["epoch"] == 0  # recoverable: --resume continues
 
