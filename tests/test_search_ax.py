@@ -311,3 +311,61 @@ def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir)
     assert bench.main(argv[:-1] + ["--report"]) == 0  # from the finished sweeps alone
     again = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert [x["curve"] for x in again["single"]] == [x["curve"] for x in r["single"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# every flag of search.tune through the schema (tests/test_flags.py walks the other commands)
+SEARCH_SPECIAL = {"variant": "nope", "dataset": "nope", "space": "/nonexistent/space.yaml", "objective": "bogus",
+                  "set": "novalue", "address": "nohost", "resume": None, "quiet": None, "data_dir": None,
+                  "storage": None, "name": None}
+
+
+def search_flag_cases():
+    import argparse
+
+    from test_flags import bad_values
+
+    from ae_lightning.config import schema_of
+    from search.settings import SweepSettings
+    from search.tune import parser
+
+    schema = schema_of(SweepSettings)
+    for action in parser()._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        flag = action.option_strings[0]
+        if action.dest in SEARCH_SPECIAL:
+            if SEARCH_SPECIAL[action.dest] is not None:
+                yield flag, "special", SEARCH_SPECIAL[action.dest]
+            continue
+        field = getattr(action.type, "__name__", None)
+        assert field in schema, f"search.tune {flag} bypasses the schema (its type is {action.type})"
+        for kind, text in bad_values(schema[field][0]):
+            yield flag, kind, text
+
+
+SEARCH_CASES = list(search_flag_cases())
+
+
+def test_every_search_flag_is_walked():
+    walked = {f for f, *_ in SEARCH_CASES}
+    assert {"--num-samples", "--max-epochs", "--init-trials", "--cv", "--gpus-per-trial", "--algo", "--subset",
+            "--num-cpus", "--epoch-budget", "--objective", "--address"} <= walked
+
+
+@pytest.mark.parametrize("flag, kind, text", SEARCH_CASES, ids=[f"{f}={t}" for f, _, t in SEARCH_CASES])
+def test_a_bad_search_flag_is_one_line_and_exit_2(flag, kind, text, tmp_path, data_dir, capsys):
+    import ray
+
+    from search.tune import main
+
+    argv = ["--storage", str(tmp_path / "s"), "--data-dir", str(data_dir), f"{flag}={text}"]
+    if flag != "--variant":
+        argv = ["--variant", "deep", *argv]
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err, (kind, err)
+    assert not ray.is_initialized()
