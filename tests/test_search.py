@@ -330,6 +330,14 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         assert (exp / name / "metrics.json").stat().st_mtime_ns == mtime
         assert sorted(e.name for e in (exp / name).glob("events.out.tfevents.*")) == events[name]
     assert (exp / "best.yaml").is_file()
+    assert "Failed to fetch metrics" not in done.stdout + done.stderr  # Tune's false alarm is gone
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for r in rows:  # the interrupted trial shows each epoch once in TensorBoard (purge on resume)
+        acc = EventAccumulator(r["trial_dir"], purge_orphaned_data=True)
+        acc.Reload()
+        steps = [e.step for e in acc.Scalars("val/loss")]
+        assert len(steps) == 3 and steps == sorted(set(steps)), (r["trial_id"], steps)
     if "ax" in algo:
         import cloudpickle
 
