@@ -34,6 +34,16 @@ def _band(ax, curves: list[list[float]], color: str, label: str, x: list[list[fl
     ax.step([xs[i] for i in keep], med, where="post", color=color, label=f"{label} (median, min-max of {len(curves)})")
 
 
+def _axes(ax, xlabel: str, ylabel: str, title: str, log: bool = False) -> None:
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def figures(out: Path, r: dict) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
@@ -47,12 +57,7 @@ def figures(out: Path, r: dict) -> list[str]:
             curves = [x["curve"] for x in single if x["algo"] == algo]
             if curves:
                 _band(ax, curves, COLORS[algo], algo)
-        ax.set_yscale("log")
-        ax.set_xlabel("trial")
-        ax.set_ylabel("best val_loss so far")
-        ax.set_title("single objective: best-so-far over seeds", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        _axes(ax, "trial", "best val_loss so far", "single objective: best-so-far over seeds", log=True)
         names.append(_save(fig, out / "bench_single.png"))
     multi = r["multi"]
     if multi:
@@ -74,12 +79,8 @@ def figures(out: Path, r: dict) -> list[str]:
             curves = [x["hypervolume_by_trial"] for x in multi if x["algo"] == algo]
             if curves:
                 _band(b, curves, COLORS[algo], algo)
-        b.set_xlabel("trial")
-        b.set_ylabel("hypervolume")
-        b.set_title(f"hypervolume by trial (reference {multi[0]['reference_point'][0]:.4g}, "
-                    f"{multi[0]['reference_point'][1]:.4g})", fontsize=10)
-        b.grid(alpha=0.3)
-        b.legend(fontsize=8)
+        _axes(b, "trial", "hypervolume", f"hypervolume by trial (reference {multi[0]['reference_point'][0]:.4g}, "
+              f"{multi[0]['reference_point'][1]:.4g})")
         names.append(_save(fig, out / "bench_multi.png"))
     prop = [(x, "single") for x in single if x["algo"] == "ax"] + [(x, "multi") for x in multi if x["algo"] == "ax"]
     if prop:
@@ -88,30 +89,22 @@ def figures(out: Path, r: dict) -> list[str]:
             curves = [x["proposal_s"] for x, p in prop if p == part and x["proposal_s"]]
             if curves:
                 _band(ax, curves, color, f"Ax, {part} objective")
-        ax.set_xlabel("trial")
-        ax.set_ylabel("driver's proposal time (s, wall)")
-        ax.set_title("Ax's proposal time per trial", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _axes(ax, "trial", "driver's proposal time (s, wall)", "Ax's proposal time per trial")
         names.append(_save(fig, out / "bench_proposal_time.png"))
     asha = r["asha"]
     if asha:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         alone = [x for x in single if x["algo"] == "ax" and x["seed"] in {a["seed"] for a in asha}]
         for x in alone:
-            ax.step([2 * (i + 1) for i in range(len(x["curve"]))], x["curve"], where="post", color=COLORS["ax"],
+            epochs = r["settings"]["task"]["epochs"]
+            ax.step([epochs * (i + 1) for i in range(len(x["curve"]))], x["curve"], where="post", color=COLORS["ax"],
                     alpha=0.8, label="ax alone" if x is alone[0] else None)
         for algo in ("ax+asha", "random+asha"):
             runs = [x for x in asha if x["algo"] == algo]
             for x in runs:
                 ax.step(x["epochs_by_trial"], x["curve"], where="post", color=COLORS[algo], alpha=0.8,
                         label=algo if x is runs[0] else None)
-        ax.set_yscale("log")
-        ax.set_xlabel("epochs trained by the sweep (its compute)")
-        ax.set_ylabel("best val_loss so far")
-        ax.set_title("ASHA at equal compute", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        _axes(ax, "epochs trained by the sweep (its compute)", "best val_loss so far", "ASHA at equal compute", log=True)
         names.append(_save(fig, out / "bench_asha.png"))
     return names
 
