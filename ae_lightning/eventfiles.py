@@ -1,8 +1,8 @@
 """TensorBoard event files: a failed try leaves none that holds nothing.
 
-TensorBoard's writer creates its file, with only a ``file_version`` record, as soon as a logger's
-``experiment`` is touched; a run that then fails (e.g. while restoring a checkpoint) would leave
-such an empty file in the run folder after every try.
+TensorBoard's writer creates its file, with only a ``file_version`` record (and, for a resumed
+run, its purge mark), as soon as a logger's ``experiment`` is touched; a run that then fails (e.g.
+while restoring a checkpoint) would leave such an empty file in the run folder after every try.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def _empty(path: Path) -> bool:
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     try:
-        return all(e.WhichOneof("what") == "file_version" for e in EventFileLoader(str(path)).Load())
+        # file_version opens every file; a resumed run's writer adds its purge mark (session_log)
+        return all(e.WhichOneof("what") in ("file_version", "session_log") for e in EventFileLoader(str(path)).Load())
     except Exception:  # unreadable: not ours to judge
         return False
 
