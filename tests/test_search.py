@@ -396,7 +396,9 @@ def test_failure_config_retries_a_crashed_trial_from_its_checkpoint(tmp_path, da
     assert row["status"] == "completed"
     trial = Path(row["trial_dir"])
     assert (trial / "restored" / "last.ckpt").is_file() and (trial / "error.txt").is_file()
-    epochs = [json.loads(line)["epoch"] for line in (trial / "result.json").read_text().splitlines()]
+    results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [r.get("final", False) for r in results].count(True) == 1 and results[-1]["final"]  # then the test
+    epochs = [r["epoch"] for r in results if not r.get("final")]
     assert epochs[-1] == 25 and killed["epoch"] in epochs
     assert epochs == sorted(set(epochs))  # resumed after the checkpoint, no epoch trained twice
 
