@@ -148,6 +148,8 @@ def read_sweep(exp: Path) -> dict:
         p = Path(r["trial_dir"]) / "result.json"
         if p.is_file():
             lines = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+            if not lines:  # a trial the sweep's end stopped before its first result
+                continue
             times.append((min(x["timestamp"] - x["time_total_s"] for x in lines), max(x["timestamp"] for x in lines)))
     wall = (max(t for _, t in times) - min(t for t, _ in times)) if times else 0.0
     by_id = report.proposals(exp)

@@ -281,34 +281,34 @@ def test_two_objective_ax_sweep_end_to_end(tmp_path, data_dir, capsys):
 # the benchmark, end to end on tiny data
 @pytest.mark.slow
 def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir):
-    """python -m search.bench at a toy size: every part runs through search.tune, bench.json has
-    the promised fields, the goals are computed from the curves, and the figures and bench.md are
-    written; a second call with --resume trains nothing and gives the same curves."""
+    """python -m search.bench at a toy size: the single, multi and acquisition parts run through
+    search.tune, bench.json has the promised fields, the goals are computed from the curves, and
+    the figures and bench.md are written; --report rebuilds them from the finished sweeps alone.
+    (The asha part's sweep is Ax + ASHA with --epoch-budget: test_search.py's ASHA test and the
+    epoch-budget flag test cover it; here it would double the test's time.)"""
     from search import bench
 
     argv = ["--out", str(tmp_path / "out"), "--storage", str(tmp_path / "runs"), "--data-dir", str(data_dir),
-            "--dataset", "mnist", "--seeds", "0", "--asha-seeds", "0", "--trials", "4", "--init-trials", "2",
-            "--subset", "300", "--epochs", "2", "--num-restarts", "2", "--raw-samples", "16", "--resume"]
+            "--dataset", "mnist", "--seeds", "0", "--asha-seeds", "0", "--trials", "3", "--init-trials", "2",
+            "--subset", "200", "--epochs", "2", "--num-restarts", "2", "--raw-samples", "16", "--resume",
+            "--only", "single", "--only", "multi", "--only", "acquisition"]
     assert bench.main(argv) == 0
     r = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert set(r["settings"]) >= {"command", "machine", "date", "task"}
     single = {x["algo"]: x for x in r["single"]}
-    assert set(single) == {"ax", "random"} and all(len(x["curve"]) == 4 for x in single.values())
+    assert set(single) == {"ax", "random"} and all(len(x["curve"]) == 3 for x in single.values())
     assert all(a >= b for x in single.values() for a, b in zip(x["curve"], x["curve"][1:]))  # best so far
-    assert single["ax"]["generators"] == ["Sobol", "Sobol", "BoTorch", "BoTorch"]
+    assert single["ax"]["generators"] == ["Sobol", "Sobol", "BoTorch"]
     multi = {x["algo"]: x for x in r["multi"]}
     assert set(multi) == {"ax", "random"} and multi["ax"]["reference_point"] == multi["random"]["reference_point"]
     assert all(x["hypervolume"] == x["hypervolume_by_trial"][-1] > 0 and x["front"] for x in multi.values())
-    assert {x["algo"] for x in r["asha"]} == {"ax+asha", "random+asha"}
-    # the epoch budget (4 trials x 2 epochs), checked when a trial ends in full: ASHA-stopped trials
-    # before that end add their epoch each, so the sweep stops at or a little past it
-    assert all(x["epochs"] >= 8 and x["trials"] < 16 for x in r["asha"])
+    assert r["asha"] == []
     half = r["goals"]["reach_within_half"]["per_seed"][0]
     assert half["random_final"] == single["random"]["curve"][-1]
     assert r["acquisition"]["replays"] and r["acquisition"]["median_wall_s"]["full"] > 0
-    for name in ("bench.md", "bench_single.png", "bench_multi.png", "bench_proposal_time.png", "bench_asha.png"):
+    for name in ("bench.md", "bench_single.png", "bench_multi.png", "bench_proposal_time.png"):
         assert (tmp_path / "out" / name).stat().st_size > 100, name
-    assert bench.main(argv[:-1] + ["--report"]) == 0  # from the finished sweeps alone
+    assert bench.main(argv[: argv.index("--resume")] + ["--report"]) == 0  # from the finished sweeps alone
     again = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert [x["curve"] for x in again["single"]] == [x["curve"] for x in r["single"]]
 
