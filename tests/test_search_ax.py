@@ -298,7 +298,8 @@ def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir)
     single = {x["algo"]: x for x in r["single"]}
     assert set(single) == {"ax", "random"} and all(len(x["curve"]) == 3 for x in single.values())
     assert all(a >= b for x in single.values() for a, b in zip(x["curve"], x["curve"][1:]))  # best so far
-    assert single["ax"]["generators"] == ["Sobol", "Sobol", "BoTorch"]
+    failed = sum(v for k, v in single["ax"]["statuses"].items() if k in ("diverged", "error"))  # lr up to 0.1
+    assert single["ax"]["generators"] == (["Sobol"] * (2 + failed) + ["BoTorch"] * 3)[:3]
     multi = {x["algo"]: x for x in r["multi"]}
     assert set(multi) == {"ax", "random"} and multi["ax"]["reference_point"] == multi["random"]["reference_point"]
     assert all(x["hypervolume"] == x["hypervolume_by_trial"][-1] > 0 and x["front"] for x in multi.values())
