@@ -341,9 +341,19 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
     if "ax" in algo:
         import cloudpickle
 
-        assert all(r["generator"] in ("Sobol", "BoTorch") and r["proposal_s"] for r in rows)
+        from search.report import proposals
+
+        # Tune snapshots its trials and the searcher one after the other: a kill between the two
+        # can leave one proposal unrecorded (its trial then lacks a generator) or one Ax trial
+        # that Tune never started (RUNNING in Ax, a pending point); at most one, never a trial
+        # that Tune finished but Ax did not see completed
+        by_id = proposals(exp)
+        assert sum(r["trial_id"] not in by_id for r in rows) <= 1
         ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"))[-1].read_bytes())["_ax"]
-        assert [t.status.name for t in ax.experiment.trials.values()] == ["COMPLETED"] * 4
+        for r in rows:
+            if r["trial_id"] in by_id:
+                assert ax.experiment.trials[by_id[r["trial_id"]]["ax_trial"]].status.name == "COMPLETED"
+        assert sum(t.status.name != "COMPLETED" for t in ax.experiment.trials.values()) <= 1
         assert (exp / "pareto.csv").is_file()
 
 
