@@ -70,6 +70,26 @@ class _Dies(Exception):
     pass
 
 
+class FailingFile:
+    """A file whose ``write`` first asks ``before_write(file, data)``, which may fail it."""
+
+    def __init__(self, f, before_write):
+        self.f, self.before_write = f, before_write
+
+    def write(self, data):
+        self.before_write(self.f, data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.f.__exit__(*exc)
+
+
 @pytest.mark.parametrize("where", ["open", "write-start", "write-middle", "fsync", "replace"])
 def test_a_save_killed_at_any_point_leaves_the_previous_checkpoint(other_fs, monkeypatch, where):
     from ae_lightning.checkpoint_io import AtomicCheckpointIO
@@ -82,31 +102,17 @@ def test_a_save_killed_at_any_point_leaves_the_previous_checkpoint(other_fs, mon
     writes = {"n": 0}
     real_fdopen, real_fsync, real_replace = os.fdopen, os.fsync, os.replace
 
-    class Breaking:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            writes["n"] += 1
-            if where == "write-start" or (where == "write-middle" and writes["n"] > 3):
-                self.f.write(bytes(data)[: len(data) // 2])
-                raise _Dies()
-            return self.f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.f.__exit__(*exc)
+    def breaking(f, data):
+        writes["n"] += 1
+        if where == "write-start" or (where == "write-middle" and writes["n"] > 3):
+            f.write(bytes(data)[: len(data) // 2])
+            raise _Dies()
 
     def fdopen(fd, *a, **k):
         if where == "open":
             os.close(fd)
             raise _Dies()
-        return Breaking(real_fdopen(fd, *a, **k))
+        return FailingFile(real_fdopen(fd, *a, **k), breaking)
 
     monkeypatch.setattr(os, "fdopen", fdopen)
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(_Dies()) if where == "fsync" else real_fsync(fd))
@@ -138,31 +144,19 @@ def test_disk_full_or_permission_denied_while_training_is_one_line_naming_the_pa
     saves = {"n": 0}
     real_fdopen = os.fdopen
 
-    class Full:
-        def __init__(self, f):
-            self.f, self.written = f, 0
+    written = {"n": 0}
 
-        def write(self, data):
-            self.written += len(data)
-            if self.written > 4096:
-                raise OSError(err, os.strerror(err))
-            return self.f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.f.__exit__(*exc)
+    def full(f, data):
+        written["n"] += len(data)
+        if written["n"] > 4096:
+            raise OSError(err, os.strerror(err))
 
     def fdopen(fd, *a, **k):
         f = real_fdopen(fd, *a, **k)
         if ".ckpt." in os.readlink(f"/proc/self/fd/{fd}"):
             saves["n"] += 1
             if saves["n"] >= fail_at:  # 3: epoch 0 saved its best and last checkpoints; epoch 1 fails
-                return Full(f)
+                return FailingFile(f, full)
         return f
 
     monkeypatch.setattr(os, "fdopen", fdopen)
