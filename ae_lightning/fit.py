@@ -256,8 +256,14 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
 
     # resumed: what the interrupted try logged after its checkpoint is superseded (TensorBoard
-    # drops earlier events from the purge step on), so every step shows once
-    purge = {"purge_step": resume_step + 1} if resume_step is not None else {}
+    # drops earlier events from the purge step on), so every step shows once; started over in a
+    # used folder (a trial retried or resumed before its first checkpoint reached Tune): all of it
+    if resume_step is not None:
+        purge = {"purge_step": resume_step + 1}
+    elif not created and any(run_dir.glob("events.out.tfevents.*")):
+        purge = {"purge_step": 0}
+    else:
+        purge = {}
     logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
     # no version counter: an epoch trained again after a kill -9 replaces its best file (atomically)
     best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", enable_version_counter=False,

@@ -14,6 +14,8 @@ import errno
 import fcntl
 import functools
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -32,10 +34,13 @@ def holder(lock_file: str | Path) -> str:
         return ""
 
 
-def hold(run_dir: str | Path, lock_file: str | Path | None = None, doing: str = "training") -> None:
+def hold(run_dir: str | Path, lock_file: str | Path | None = None, doing: str = "training",
+         wait_s: float = 0.0) -> None:
     """Lock ``run_dir`` for this process; UserError naming the PID of a live process that holds it.
     ``lock_file``: the lock's own path where it cannot live inside the folder (a sweep's, whose
-    folder Tune syncs over); ``doing``: what the holder does, for the message."""
+    folder Tune syncs over); ``doing``: what the holder does, for the message; ``wait_s``: how long
+    to wait for the holder to end first (a resumed sweep's trial waits for a worker of the killed
+    driver, which ends on its own once it sees its raylet gone)."""
     run_dir = Path(run_dir).resolve()
     if run_dir in _held:
         return
@@ -44,15 +49,26 @@ def hold(run_dir: str | Path, lock_file: str | Path | None = None, doing: str = 
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise UserError(f"cannot lock the run folder {run_dir}: {e.strerror or e}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise UserError(f"cannot lock the run folder {run_dir}: {e.strerror or e}") from None
             pid = holder(path)
-            raise UserError(f"{run_dir} is in use: process {pid or '(unknown PID)'} is {doing} in it; "
-                            f"wait for it to end (or stop it) before --resume") from None
-        raise UserError(f"cannot lock the run folder {run_dir}: {e.strerror or e}") from None
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise UserError(f"{run_dir} is in use: process {pid or '(unknown PID)'} is {doing} in it; "
+                                f"wait for it to end (or stop it) before --resume") from None
+            if not told:
+                print(f"waiting up to {wait_s:.0f} s for process {pid or '(unknown PID)'} to let go of {run_dir}",
+                      file=sys.stderr, flush=True)
+                told = True
+            time.sleep(0.2)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[run_dir] = fd

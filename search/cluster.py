@@ -169,16 +169,20 @@ import os, signal, sys, time
 driver, session = int(sys.argv[1]), sys.argv[2].encode()
 
 def members():
-    out = []
+    # the session's processes by command line, and their children: a worker renames itself
+    # (ray::ImplicitFunc.train) and, in a process group of its own, outlives a killed raylet by seconds
+    out, parent = set(), {}
     for pid in os.listdir("/proc"):
         if pid.isdigit() and int(pid) != os.getpid():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if session in f.read():
-                        out.append(int(pid))
-            except OSError:
+                        out.add(int(pid))
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    parent[int(pid)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 pass
-    return out
+    return out | {pid for pid, ppid in parent.items() if ppid in out}
 
 tick = 0
 while True:
@@ -214,3 +218,48 @@ def reap_with_driver() -> None:
     session = Path(ray._private.worker._global_node.get_session_dir_path()).name  # Ray's private API
     subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), session], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+# Tune's experiment snapshot, one set of files per driver session (``<prefix><session><suffix>``).
+# With a local storage path Tune copies its staged snapshot over these files without a rename, so a
+# kill mid-copy can leave the newest session's files cut short (Tune's restore then fails with a
+# traceback). Each is read as Tune reads it: the trials' state as JSON; the searchers' states
+# (basic-variant-state-*.json and search_gen_state-*.json included) with cloudpickle.
+_SNAPSHOT_FILES = (("experiment_state-", ".json"), ("basic-variant-state-", ".json"),
+                   ("search_gen_state-", ".json"), ("searcher-state-", ".pkl"))
+
+
+def set_aside_damaged_snapshot(exp_dir: Path) -> str | None:
+    """Before a resume: when a file of the newest session's snapshot cannot be read, rename that
+    session's files to ``damaged-*`` (kept, not deleted) so that Tune resumes from the session
+    before it, and say so; UserError when no intact snapshot is left or ``tuner.pkl`` is cut short."""
+    import json
+
+    import ray.cloudpickle as cloudpickle
+
+    def readable(path: Path) -> bool:
+        try:
+            data = path.read_bytes()
+            json.loads(data) if path.name.startswith("experiment_state-") else cloudpickle.loads(data)
+            return True
+        except Exception:  # noqa: BLE001 -- any failure to read is a damaged file
+            return False
+
+    if (exp_dir / "tuner.pkl").is_file() and not readable(exp_dir / "tuner.pkl"):
+        raise UserError(f"--resume: {exp_dir / 'tuner.pkl'} is damaged (a kill while Tune saved it); "
+                        "the finished trials' folders are intact, but the sweep cannot be resumed: start a new one")
+    sessions = sorted({p.name[len(pre):-len(suf)] for pre, suf in _SNAPSHOT_FILES for p in exp_dir.glob(f"{pre}*{suf}")})
+    if not sessions:
+        return None  # no snapshot at all: Tuner.can_restore has refused the resume already
+    note = None
+    while sessions:
+        newest = sessions.pop()
+        files = [exp_dir / f"{pre}{newest}{suf}" for pre, suf in _SNAPSHOT_FILES if (exp_dir / f"{pre}{newest}{suf}").is_file()]
+        if all(readable(p) for p in files):
+            return note
+        for p in files:
+            p.rename(p.with_name(f"damaged-{p.name}"))
+        note = (f"the snapshot of the sweep's session {newest} was damaged (a kill while Tune saved it), set aside "
+                f"as damaged-*; resuming from the session before it")
+    raise UserError(f"--resume: {exp_dir} holds no intact Tune snapshot (a kill while Tune saved it); "
+                    "the finished trials' folders are intact, but the sweep cannot be resumed: start a new one")

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 from lightning.pytorch.callbacks import Checkpoint
 
-from ae_lightning import files
+from ae_lightning import files, runlock
 from ae_lightning.callbacks import DivergedError
 
 METRIC = "best_val_loss"
@@ -161,6 +161,12 @@ def _trial_folder() -> Path:
     return Path(ctx.get_trial_dir())
 
 
+# a trial of a resumed sweep waits this long for a worker of the killed driver to end (it holds the
+# trial folder's lock until it sees its raylet gone: about 2 s on a 2-core machine)
+LEFTOVER_WORKER_WAIT_S = 120.0
+
+
+@runlock.scoped
 def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, gpus: float = 0) -> None:
     """The Tune function trainable. ``config`` holds the searchers' values, nested by section;
     ``space`` (a ``search.space.Space``) turns them into config values."""
@@ -173,6 +179,9 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
     torch.set_num_threads(max(1, int(cpus)))
     trial_dir = _trial_folder()
     trial_dir.mkdir(parents=True, exist_ok=True)
+    # before its state and checkpoint are read: a leftover worker may still write them (the
+    # sweep's own lock rules out a live driver, so the only other holder is one that is ending)
+    runlock.hold(trial_dir, doing="training this trial (a worker of an ended sweep)", wait_s=LEFTOVER_WORKER_WAIT_S)
     marker = trial_dir / DIVERGED
     if marker.is_file():  # a FailureConfig retry of a diverged trial: same reason, no retraining
         raise DivergedError(marker.read_text().strip())

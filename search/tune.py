@@ -172,6 +172,10 @@ def run(args) -> int:
     # lock lives beside the folder, since Tune syncs its staged copy of the folder over it
     exp_dir.mkdir(parents=True, exist_ok=True)
     runlock.hold(exp_dir, storage / f".{exp_dir.name}.lock", doing="running the sweep")
+    if args.resume:
+        note = cluster.set_aside_damaged_snapshot(exp_dir)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # fit writes TensorBoard; no 2nd HParams
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -39,3 +39,14 @@ def test_resume_supersedes_the_interrupted_try_in_tensorboard(cfg_for, tmp_path)
     fit(cfg, run_dir=run, ckpt_path=kept, verbose=False)
     steps = val_steps(run)
     assert steps == sorted(set(steps)) and len(steps) == 3, steps  # each epoch once, not 5 points
+
+
+def test_a_try_started_over_in_a_used_folder_supersedes_all_it_logged(cfg_for, tmp_path):
+    """A trial retried (or resumed) before its first checkpoint reached Tune trains from scratch
+    in its folder: TensorBoard shows the new try's epochs once, not the old try's beside them."""
+    cfg = cfg_for("linear", **{"trainer.max_epochs": 2})
+    run = tmp_path / "run"
+    fit(cfg, run_dir=run, verbose=False)
+    fit(cfg, run_dir=run, verbose=False)
+    steps = val_steps(run)
+    assert steps == sorted(set(steps)) and len(steps) == 2, steps

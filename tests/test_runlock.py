@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,3 +71,32 @@ def test_the_lock_is_released_when_the_command_ends(tmp_path):
         holder.wait()
     runlock.hold(tmp_path)  # free again
     runlock.release(tmp_path)
+
+
+def test_hold_waits_for_a_holder_that_ends_and_refuses_one_that_outlasts_the_wait(tmp_path, capsys):
+    """A resumed sweep's trial waits (``wait_s``) for a worker of the killed driver to let go of
+    its folder; a holder that outlasts the wait is refused as without one."""
+    import pytest
+
+    from ae_lightning import runlock
+
+    code = ("import sys; sys.path.insert(0, %r); from ae_lightning import runlock; "
+            "runlock.hold(%r); print('held', flush=True); sys.stdin.readline()") % (str(ROOT), str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        with pytest.raises(runlock.UserError, match=f"process {holder.pid} is training"):
+            runlock.hold(tmp_path, wait_s=0.6)
+        assert time.monotonic() - t0 >= 0.6  # it did wait
+        assert f"waiting up to 1 s for process {holder.pid}" in capsys.readouterr().err
+        # the holder ends 0.5 s into a 30 s wait: the lock is taken then, not at the deadline
+        threading.Timer(0.5, lambda: (holder.stdin.write("\n"), holder.stdin.flush())).start()
+        t0 = time.monotonic()
+        runlock.hold(tmp_path, wait_s=30)
+        assert time.monotonic() - t0 < 20
+        assert runlock.holder(tmp_path / runlock.LOCK_NAME) == str(os.getpid())
+    finally:
+        holder.kill()
+        holder.wait()
+        runlock.release(tmp_path)

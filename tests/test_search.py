@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ae_lightning import runlock
 from ae_lightning.config import ROOT, UserError, load
 
 # a space where the first trial (the `points:` entry, lr 1e6 with SGD on the linear variant)
@@ -298,9 +299,12 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
     space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}, "
                             "model.latent_dim: {type: int, low: 2, high: 8}}")
     cmd = [sys.executable, "-m", "search.tune", *sweep_args(data_dir, storage, "killed", space, *algo,
-                                                              "--num-samples", "4", "--max-epochs", "3")]
+                                                              "--num-samples", "4", "--max-epochs", "5",
+                                                              "--set", "data.batch_size=20")]  # ~1 s epochs
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+    # Tune snapshots its state every 2 s (not every 10 s or more), and the kill comes just after a
+    # snapshot that has a trial training: the resumed sweep trains it on in the same folder
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, "TUNE_GLOBAL_CHECKPOINT_S": "2"}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     exp = storage / "killed"
     try:
@@ -311,7 +315,22 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         finished = {p.parent.name: p.stat().st_mtime_ns for p in exp.glob("trial_*/metrics.json")}
         events = {name: sorted(e.name for e in (exp / name).glob("events.out.tfevents.*")) for name in finished}
         assert finished, "no trial finished in time"
-        time.sleep(1.0)  # let Tune snapshot the experiment state with that trial terminated
+
+        def training() -> list[str]:  # the folders of trials that train now
+            return [str(t.parent) for t in exp.glob(f"trial_*/{runlock.LOCK_NAME}") if t.parent.name not in finished]
+
+        while time.time() < deadline and not training():  # the kill hits a trial mid-training
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.05)
+        started = time.time()
+
+        def snapshot_s() -> float:  # when Tune last wrote its snapshot (a kill mid-copy cuts it short)
+            return max((p.stat().st_mtime for p in exp.glob("experiment_state-*.json")), default=0.0)
+
+        while time.time() < deadline and snapshot_s() <= started:
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.02)
+        time.sleep(0.1)  # that copy is done; the next one is 2 s away
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
@@ -320,12 +339,24 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         except ProcessLookupError:
             pass
     assert not (exp / "results.csv").exists()
+    # a worker of the killed driver trains on for a few seconds, its trial folder locked (its own
+    # process group; it ends once it sees its raylet gone): a stand-in holds the unfinished trials'
+    # folders for 20 s (longer than the resumed driver takes to start its first trial), and the resumed trials wait for it instead of failing
+    unfinished = [d for d in training() if not (Path(d) / "metrics.json").is_file()]
+    code = ("import sys, time; sys.path.insert(0, %r); from ae_lightning import runlock\n"
+            "for d in sys.argv[1:]: runlock.hold(d, wait_s=30)\n"
+            "print('held', flush=True); time.sleep(20)") % str(ROOT)
+    leftover = subprocess.Popen([sys.executable, "-c", code, *unfinished], stdout=subprocess.PIPE, text=True)
+    assert leftover.stdout.readline().strip() == "held"
+    assert unfinished, "no trial was training at the kill"
     done = subprocess.run([sys.executable, "-m", "search.tune", "--storage", str(storage), "--name", "killed",
                            "--resume", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    leftover.wait()
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not [d for d in unfinished if list(Path(d).glob("error.*"))]  # waited: no failure, no retry
     rows = read_rows(exp / "results.csv")
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}, rows
-    assert all(int(r["epochs"]) == 3 for r in rows)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}, [(r["status"], r["reason"]) for r in rows]
+    assert all(int(r["epochs"]) == 5 for r in rows)
     for name, mtime in finished.items():  # finished before the kill: kept, not trained or tested again
         assert (exp / name / "metrics.json").stat().st_mtime_ns == mtime
         assert sorted(e.name for e in (exp / name).glob("events.out.tfevents.*")) == events[name]
@@ -337,7 +368,7 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         acc = EventAccumulator(r["trial_dir"], purge_orphaned_data=True)
         acc.Reload()
         steps = [e.step for e in acc.Scalars("val/loss")]
-        assert len(steps) == 3 and steps == sorted(set(steps)), (r["trial_id"], steps)
+        assert len(steps) == 5 and steps == sorted(set(steps)), (r["trial_id"], steps)
     if "ax" in algo:
         import cloudpickle
 
@@ -475,7 +506,9 @@ def test_each_report_carries_the_checkpoint_of_its_own_epoch(monkeypatch, cfg_fo
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+    """Each file's mtime and size; the run lock aside (each try takes it, writing its PID)."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")
+            if p.is_file() and p.name != runlock.LOCK_NAME}
 
 
 def test_a_finished_trial_is_taken_exactly_as_it_is(monkeypatch, tmp_path, data_dir):
@@ -602,3 +635,37 @@ def test_a_live_sweep_refuses_a_second_driver_and_its_ray_ends_with_it(tmp_path,
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_snapshot_cut_short_by_a_kill_is_set_aside_and_the_session_before_it_resumes(tmp_path):
+    """Tune copies its snapshot over the experiment's files without a rename: a kill mid-copy cuts
+    the newest session's files short. Resume sets that session aside (renamed, not deleted) and
+    goes on from the one before; with no intact session left, or tuner.pkl cut short, one line."""
+    import ray.cloudpickle as cloudpickle
+
+    from search.cluster import set_aside_damaged_snapshot
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "tuner.pkl").write_bytes(cloudpickle.dumps({"tuner": 1}))
+    old, new = "2026-12-01_10-00-00", "2026-12-02_10-00-00"
+    for session in (old, new):
+        (exp / f"experiment_state-{session}.json").write_text(json.dumps({"trials": [1, 2]}))
+        (exp / f"basic-variant-state-{session}.json").write_bytes(cloudpickle.dumps({"n": 2}))
+        (exp / f"search_gen_state-{session}.json").write_bytes(cloudpickle.dumps({"g": 2}))
+        (exp / f"searcher-state-{session}.pkl").write_bytes(cloudpickle.dumps({"ax": 2}))
+    assert set_aside_damaged_snapshot(exp) is None  # intact: nothing moved
+    state = exp / f"basic-variant-state-{new}.json"
+    state.write_bytes(state.read_bytes()[:7])  # cut short
+    note = set_aside_damaged_snapshot(exp)
+    assert note and new in note and "resuming from the session before it" in note
+    assert sorted(p.name for p in exp.glob("damaged-*")) == sorted(
+        f"damaged-{pre}{new}{suf}" for pre, suf in (("experiment_state-", ".json"), ("basic-variant-state-", ".json"),
+                                                    ("search_gen_state-", ".json"), ("searcher-state-", ".pkl")))
+    assert (exp / f"experiment_state-{old}.json").is_file() and not (exp / f"experiment_state-{new}.json").exists()
+    (exp / f"experiment_state-{old}.json").write_text('{"trials": [1,')
+    with pytest.raises(UserError, match="holds no intact Tune snapshot"):
+        set_aside_damaged_snapshot(exp)
+    (exp / "tuner.pkl").write_bytes(b"\x80")
+    with pytest.raises(UserError, match="tuner.pkl is damaged"):
+        set_aside_damaged_snapshot(exp)
