@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import inspect
 import math
@@ -28,7 +29,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Annotated, Callable, Literal, Union
+from typing import Any, Annotated, Callable, Iterable, Literal, Union
 
 import yaml
 
@@ -217,9 +218,41 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in args)
     if origin is list:
         return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is dict:
+        return f"a mapping of {_describe(args[0])} to {_describe(args[1])}" if args else "a mapping"
+    if hint is dict:
+        return "a mapping"
     if hint is type(None):
         return "null"
     return getattr(hint, "__name__", str(hint))
+
+
+def nearest(key: str, valid: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest valid key, or ''."""
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(where: str, given: dict, cls: type, what: str = "key", context: str = "",
+               also: Iterable[str] = (), prefix: str = "") -> dict[str, Any]:
+    """``given`` checked against the typed keywords of ``cls`` (:func:`schema_of`): an unknown key
+    names the nearest valid one, a wrong type or range names the key; returns the coerced values
+    of the given keys. ``where``: the dotted path of ``given``; ``prefix``: what the message starts
+    with (e.g. ``"preset keras: "``); ``also``: other valid keys, checked by the caller (left out of
+    the result). The one schema check of config sections, study parameters and settings."""
+    if not isinstance(given, dict):
+        raise UserError(f"{prefix}{where} must be a mapping, got {given!r}")
+    schema = schema_of(cls)
+    valid = sorted({*schema, *also})
+    out = {}
+    for key, value in given.items():
+        if key in also:
+            continue
+        if key not in schema:
+            raise UserError(f"{prefix}unknown {what} {where}.{key}{context}{nearest(str(key), valid)}; "
+                            f"valid keys: {', '.join(valid)}")
+        out[key] = coerce(f"{prefix}{where}.{key}", value, schema[key][0])
+    return out
 
 
 def coerce(key: str, value: Any, hint: Any) -> Any:
@@ -272,6 +305,14 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
         return isinstance(value, str), value
     if hint is dict:
         return isinstance(value, dict), value
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, value
+        kt, vt = args if args else (Any, Any)
+        outs = [(_coerce(k, kt), _coerce(v, vt)) for k, v in value.items()]
+        if not all(ok_k and ok_v for (ok_k, _), (ok_v, _) in outs):
+            return False, value
+        return True, {k: v for (_, k), (_, v) in outs}
     return isinstance(value, hint) if isinstance(hint, type) else True, value
 
 
@@ -347,14 +388,8 @@ def validate(cfg: dict) -> dict:
         given = cfg.get(section) or {}
         if not isinstance(given, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {given!r}")
-        schema = schema_of(cls)
-        resolved = {}
-        for key, value in given.items():
-            if key not in schema:
-                raise UserError(f"unknown config key {section}.{key} for variant {out['variant']!r}; "
-                                f"valid keys: {', '.join(sorted(schema))}")
-            resolved[key] = coerce(f"{section}.{key}", value, schema[key][0])
-        out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema.items()}
+        resolved = check_keys(section, given, cls, what="config key", context=f" for variant {out['variant']!r}")
+        out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema_of(cls).items()}
     # cross-field checks live with the class that owns them (one file per variant)
     for section, cls in (("data", MNISTDataModule), ("model", module_cls), ("trainer", TrainerConfig)):
         check = getattr(cls, "check_config", None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,17 @@ from ae_lightning.config import UserError
 
 ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "reference_epochs", "our_epochs",
             "matched", "command"}
+
+
+PINNED = Path(__file__).parent / "data" / "smoke_fidelity"  # each preset's smoke figures, id -> ours
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _run(argv, capsys):
@@ -50,6 +62,11 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         assert list((d / e / "tensorboard").glob("events.out.tfevents.*")), e
     rows = json.loads((d / "fidelity.json").read_text())
     assert rows and all(set(r) >= ROW_KEYS for r in rows)
+    # the same figures as before the structure's rework (issue 18), at the same seed, to 1e-6 relative
+    pinned = json.loads((PINNED / f"{name}.json").read_text())
+    assert {r["id"] for r in rows} == set(pinned)
+    for r in rows:
+        assert _same(r["ours"], pinned[r["id"]]), (r["id"], r["ours"], pinned[r["id"]])
     assert all(r["goal"] in ("lower", "higher", "order", "within") and isinstance(r["matched"], bool) for r in rows)
     assert all(r["ours"] is not None for r in rows), [r["id"] for r in rows if r["ours"] is None]
     assert all(r["command"].startswith(f"python -m ae_lightning.studies reproduce {name}") for r in rows)
@@ -120,7 +137,16 @@ def test_resume_reads_back_an_entry_with_number_keys(data_dir, tmp_path, capsys)
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "nope"], "unknown preset 'nope'"),
     (["reproduce", "fcae", "--set", "nope.x=1"], "--set nope.x: the preset has no nope"),
-    (["reproduce", "fcae", "--set", "studies.compression.nope=1"], "the preset has no studies.compression.nope"),
+    (["reproduce", "fcae", "--set", "studies.compression.nope=1"],
+     "preset fcae: unknown key studies.compression.nope of study compression"),
+    (["reproduce", "keras", "--set", "studies.sweep_fashion.falls_slak=0.5"],
+     "unknown key studies.sweep_fashion.falls_slak of study compression (did you mean 'falls_slack'?)"),
+    (["reproduce", "keras", "--set", "studies.sweep_fashion.falls_slack=-1"],
+     "studies.sweep_fashion.falls_slack: expected float >= 0, got -1"),
+    (["reproduce", "keras", "--set", "studies.sweep_fashion.latents=[4,0]"], "studies.sweep_fashion.latents: expected"),
+    (["reproduce", "neighbours", "--set", "studies.neighbours.neighbour_set=tran"],
+     "studies.neighbours.neighbour_set: expected one of test, train, got 'tran'"),
+    (["reproduce", "nope.x"], "unknown preset 'nope.x'"),
     (["reproduce", "fcae", "--set", "config.model.lr"], "expected PATH=VALUE"),
     (["reproduce", "fcae", "--accelerator", "tpu"], "--accelerator 'tpu'"),
     (["reproduce", "fcae", "--set", "config.model.nope=1"], "unknown config key model.nope"),
@@ -230,3 +256,51 @@ def test_preset_errors_name_the_preset(monkeypatch, tmp_path):
                                        "fidelity: [{id: x, goal: lower, reference: 1, ours: b.y}]\n")
     with pytest.raises(UserError, match="must start with a studies entry"):
         reproduce.load_preset("bad", [])
+
+
+def test_study_parameters_are_typed_and_checked_in_the_preset_file_and_its_smoke_part(monkeypatch, tmp_path):
+    """A misspelled study parameter (``modles:``) once ran the study's defaults with exit 0; now the
+    preset file is refused in one line naming the key and the nearest valid one, and a smoke part
+    is checked on its own, so it can neither hide nor carry a bad key."""
+    from ae_lightning.studies import reproduce
+
+    monkeypatch.setattr(reproduce, "PRESET_DIR", tmp_path)
+    head = "title: t\ndataset: mnist\nfidelity: [{id: x, goal: lower, reference: 1, ours: c.y}]\n"
+    cases = [
+        ("studies: {c: {study: curves, modles: {a: {variant: shallow}}}}",
+         "preset bad: unknown key studies.c.modles of study curves (did you mean 'models'?)"),
+        ("studies: {c: {study: compression, latents: [4, 8], epoch: 2}}",
+         "unknown key studies.c.epoch of study compression (did you mean 'epochs'?)"),
+        ("studies: {c: {study: compression, latents: eight}}", "studies.c.latents: expected a list of int > 0"),
+        ("studies: {c: {study: compression}}\nsmoke: {studies: {c: {latnets: [2]}}}",
+         "unknown key smoke.studies.c.latnets of study compression (did you mean 'latents'?)"),
+        ("studies: {c: {study: compression}}\nsmoke: {studies: {d: {latents: [2]}}}", "smoke.studies.d: no such entry"),
+        ("studies: {c: {study: compression}}\nsmoke: {epoch: 1}", "unknown key smoke.epoch (did you mean 'epochs'?)"),
+        ("studies: {c: {study: compression}}\nfindngs: {}", "unknown key findngs (did you mean 'findings'?)"),
+        ("studies: {c: {study: weights, latents: [2]}}", "unknown key studies.c.latents of study weights"),
+    ]
+    for body, message in cases:
+        (tmp_path / "bad.yaml").write_text(head + body + "\n")
+        with pytest.raises(UserError) as e:
+            reproduce.load_preset("bad", [])
+        assert message in str(e.value) and "\n" not in str(e.value), (body, str(e.value))
+    # a valid key the file leaves out can be set (the schema judges it), and it arrives typed
+    (tmp_path / "ok.yaml").write_text(head + "studies: {c: {study: compression, latents: [4, 8]}}\n")
+    preset = reproduce.load_preset("ok", ["studies.c.falls_slack=1"])
+    params = reproduce.entry_params("preset ok", "c", preset["studies"]["c"])
+    assert params.falls_slack == 1.0 and isinstance(params.falls_slack, float) and params.latents == [4, 8]
+    assert params.family == "preset"  # the default of the study's Params
+
+
+def test_every_study_declares_frozen_typed_params_and_every_shipped_preset_passes_them():
+    import dataclasses
+
+    from ae_lightning.studies import reproduce, studies
+
+    for s in studies():
+        assert dataclasses.is_dataclass(s.params) and s.params.__dataclass_params__.frozen, s.name
+        s.params()  # every parameter has a default: an entry may leave any of them out
+    for name in reproduce.presets():
+        preset = reproduce.load_preset(name, [])
+        for entry, spec in preset["studies"].items():
+            reproduce.entry_params(f"preset {name}", entry, spec)

@@ -6,7 +6,7 @@ variant's slope (0.5 for ``fc``).
 from __future__ import annotations
 
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, one_variable
+from ae_lightning.studies.common import Context, OneVariableParams, one_variable
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs
 REFERENCE = {"leaky_relu": 0.1139, "sigmoid": 0.1197, "relu": 0.1221}
@@ -22,4 +22,4 @@ def run(ctx: Context) -> None:
                  REFERENCE)
 
 
-register("activations", "Activations", order=3, dataset="fashion_mnist", variant="fc")(run)
+register("activations", "Activations", order=3, dataset="fashion_mnist", variant="fc", params=OneVariableParams)(run)

@@ -11,6 +11,8 @@ units (which first-layer units to draw)}``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ae_lightning.studies import register
@@ -29,9 +31,17 @@ N_SHOWN = 15
 N_UNITS = 12
 
 
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a curves entry."""
+
+    # label -> {variant, epochs, config, units, reference} (None: the study's own two models)
+    models: dict[str, dict] | None = None
+
+
 def run(ctx: Context) -> None:
     """Epoch-by-epoch training loss, reconstructions and first-layer weights of each model."""
-    models = ctx.params.get("models", DEFAULT_MODELS)
+    models = ctx.params.models if ctx.params.models is not None else DEFAULT_MODELS
     rep = ctx.report
     results: dict[str, dict] = {}
     curves, rows = {}, []
@@ -86,4 +96,4 @@ def run(ctx: Context) -> None:
 
 
 register("curves", "Training curves, reconstructions and weights", order=11, dataset="fashion_mnist",
-         variant=None)(run)
+         variant=None, params=Params)(run)

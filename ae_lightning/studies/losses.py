@@ -6,7 +6,7 @@ objective (per element, ``ae_lightning.metrics``) and is not comparable across r
 from __future__ import annotations
 
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, one_variable
+from ae_lightning.studies.common import Context, OneVariableParams, one_variable
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs (BCE was "far worse", no figure given)
 REFERENCE = {"mse": 0.1139, "kl": 0.2433}
@@ -21,4 +21,4 @@ def run(ctx: Context) -> None:
     one_variable(ctx, "loss", [(name, {"model__loss": name}) for name in LOSSES], REFERENCE)
 
 
-register("losses", "Losses", order=4, dataset="fashion_mnist", variant="fc")(run)
+register("losses", "Losses", order=4, dataset="fashion_mnist", variant="fc", params=OneVariableParams)(run)

@@ -44,12 +44,16 @@ from typing import Any
 
 from ae_lightning import files
 from ae_lightning.config import CONFIG_DIR, SECTIONS, UserError, load_yaml, parse_value
+from ae_lightning.config import nearest as config_nearest
 from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
                                            rows_table, training, write_fidelity)
 from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
-ENTRY_KEYS = {"study", "dataset", "variant", "epochs", "config"}
+ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config")  # an entry's keys beside its study's Params
+PRESET_KEYS = ("title", "dataset", "studies", "fidelity", "config", "description", "epochs", "findings", "readings",
+               "reference_epochs", "setting", "smoke", "source", "variant", "seeds")
+SMOKE_KEYS = ("epochs", "subset", "test_subset", "studies")
 ROW_KEYS = {"id", "figure", "reference", "goal", "ours", "setting", "tolerance", "reference_epochs", "our_epochs"}
 SMOKE = {"subset": 512, "test_subset": 256, "epochs": 1}
 
@@ -93,7 +97,8 @@ def load_preset(name: str, sets: list[str]) -> dict:
 
 
 def apply_set(preset: dict, item: str) -> None:
-    """``--set a.b.c=value``: the leaf must exist, except inside a ``config`` section (data, model, trainer)."""
+    """``--set a.b.c=value``: the leaf must exist, except inside a ``config`` section (data, model, trainer)
+    and for a study parameter (``studies.ENTRY.KEY``), which the study's ``Params`` then checks."""
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected PATH=VALUE, e.g. config.model.lr=0.01")
     path, text = item.split("=", 1)
@@ -108,7 +113,8 @@ def apply_set(preset: dict, item: str) -> None:
         node = node[key]
     leaf = keys[-1]
     in_config = len(keys) >= 2 and keys[-2] in SECTIONS
-    if not isinstance(node, dict) or (leaf not in node and not in_config):
+    study_param = len(keys) == 3 and keys[0] == "studies"
+    if not isinstance(node, dict) or (leaf not in node and not in_config and not study_param):
         raise UserError(f"--set {path}: the preset has no {path}")
     node[leaf] = parse_value(text)
 
@@ -120,12 +126,22 @@ def check_preset(name: str, preset: dict) -> None:
     for key in ("title", "dataset", "studies", "fidelity"):
         if key not in preset:
             raise UserError(f"{where}: missing {key!r}")
+    unknown_key(where, "", preset, PRESET_KEYS)
     if not isinstance(preset["studies"], dict) or not preset["studies"]:
         raise UserError(f"{where}: 'studies' must map entry names to study settings")
     for entry, spec in preset["studies"].items():
         if not isinstance(spec, dict) or "study" not in spec:
             raise UserError(f"{where}: studies.{entry} must name its 'study'")
-        get(spec["study"])  # a UserError naming the known studies
+        entry_params(where, entry, spec)
+    smoke = preset.get("smoke") or {}
+    if not isinstance(smoke, dict):
+        raise UserError(f"{where}: smoke must be a mapping, got {smoke!r}")
+    unknown_key(where, "smoke.", smoke, SMOKE_KEYS)
+    for entry, params in (smoke.get("studies") or {}).items():  # checked on their own: they cannot mask a key
+        if entry not in preset["studies"]:
+            raise UserError(f"{where}: smoke.studies.{entry}: no such entry{config_nearest(entry, preset['studies'])} "
+                            f"(entries: {', '.join(preset['studies'])})")
+        get(preset["studies"][entry]["study"]).make_params(params, f"smoke.studies.{entry}", prefix=f"{where}: ")
     if "seeds" in preset:
         check_seeds(preset["seeds"], f"{where}: seeds")
     ids = set()
@@ -145,6 +161,22 @@ def check_preset(name: str, preset: dict) -> None:
         if entry not in preset["studies"]:
             raise UserError(f"{where}: fidelity row {rid}: 'ours' must start with a studies entry, got {row.get('ours')!r}")
     check_findings(where, preset.get("findings"), ids)
+
+
+def unknown_key(where: str, prefix: str, node: dict, valid: tuple[str, ...]) -> None:
+    for key in node:
+        if key not in valid:
+            raise UserError(f"{where}: unknown key {prefix}{key}{config_nearest(str(key), valid)}; "
+                            f"valid keys: {', '.join(sorted(valid))}")
+
+
+def entry_params(where: str, entry: str, spec: dict):
+    """The entry's study parameters (its keys beside ``ENTRY_KEYS``), typed by its study's ``Params``."""
+    from ae_lightning.studies import get
+
+    study = get(spec["study"])  # a UserError naming the known studies
+    return study.make_params({k: v for k, v in spec.items() if k not in ENTRY_KEYS}, f"studies.{entry}",
+                             also=ENTRY_KEYS, prefix=f"{where}: ")
 
 
 def smoke_preset(preset: dict) -> dict:
