@@ -252,7 +252,25 @@ def check_keys(where: str, given: dict, cls: type, what: str = "key", context: s
             raise UserError(f"{prefix}unknown {what} {where}.{key}{context}{nearest(str(key), valid)}; "
                             f"valid keys: {', '.join(valid)}")
         out[key] = coerce(f"{prefix}{where}.{key}", value, schema[key][0])
+        _check_nested(f"{where}.{key}", out[key], schema[key][0], prefix)
     return out
+
+
+def _check_nested(where: str, value: Any, hint: Any, prefix: str) -> None:
+    """The keys of dataclass-typed mappings inside a value (``dict[str, ModelSpec]``, optional or
+    not), each checked by :func:`check_keys` under its own dotted path."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        _check_nested(where, value, args[0], prefix)
+    elif origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and value is not None:
+            _check_nested(where, value, inner[0], prefix)
+    elif origin is dict and args and isinstance(value, dict):
+        for k, v in value.items():
+            _check_nested(f"{where}.{k}", v, args[1], prefix)
+    elif dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        check_keys(where, value, hint, prefix=prefix)
 
 
 def coerce(key: str, value: Any, hint: Any) -> Any:
@@ -304,6 +322,8 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
     if hint is str:
         return isinstance(value, str), value
     if hint is dict:
+        return isinstance(value, dict), value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a spec: its keys, by check_keys
         return isinstance(value, dict), value
     if origin is dict:
         if not isinstance(value, dict):

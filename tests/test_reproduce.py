@@ -278,6 +278,12 @@ def test_study_parameters_are_typed_and_checked_in_the_preset_file_and_its_smoke
         ("studies: {c: {study: compression}}\nsmoke: {epoch: 1}", "unknown key smoke.epoch (did you mean 'epochs'?)"),
         ("studies: {c: {study: compression}}\nfindngs: {}", "unknown key findngs (did you mean 'findings'?)"),
         ("studies: {c: {study: weights, latents: [2]}}", "unknown key studies.c.latents of study weights"),
+        ("studies: {c: {study: curves, models: {a: {varient: shallow}}}}",
+         "unknown key studies.c.models.a.varient (did you mean 'variant'?)"),
+        ("studies: {c: {study: curves, models: {a: {variant: shallow, epochs: 0}}}}",
+         "studies.c.models.a.epochs: expected int > 0"),
+        ("studies: {c: {study: classifier, models: {a: {variant: conv, confg: {}}}}}",
+         "unknown key studies.c.models.a.confg (did you mean 'config'?)"),
     ]
     for body, message in cases:
         (tmp_path / "bad.yaml").write_text(head + body + "\n")

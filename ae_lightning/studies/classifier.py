@@ -12,7 +12,7 @@ import dataclasses
 from ae_lightning import config as config_mod
 from ae_lightning.config import PosInt, UserError
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context
+from ae_lightning.studies.common import Context, ModelSpec
 from ae_lightning.studies.report import bar_plot
 
 ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "randomized", "shallow", "linear"]
@@ -27,7 +27,7 @@ class Params:
     """A preset's parameters of a classifier entry."""
 
     latent: PosInt | None = LATENT  # every autoencoder's code size (None: each model's own)
-    models: dict[str, dict] | None = None  # label -> {variant, config} (None: the variants of this checkout)
+    models: dict[str, ModelSpec] | None = None  # label -> {variant, config} (None: the variants of this checkout)
     heads: dict[str, dict] | None = None  # label -> nested config overrides of the classifier head
     maps: bool = False  # a t-SNE map of each model's test codes
     map_points: PosInt | None = None  # test codes in each map (None: 2,000)

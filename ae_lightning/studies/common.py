@@ -248,6 +248,14 @@ def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model of a study's ``models`` parameter (read as a mapping: ``spec.get("variant")``)."""
+
+    variant: str | None = None  # None: the entry's variant
+    config: dict | None = None  # nested config overrides of this model
+
+
+@dataclasses.dataclass(frozen=True)
 class OneVariableParams:
     """A preset's parameters of an optimizers, activations or losses entry (:func:`one_variable`)."""
 

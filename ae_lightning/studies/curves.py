@@ -16,7 +16,8 @@ import dataclasses
 import torch
 
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, overrides_of
+from ae_lightning.config import NonNegInt, PosInt
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.report import line_plot
 from ae_lightning.studies.weights import linear_layers, unit_images
 from ae_lightning.viz import tile
@@ -32,11 +33,20 @@ N_UNITS = 12
 
 
 @dataclasses.dataclass(frozen=True)
+class CurveModel(ModelSpec):
+    """One model of the curves study: a variant and config, its own epochs, the first-layer units
+    shown and the original's loss by epoch."""
+
+    epochs: PosInt | None = None
+    units: list[NonNegInt] | None = None
+    reference: list[float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Params:
     """A preset's parameters of a curves entry."""
 
-    # label -> {variant, epochs, config, units, reference} (None: the study's own two models)
-    models: dict[str, dict] | None = None
+    models: dict[str, CurveModel] | None = None  # None: the study's own two models
 
 
 def run(ctx: Context) -> None:

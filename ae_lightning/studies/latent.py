@@ -23,7 +23,7 @@ from ae_lightning import config as config_mod
 from ae_lightning.config import PosInt
 from ae_lightning.generate import generate
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context
+from ae_lightning.studies.common import Context, ModelSpec
 from ae_lightning.studies.pixel_classifier import pixel_classifier_config
 from ae_lightning.viz import tile
 
@@ -41,7 +41,7 @@ SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim mi
 class Params:
     """A preset's parameters of a latent entry."""
 
-    models: dict[str, dict] | None = None  # {"ae": {variant, config}, "vae": {...}} (None: the variant's and vae)
+    models: dict[str, ModelSpec] | None = None  # {"ae": {variant, config}, "vae": {...}} (None: the variant's and vae)
     map_points: PosInt = TSNE_POINTS  # test codes in each map
     judge_epochs: PosInt | None = None  # the pixel CNN's epochs (None: its config's)
     reconstructions: list[str] = dataclasses.field(default_factory=list)  # models whose reconstructions are shown

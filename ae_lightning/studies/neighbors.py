@@ -30,7 +30,7 @@ import torch
 
 from ae_lightning.config import PosInt, UserError
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.report import line_plot
 
 KS = (5, 10, 20, 50)
@@ -46,7 +46,7 @@ REFERENCE = {"deep_mse": 0.0278, "linear_mse": 0.0050}  # score@5 at latent 2 (r
 class Params:
     """A preset's parameters of a neighbours entry (the module's docstring says what each does)."""
 
-    models: dict[str, dict] | None = None  # label -> {variant, config} (None: the study's four)
+    models: dict[str, ModelSpec] | None = None  # label -> {variant, config} (None: the study's four)
     neighbour_set: Literal["test", "train"] = "test"
     pixel_k: PosInt | None = None  # neighbours kept per image (None: the largest k)
     ks: list[PosInt] = dataclasses.field(default_factory=lambda: list(KS))
