@@ -49,6 +49,8 @@ SETTING_FLAGS = {
     "--max-failures": ("max_failures", "retries of a crashed trial from its last checkpoint (default 2)"),
     "--cv": ("cv", "K-fold cross-validation inside each trial (K >= 2)"),
     "--seed": ("seed", "training seed and searcher seed (default 0)"),
+    "--retrain-epochs": ("retrain_epochs", "epochs of the full run that best.yaml (and front/) describe: on all the "
+                                           "training data (default: the variant's own max_epochs)"),
     "--epoch-budget": ("epoch_budget", "end the sweep once its trials have trained N epochs in all "
                                        "(--num-samples is then an upper bound): equal compute with and without ASHA"),
 }
@@ -77,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any other config key for every trial, e.g. --set model.beta=2")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
+    p.add_argument("--keep-checkpoints", action="store_true", default=None,
+                   help="a finished trial keeps its last.ckpt and Tune's checkpoint beside its best one "
+                        "(default: the best checkpoint alone, about 1/3 of the disk)")
     return p
 
 
@@ -92,6 +97,8 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     if not args.variant:
         raise UserError("no variant given: use --variant NAME (one of " + ", ".join(variants()) + ")")
     given = {field: getattr(args, field) for field, _ in SETTING_FLAGS.values() if getattr(args, field) is not None}
+    if args.keep_checkpoints:
+        given["keep_checkpoints"] = True
     s = SweepSettings(variant=args.variant, objectives=list(args.objective), **given)
     overrides = {"trainer.max_epochs": s.max_epochs, "seed": s.seed}
     if args.dataset:
@@ -137,7 +144,7 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 @runlock.scoped
 def run(args) -> int:
     from search import cluster, report
-    from search.trainable import METRIC
+    from search.trainable import METRIC, prune_checkpoints
 
     storage = Path(args.storage).resolve()
     if args.resume:
@@ -187,6 +194,10 @@ def run(args) -> int:
     finally:
         ray.shutdown()
 
+    if not s.keep_checkpoints:  # a finished trial keeps its best checkpoint alone
+        for row in report.collect(exp_dir):
+            if row["status"] in ("completed", "stopped", "diverged") and row["trial_dir"]:
+                prune_checkpoints(Path(row["trial_dir"]))
     info = report.write_outputs(exp_dir)
     print(f"results: {exp_dir / 'results.csv'}  figure: {exp_dir / 'search.png'}")
     print(f"tensorboard --logdir {exp_dir}")
