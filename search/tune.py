@@ -88,6 +88,26 @@ def parser() -> argparse.ArgumentParser:
 flag_int = flag_type("num_samples")  # a positive integer, checked as the config checks one
 
 
+def _check_batches_fit(space, base: dict, cv: int) -> None:
+    """A batch size the space (or the base config) can draw that exceeds the training split of
+    ``--subset`` fails every such trial three times with a traceback: refused before Ray starts."""
+    subset = base["data"].get("subset")
+    if not subset:
+        return  # the full split: far above any batch size a space sensibly holds
+    n_train = subset
+    if cv >= 2:  # K-fold over the train+val pool (ae_lightning.data): the smallest K-1 folds train
+        data = base["data"]
+        pool = subset + (0 if data.get("validation") == "test" else data.get("val_size") or max(1, subset // 10))
+        n_train = pool - -(-pool // cv)
+    p = space.params.get("data.batch_size")
+    largest = max(p.samples()) if p is not None else base["data"]["batch_size"]
+    if largest > n_train:
+        where = f"the space's data.batch_size reaches {largest}" if p is not None else f"data.batch_size is {largest}"
+        raise UserError(f"--subset {subset}: {where}, more than the {n_train} training images"
+                        f"{f' of each fold (--cv {cv})' if cv >= 2 else ''}: raise --subset (or leave it out: the full set) "
+                        "or narrow the space's batch sizes")
+
+
 def _settings_new(args) -> tuple[SweepSettings, object]:
     """Validate everything a fresh sweep needs, before Ray starts: the settings and the space."""
     from ae_lightning.config import load, parse_value, variants
@@ -118,6 +138,7 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     space_file = Path(args.space) if args.space else DEFAULT_SPACE
     space = with_objectives(load_space(space_file, base), s.objectives, base)
     check(s, space.objectives)
+    _check_batches_fit(space, base, s.cv)
     s.variant, s.base, s.space_file, s.space_raw = base["variant"], base, str(space_file.resolve()), space.raw
     s.objectives = [o.text() for o in space.objectives]
     if s.algo == "ax":

@@ -699,3 +699,23 @@ def test_best_yaml_is_the_full_run_of_a_trial(tmp_path, monkeypatch):
     (tmp_path / "elsewhere").mkdir()
     out = full_run({**cfg, "data": {**cfg["data"], "data_dir": str(tmp_path / "elsewhere")}}, SweepSettings(variant="fc"))
     assert out["data"]["data_dir"] == "elsewhere" and out["trainer"]["max_epochs"] == load("fc")["trainer"]["max_epochs"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--subset", "500"], "--subset 500: the space's data.batch_size reaches 1024, more than the 500 training images"),
+    (["--subset", "1100", "--cv", "3"], "more than the 806 training images of each fold (--cv 3)"),
+    (["--subset", "100", "--set", "data.batch_size=256", "--space", "LR_ONLY"],
+     "--subset 100: data.batch_size is 256, more than the 100 training images"),
+])
+def test_a_batch_size_larger_than_the_subset_is_refused_before_ray_starts(extra, message, capsys, tmp_path):
+    """Such a trial would fail three times with a traceback each; the default space's batch sizes
+    reach 1024, so a quick `--subset 500` sweep hit it. A space without batch sizes: the base
+    config's batch size is checked."""
+    from search.tune import main
+
+    lr_only = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
+    extra = [str(lr_only) if a == "LR_ONLY" else a for a in extra]
+    assert main(["--variant", "linear", "--storage", str(tmp_path / "s"), "--name", "x", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "s" / "x").exists()
