@@ -150,6 +150,8 @@ def test_tensorboard_has_scalars_images_and_hparams(data_dir, tmp_path):
     assert "val/reconstructions" in tags["images"]
     plugins = set().union(*(mux.GetAccumulator(n).PluginTagToContent("hparams").keys() for n in mux.Runs()))
     assert "_hparams_/session_start_info" in plugins
+    # the HParams session lives in the event file: no hparams.yaml (Lightning's held {}) beside it
+    assert not list(run.rglob("hparams.yaml")), sorted(p.name for p in run.rglob("*"))
     assert (run / "projector_config.pbtxt").exists() or list(run.rglob("projector_config.pbtxt"))
 
 
