@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,8 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
     table = [line for line in report.splitlines() if line.startswith(ids)]
     assert len(table) == len(rows) and all("/ 1 | smoke |" in line for line in table), table
     assert f"{name}: smoke run: not judged" in cap.err and "figures matched" not in cap.err
+    # singular and plural: a 1-epoch run is "1 epoch", never "1 epochs" or "epoch(s)"
+    assert "epoch(s)" not in report and not re.search(r"\b1 epochs\b", report + cap.err), report
     # the union table over every preset finished under --out
     assert json.loads((out / "fidelity.json").read_text()) == rows
     union = (out / "fidelity.md").read_text()
