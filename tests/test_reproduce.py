@@ -52,6 +52,7 @@ def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
 def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
+    from ae_lightning.studies.reproduce import load_preset
     out = tmp_path / "out"
     code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
     assert code == 0, cap.err
@@ -84,6 +85,8 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
     assert f"{name}: smoke run: not judged" in cap.err and "figures matched" not in cap.err
     # singular and plural: a 1-epoch run is "1 epoch", never "1 epochs" or "epoch(s)"
     assert "epoch(s)" not in report and not re.search(r"\b1 epochs\b", report + cap.err), report
+    # the original cited by its title (a user's clone has no copy of the original's text)
+    assert "shared/seeds" not in report and f"Original: {load_preset(name, [])['source']}." in report
     # the union table over every preset finished under --out
     assert json.loads((out / "fidelity.json").read_text()) == rows
     union = (out / "fidelity.md").read_text()
@@ -219,6 +222,20 @@ def test_smoke_rows_are_never_judged_and_carry_the_smoke_epochs(tmp_path):
     write_fidelity(tmp_path, tmp_path, ["a", "b"])
     md = (tmp_path / "fidelity.md").read_text()
     assert "2 of 3 matched." in md and "smoke run: not judged (3 rows)." in md
+
+
+def test_the_original_studies_are_cited_by_their_titles_not_by_a_path():
+    from ae_lightning.studies.reproduce import load_preset, presets
+    root = Path(__file__).resolve().parents[1]
+    titles = {"fcae": "the fcAE study (Fashion-MNIST)", "keras": "the shallow/deep Keras notebook (MNIST, Fashion-MNIST)",
+              "neighbours": "the neighbourhood study (MNIST)", "tuned": "the tuned conv AE / VAE study (MNIST)",
+              "zoo": "the autoencoder zoo (MNIST)"}
+    assert {n: load_preset(n, [])["source"] for n in presets()} == titles
+    for n, title in titles.items():  # the committed reports say the same
+        assert f"Original: {title}." in (root / "docs" / "studies" / "reproduce" / n / "report.md").read_text()
+    paths = [root / "README.md", *(p for d in ("ae_lightning", "configs", "docs") for p in (root / d).rglob("*")
+                                   if p.suffix in (".py", ".md", ".yaml"))]
+    assert not [str(p.relative_to(root)) for p in paths if "shared/seeds" in p.read_text()]
 
 
 def test_keras_preset_builds_glorot_layers_with_zero_biases(data_dir, tmp_path):

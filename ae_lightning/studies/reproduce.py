@@ -347,7 +347,7 @@ def today() -> str:
 def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines = [f"# Reproduction: {preset['title']}", ""]
     if preset.get("source"):
-        lines += [f"Original: `../shared/seeds/{preset['source']}`.", ""]
+        lines += [f"Original: {preset['source']}.", ""]  # cited by its title: a user's clone has no copy of it
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
