@@ -69,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="studies/reproduce", help="output folder (default studies/reproduce)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--fidelity-dir", help="where fidelity.json / fidelity.md of every finished preset go (default --out)")
-    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run")
+    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run; "
+                   "its fidelity rows are marked smoke, not judged")
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
