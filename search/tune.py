@@ -8,7 +8,7 @@
     python -m search.tune --variant fc --objective val_loss --objective model.latent_dim   # a Pareto front
 
 Every trial trains through ``ae_lightning.fit.fit`` (the path of train.py) in its own folder
-``<storage>/<name>/trial_<id>/``; ``tensorboard --logdir <storage>/<name>`` shows them all, with
+``<storage>/<name>/trial_<id>/``; ``.venv/bin/tensorboard --logdir <storage>/<name>`` shows them all, with
 the HParams tab. At the end: results.csv, best.json, best.yaml, search.png in <storage>/<name>/
 (with several objectives also pareto.csv, pareto.png and front/), and the command that retrains
 the best config. See docs/search.md.
@@ -221,7 +221,7 @@ def run(args) -> int:
                 prune_checkpoints(Path(row["trial_dir"]))
     info = report.write_outputs(exp_dir)
     print(f"results: {exp_dir / 'results.csv'}  figure: {exp_dir / 'search.png'}")
-    print(f"tensorboard --logdir {exp_dir}")
+    print(f".venv/bin/tensorboard --logdir {exp_dir}")
     if info is None:
         print("error: no trial produced a validation loss (see results.csv)", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,7 @@ def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
 def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
+    from ae_lightning.studies.reproduce import load_preset
     out = tmp_path / "out"
     code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
     assert code == 0, cap.err
@@ -68,14 +70,27 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
     for r in rows:
         assert _same(r["ours"], pinned[r["id"]]), (r["id"], r["ours"], pinned[r["id"]])
     assert all(r["goal"] in ("lower", "higher", "order", "within") and isinstance(r["matched"], bool) for r in rows)
+    # a smoke run is never judged: every row is marked smoke, none matched, each with the epochs it ran
+    assert all(r["smoke"] is True and r["matched"] is False for r in rows)
+    assert all(r["our_epochs"] == 1 for r in rows), [(r["id"], r["our_epochs"]) for r in rows]
     assert all(r["ours"] is not None for r in rows), [r["id"] for r in rows if r["ours"] is None]
     assert all(r["command"].startswith(f"python -m ae_lightning.studies reproduce {name}") for r in rows)
     report = (d / "report.md").read_text()
     assert "Readings of the original" in report and "Figures of the original" in report
     assert all(f"`{r['id']}`" in report for r in rows)
+    assert f"smoke run: not judged ({len(rows)} rows)." in report and " matched." not in report
+    ids = tuple(f"| `{r['id']}` |" for r in rows)
+    table = [line for line in report.splitlines() if line.startswith(ids)]
+    assert len(table) == len(rows) and all("/ 1 | smoke |" in line for line in table), table
+    assert f"{name}: smoke run: not judged" in cap.err and "figures matched" not in cap.err
+    # singular and plural: a 1-epoch run is "1 epoch", never "1 epochs" or "epoch(s)"
+    assert "epoch(s)" not in report and not re.search(r"\b1 epochs\b", report + cap.err), report
+    # the original cited by its title (a user's clone has no copy of the original's text)
+    assert "shared/seeds" not in report and f"Original: {load_preset(name, [])['source']}." in report
     # the union table over every preset finished under --out
     assert json.loads((out / "fidelity.json").read_text()) == rows
-    assert (out / "fidelity.md").is_file()
+    union = (out / "fidelity.md").read_text()
+    assert f"smoke run: not judged ({len(rows)} rows)." in union and " matched." not in union
     if name == "neighbours":
         res = json.loads((d / "results.json").read_text())["studies"]["neighbours"]
         assert res["neighbour_set"] == "train" and res["n_images"] == 512 and res["pixel_k"] == 200
@@ -172,6 +187,55 @@ def test_fidelity_goals_and_paths():
     assert judge("order", ["adam", "sgd"], ["adam", "sgd"]) and not judge("order", ["sgd", "adam"], ["adam", "sgd"])
     assert judge("order", True, True) and not judge("order", False, True)
     assert not judge("lower", None, 0.1) and not judge("lower", math.nan, 0.1)
+
+
+def test_smoke_rows_are_never_judged_and_carry_the_smoke_epochs(tmp_path):
+    from ae_lightning.studies.fidelity import fidelity_rows, matched_text, rows_table, write_fidelity
+    from ae_lightning.studies.reproduce import smoke_preset
+    preset = {"title": "t", "epochs": 10, "reference_epochs": 10, "studies": {
+        "e": {"study": "compression", "epochs": 5}, "f": {"study": "compression"}}, "fidelity": [
+        {"id": "hit", "reference": 0.5, "goal": "lower", "ours": "e.x", "reference_epochs": 5, "our_epochs": 5},
+        {"id": "shape", "reference": True, "goal": "order", "ours": "f.both_fall"},
+        {"id": "miss", "reference": 0.1, "goal": "lower", "ours": "e.x"}]}
+    by_seed = {0: {"e": {"x": 0.2}, "f": {"both_fall": True}}}
+    full = fidelity_rows("p", preset, by_seed, {"e": [0], "f": [0]}, "cmd")
+    assert [r["matched"] for r in full] == [True, True, False] and not any("smoke" in r for r in full)
+    assert [r["our_epochs"] for r in full] == [5, 10, 5]
+    assert matched_text(full) == "2 of 3 matched" and matched_text(full, "figures ") == "2 of 3 figures matched"
+    assert [line.split(" | ")[-2] for line in rows_table(full).splitlines()[2:]] == ["**yes**", "**yes**", "no"]
+
+    smoke = fidelity_rows("p", smoke_preset(preset), by_seed, {"e": [0], "f": [0]}, "cmd")
+    assert [r["ours"] for r in smoke] == [r["ours"] for r in full]  # the same figures, not judged
+    assert all(r["smoke"] is True and r["matched"] is False for r in smoke)
+    assert [r["our_epochs"] for r in smoke] == [1, 1, 1] and [r["reference_epochs"] for r in smoke] == [5, 10, 10]
+    assert matched_text(smoke) == "smoke run: not judged (3 rows)"
+    assert all(line.endswith("| 5 / 1 | smoke |  |") or line.endswith("| 10 / 1 | smoke |  |")
+               for line in rows_table(smoke).splitlines()[2:])
+    # a union over a full preset and a smoke one counts only the judged rows
+    assert matched_text(full + smoke) == "2 of 3 matched; 3 smoke rows not judged"
+    assert matched_text(full + smoke[:1]) == "2 of 3 matched; 1 smoke row not judged"
+    for name, rows, is_smoke in (("a", full, False), ("b", smoke, True)):
+        files = {"preset": name, "title": name, "command": "cmd", "smoke": is_smoke, "machine": "m", "date": "d",
+                 "wall_time_s": 6.0, "entry_wall_time_s": {"e": 6.0}, "rows": rows}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(files))
+    write_fidelity(tmp_path, tmp_path, ["a", "b"])
+    md = (tmp_path / "fidelity.md").read_text()
+    assert "2 of 3 matched." in md and "smoke run: not judged (3 rows)." in md
+
+
+def test_the_original_studies_are_cited_by_their_titles_not_by_a_path():
+    from ae_lightning.studies.reproduce import load_preset, presets
+    root = Path(__file__).resolve().parents[1]
+    titles = {"fcae": "the fcAE study (Fashion-MNIST)", "keras": "the shallow/deep Keras notebook (MNIST, Fashion-MNIST)",
+              "neighbours": "the neighbourhood study (MNIST)", "tuned": "the tuned conv AE / VAE study (MNIST)",
+              "zoo": "the autoencoder zoo (MNIST)"}
+    assert {n: load_preset(n, [])["source"] for n in presets()} == titles
+    for n, title in titles.items():  # the committed reports say the same
+        assert f"Original: {title}." in (root / "docs" / "studies" / "reproduce" / n / "report.md").read_text()
+    paths = [root / "README.md", *(p for d in ("ae_lightning", "configs", "docs") for p in (root / d).rglob("*")
+                                   if p.suffix in (".py", ".md", ".yaml"))]
+    assert not [str(p.relative_to(root)) for p in paths if "shared/seeds" in p.read_text()]
 
 
 def test_keras_preset_builds_glorot_layers_with_zero_biases(data_dir, tmp_path):

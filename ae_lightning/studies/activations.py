@@ -16,7 +16,7 @@ def run(ctx: Context) -> None:
     """Test NRMSE by hidden activation, everything else held."""
     out_act = ctx.config()["model"].get("output_act")
     ctx.report.text(f"`{ctx.variant}` at latent 8; the activation replaces every hidden and code activation "
-                    f"(the output stays `{out_act}`); {ctx.opts.epochs} epoch(s). "
+                    f"(the output stays `{out_act}`); {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}. "
                     "Reference: the fcAE study after 1000 epochs.")
     one_variable(ctx, "activation", [(a, {"model__hidden_act": a, "model__code_act": a}) for a in REFERENCE],
                  REFERENCE)

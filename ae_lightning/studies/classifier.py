@@ -132,7 +132,7 @@ def run(ctx: Context) -> None:
     missing = [v for v in ORDER[:8] if v not in available]
     if ctx.params.description is not None:
         rep.text(ctx.params.description.strip())
-    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch(s) at latent {latent or 'its own size'}; the classifier head "
+    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)} at latent {latent or 'its own size'}; the classifier head "
              f"(Linear(32→128), ReLU, Linear(128→10), frozen encoder, on codes computed once) trained {head_epochs} "
              f"epochs (at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
              "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set. "

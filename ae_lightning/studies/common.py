@@ -160,7 +160,7 @@ class Context:
             shown = " ".join(f"{k}={v:.4g}" for k, v in res.metrics.items()
                              if k in ("test_nrmse", "test_loss", "test_acc") and isinstance(v, float))
             print(f"[{self.study.name}] {label or cfg['variant']}: {shown} "
-                  f"({res.metrics['epochs']} epochs, {time.time() - t0:.1f} s)", file=sys.stderr)
+                  f"({res.metrics['epochs']} epoch{'s' * (res.metrics['epochs'] != 1)}, {time.time() - t0:.1f} s)", file=sys.stderr)
         run = self.cache[key]
         self.trained.append({"label": label, "variant": cfg["variant"], "run_dir": str(run.run_dir),
                              "epochs": run.metrics.get("epochs"), "wall_time_s": run.metrics.get("wall_time_s"),

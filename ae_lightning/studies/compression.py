@@ -67,7 +67,7 @@ def run(ctx: Context) -> None:
     all_k = sorted({k for ks in families.values() for k in ks})
     res = train_sizes(ctx, all_k)
     rep = ctx.report
-    rep.text(f"One `{ctx.variant}` model per latent size k, trained {ctx.opts.epochs} epoch(s), everything else "
+    rep.text(f"One `{ctx.variant}` model per latent size k, trained {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}, everything else "
              "held. NRMSE = RMSE / (max − min of the targets), exact over each split. "
              "Reference: the fcAE study, test NRMSE 0.1139 at k = 8 after 1000 epochs (Adam, MSE).")
     rows = []

@@ -106,7 +106,7 @@ def run(ctx: Context) -> None:
     rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in models else
              " (no `vae` variant in this checkout, so no VAE rows)") +
              f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
-             f"({clf_run.cfg['trainer']['max_epochs']} epoch(s)): test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
+             f"({clf_run.cfg['trainer']['max_epochs']} epoch{'s' * (clf_run.cfg['trainer']['max_epochs'] != 1)}): test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
              f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
              "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
     rows, results = [], {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"),

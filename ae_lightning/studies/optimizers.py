@@ -19,13 +19,13 @@ CHOICES = [("adam", {"model__optimizer": "adam"}), ("sgd", {"model__optimizer": 
 def run(ctx: Context) -> None:
     """Test NRMSE by optimizer, everything else held."""
     if ctx.params.choices is not None:
-        ctx.report.text(f"`{ctx.variant}` at latent 8, {ctx.opts.epochs} epoch(s), the preset's optimizers: " +
+        ctx.report.text(f"`{ctx.variant}` at latent 8, {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}, the preset's optimizers: " +
                         "; ".join(f"{lb}: {over}" for lb, over in ctx.params.choices.items()) +
                         ". Reference: the fcAE study after 1000 epochs.")
     else:
         ctx.report.text(f"`{ctx.variant}` at latent 8, learning rate 1e-3 for every optimizer, momentum 0 for SGD "
                         "and RMSprop, "
-                        f"{ctx.opts.epochs} epoch(s). Reference: the fcAE study after 1000 epochs.")
+                        f"{ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}. Reference: the fcAE study after 1000 epochs.")
     one_variable(ctx, "optimizer", CHOICES, REFERENCE)
 
 

@@ -46,7 +46,7 @@ from ae_lightning import files
 from ae_lightning.config import CONFIG_DIR, SECTIONS, UserError, load_yaml, parse_value
 from ae_lightning.config import nearest as config_nearest
 from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
-                                           rows_table, training, write_fidelity)
+                                           matched_text, rows_table, training, write_fidelity)
 from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
@@ -69,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="studies/reproduce", help="output folder (default studies/reproduce)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--fidelity-dir", help="where fidelity.json / fidelity.md of every finished preset go (default --out)")
-    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run")
+    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run; "
+                   "its fidelity rows are marked smoke, not judged")
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
@@ -294,7 +295,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                        + (f", seed {seed}" if len(runs) > 1 else ""))
             sections.append(heading + "\n\n" + rep.render(level=2, image_prefix=f"{folder}/", title=False))
     rows = fidelity_rows(name, preset, by_seed, entry_seeds, command(argv))
-    missing = [r["id"] for r in rows if not r["matched"] and "finding" not in r]
+    missing = [r["id"] for r in rows if not r["matched"] and not r.get("smoke") and "finding" not in r]
     if missing:
         print(f"{name}: unmatched rows without a finding: {', '.join(missing)}", file=sys.stderr)
     wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
@@ -318,7 +319,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                                                 e: r for e, r in v.items() if results.get(e) is not r})}})
     files.write_text(out / "report.md", render_preset(preset, summary, sections))
     files.write_json(out / "summary.json", summary)
-    print(f"{name}: {sum(r['matched'] for r in rows)} of {len(rows)} figures matched "
+    print(f"{name}: {matched_text(rows, 'figures ')} "
           f"({wall / 60:.1f} min) -> {out / 'report.md'}", file=sys.stderr)
     return summary
 
@@ -347,7 +348,7 @@ def today() -> str:
 def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines = [f"# Reproduction: {preset['title']}", ""]
     if preset.get("source"):
-        lines += [f"Original: `../shared/seeds/{preset['source']}`.", ""]
+        lines += [f"Original: {preset['source']}.", ""]  # cited by its title: a user's clone has no copy of it
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
@@ -364,8 +365,7 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
         lines += [f"| {r.get('ambiguity', '')} | {r.get('chosen', '')} | {r.get('why', '')} | `{r.get('alternative', '')}` |"
                   for r in preset["readings"]]
         lines.append("")
-    matched = sum(r["matched"] for r in summary["rows"])
-    lines += ["## Figures of the original", "", f"{matched} of {len(summary['rows'])} matched.", "",
+    lines += ["## Figures of the original", "", f"{matched_text(summary['rows'])}.", "",
               rows_table(summary["rows"]), ""]
     return "\n".join(lines) + "\n" + "\n".join(sections)
 
@@ -389,8 +389,8 @@ def main(argv: list[str]) -> int:
     rows = write_fidelity(out, Path(args.fidelity_dir) if args.fidelity_dir else out, presets())
     if args.name == "all":
         files.write_text(out / "report.md", "# Reproductions of the original studies\n\n" + "\n".join(
-            f"- [{s['title']}]({s['preset']}/report.md): {sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} "
-            f"figures matched, {s['wall_time_s'] / 60:.1f} min" for s in summaries) + "\n")
-    print(f"{sum(r['matched'] for r in rows)} of {len(rows)} figures matched; "
+            f"- [{s['title']}]({s['preset']}/report.md): {matched_text(s['rows'], 'figures ')}, "
+            f"{s['wall_time_s'] / 60:.1f} min" for s in summaries) + "\n")
+    print(f"{matched_text(rows, 'figures ')}; "
           f"{(Path(args.fidelity_dir) if args.fidelity_dir else out) / 'fidelity.md'}")
     return 0
