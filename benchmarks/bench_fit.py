@@ -14,11 +14,8 @@ The last line is ``ratio=R`` with R = project epoch time / plain epoch time (tar
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 

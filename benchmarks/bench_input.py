@@ -17,14 +17,11 @@ The last line is ``speedup=S``: device samples/s over the best DataLoader's (tar
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from ae_lightning.data import MNISTDataModule  # noqa: E402

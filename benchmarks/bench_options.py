@@ -25,12 +25,10 @@ import argparse
 import contextlib
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from ae_lightning.config import variants  # noqa: E402

@@ -16,7 +16,6 @@ import gzip
 import platform
 import statistics
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +26,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
-    sys.path.insert(0, str(ROOT))
 
 from ae_lightning import files  # noqa: E402
 from ae_lightning.config import load  # noqa: E402

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 T0 = time.perf_counter()
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 marks: list[tuple[float, str]] = []
 
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 T0 = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,7 +122,6 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(dict(acc))
     shutil.rmtree(out, ignore_errors=True)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import machine  # here: it imports torch and lightning, which are timed above
     print(f"# {machine()}")
     print(f"# {args.variant}, {args.epochs} epoch(s) on {args.subset} images, {args.trials} trials in one process, "

@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ae_lightning.config import ROOT, UserError
+from ae_lightning.config import UserError
 
 
 def probe(address: str, timeout_s: float = 10.0) -> None:
@@ -138,8 +138,6 @@ def start(address: str | None, num_cpus: int | None, quiet: bool, cpus_per_trial
     import ray
     from ray.exceptions import RayError
 
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    os.environ.update(env)  # a local Ray's workers inherit it; a cluster's get it via runtime_env
     kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=not quiet)
     source = _token_source()
     if address and address != "auto":  # Ray would retry an unreachable head for minutes
@@ -148,7 +146,7 @@ def start(address: str | None, num_cpus: int | None, quiet: bool, cpus_per_trial
         _check_auth(address, source)
     try:
         if address:
-            ray.init(address=address, runtime_env={"env_vars": env}, **kw)
+            ray.init(address=address, **kw)  # the nodes have the project installed (README)
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), **kw)
             reap_with_driver()

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 
 import lightning as L
 import pytest
 import torch
 
-from ae_lightning.config import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _run(capsys, script: str, *argv: str) -> float:

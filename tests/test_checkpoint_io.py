@@ -4,7 +4,6 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from test_train_cli import tiny_args  # noqa: E402
 

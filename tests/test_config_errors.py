@@ -2,13 +2,11 @@
 --config, a batch larger than its training split, an absurd latent size. One line, exit 2."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from test_train_cli import tiny_args  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # one thread per process: the 2 ranks share the 2 cores of CI
-ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CI="1")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", CI="1")
 ENV.pop("AE_LIGHTNING_RUN_DIR", None)
 
 
@@ -124,7 +124,6 @@ def test_ddp_latent_classifier_counts_every_test_image_once(data_dir, tmp_path, 
 def test_more_devices_than_gpus_is_one_line(monkeypatch, capsys):
     import torch
 
-    sys.path.insert(0, str(ROOT))
     import train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -3,7 +3,6 @@ range checks: the parsers are walked, so a new flag is covered (or this test fai
 from __future__ import annotations
 
 import argparse
-import sys
 import types
 import typing
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Annotated, Any, Literal, Union
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 
 from ae_lightning import generate, probes  # noqa: E402

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from test_train_cli import tiny_args  # noqa: E402
 
@@ -20,7 +19,7 @@ from test_train_cli import tiny_args  # noqa: E402
 def test_resume_of_a_live_run_is_refused_naming_its_pid_and_works_once_it_died(data_dir, tmp_path, capsys):
     args = tiny_args(data_dir, tmp_path, "--batch-size", "5", "--max-epochs", "30", "--set",
                      "data.val_size=20")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "mnist" / "fc" / "version_0"
@@ -56,8 +55,8 @@ def test_resume_of_a_live_run_is_refused_naming_its_pid_and_works_once_it_died(d
 def test_the_lock_is_released_when_the_command_ends(tmp_path):
     from ae_lightning import runlock
 
-    code = ("import sys; sys.path.insert(0, %r); from ae_lightning import runlock; "
-            "runlock.hold(%r); print('held', flush=True); sys.stdin.read()") % (str(ROOT), str(tmp_path))
+    code = ("import sys; from ae_lightning import runlock; "
+            "runlock.hold(%r); print('held', flush=True); sys.stdin.read()") % str(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -80,8 +79,8 @@ def test_hold_waits_for_a_holder_that_ends_and_refuses_one_that_outlasts_the_wai
 
     from ae_lightning import runlock
 
-    code = ("import sys; sys.path.insert(0, %r); from ae_lightning import runlock; "
-            "runlock.hold(%r); print('held', flush=True); sys.stdin.readline()") % (str(ROOT), str(tmp_path))
+    code = ("import sys; from ae_lightning import runlock; "
+            "runlock.hold(%r); print('held', flush=True); sys.stdin.readline()") % str(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -351,9 +351,9 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
     # process group; it ends once it sees its raylet gone): a stand-in holds the unfinished trials'
     # folders for 20 s (longer than the resumed driver takes to start its first trial), and the resumed trials wait for it instead of failing
     unfinished = [d for d in training() if not (Path(d) / "metrics.json").is_file()]
-    code = ("import sys, time; sys.path.insert(0, %r); from ae_lightning import runlock\n"
+    code = ("import sys, time; from ae_lightning import runlock\n"
             "for d in sys.argv[1:]: runlock.hold(d, wait_s=30)\n"
-            "print('held', flush=True); time.sleep(20)") % str(ROOT)
+            "print('held', flush=True); time.sleep(20)")
     leftover = subprocess.Popen([sys.executable, "-c", code, *unfinished], stdout=subprocess.PIPE, text=True)
     assert leftover.stdout.readline().strip() == "held"
     assert unfinished, "no trial was training at the kill"

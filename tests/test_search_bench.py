@@ -3,13 +3,10 @@ end and prints its table. Timings are never asserted (docs/benchmarks.md holds t
 from __future__ import annotations
 
 import importlib
-import sys
 
 import pytest
 
-from ae_lightning.config import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
 pytestmark = pytest.mark.slow  # a Lightning fit and test per trial
 
 

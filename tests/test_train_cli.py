@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 
 
@@ -84,7 +83,7 @@ def test_data_missing_offline_and_corrupt_file(tmp_path, capsys, monkeypatch):
 
 
 def test_help_lists_variants_and_datasets_and_no_traceback():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ)
     r = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "variants: " in r.stdout and "fc" in r.stdout and "fashion_mnist" in r.stdout
     r = subprocess.run([sys.executable, "train.py", "--variant", "fc", "--lr", "0"], cwd=ROOT,
@@ -99,7 +98,7 @@ def test_resume_after_kill_9_matches_an_unbroken_run(data_dir, tmp_path):
             "--max-epochs", "4", "--latent-dim", "4", "--accelerator", "cpu", "--set", "data.download=false",
             "--set", "trainer.images_every_n_epochs=0"]
     # every run in its own process with one thread: float sums then match bit for bit
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
 
     def run(out, *extra):
         return subprocess.Popen([sys.executable, "train.py", *args, "--output-dir", str(out), *extra], cwd=ROOT,
