@@ -31,9 +31,9 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from ae_lightning import files  # noqa: E402
-from ae_lightning.config import load  # noqa: E402
 from ae_lightning.fit import fit  # noqa: E402
 from ae_lightning.models import get_module  # noqa: E402
+from ae_lightning.resolve import load  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
-from ae_lightning.config import ROOT, UserError
+from ae_lightning.config import ROOT
+from ae_lightning.errors import UserError
 
 
 def probe(address: str, timeout_s: float = 10.0) -> None:

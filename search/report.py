@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ae_lightning import files
-from ae_lightning.config import UserError, cli, dump_yaml
+from ae_lightning.config import cli, dump_yaml
+from ae_lightning.errors import UserError
+from search import pareto
 from search.settings import SweepSettings
+from search.space import apply, parse_space, with_objectives
 
 SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
 _ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -47,8 +50,6 @@ def load_settings(exp_dir: Path) -> SweepSettings:
 
 def settings_space(s: SweepSettings, objectives: list[str] | None = None):
     """The sweep's space as it was decoded, with its objectives (or ``objectives``)."""
-    from search.space import parse_space, with_objectives
-
     space = parse_space(s.space_raw, s.base, s.space_file, s.choice_encoding)
     return with_objectives(space, objectives if objectives is not None else s.objectives, s.base)
 
@@ -67,6 +68,7 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
     """One row per trial, in the order trials finished."""
     from ray.tune import ExperimentAnalysis
 
+    # late: trainable imports Lightning (seconds); --help and a bad folder answer before that
     from search.trainable import DIVERGED, FINAL, METRIC
 
     settings = load_settings(exp_dir)
@@ -139,7 +141,7 @@ def proposals(exp_dir: Path) -> dict[str, dict]:
 
 
 def best_so_far(rows: list[dict]) -> list[float]:
-    from search.trainable import METRIC
+    from search.trainable import METRIC  # late, as in collect
 
     out, best = [], math.inf
     for r in rows:
@@ -158,9 +160,7 @@ def _best_checkpoint(trial_dir: Path) -> str | None:
 def write_outputs(exp_dir: str | Path) -> dict | None:
     """results.csv, best.json, best.yaml and search.png, and with several objectives pareto.csv,
     pareto.png and front/; returns best.json's content (or None)."""
-    from search import pareto
-    from search.space import apply
-    from search.trainable import METRIC
+    from search.trainable import METRIC  # late, as in collect
 
     exp_dir = Path(exp_dir)
     settings = load_settings(exp_dir)
@@ -215,7 +215,7 @@ def plot(series: list[tuple[str, list[dict]]], out: str | Path, title: str = "")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from search.trainable import METRIC
+    from search.trainable import METRIC  # late, as in collect
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, rows) in enumerate(series):

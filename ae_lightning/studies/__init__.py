@@ -15,7 +15,7 @@ import importlib
 import pkgutil
 from typing import Callable
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Study:
 
 _REGISTRY: dict[str, Study] = {}
 _LOADED = False
-_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce"}
+_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce", "runner"}
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,

@@ -19,11 +19,15 @@ from typing import Any, Literal, get_args
 import torch
 
 from ae_lightning import config as config_mod
-from ae_lightning.config import UserError
+from ae_lightning import resolve
+from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
+from ae_lightning.errors import UserError
+from ae_lightning.fit import RunResult, fit, run_root
 from ae_lightning.metrics import ReconMetrics
+from ae_lightning.models import load_checkpoint
 from ae_lightning.studies import Study
-from ae_lightning.studies.report import Report
+from ae_lightning.studies.report import Report, bar_plot
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 STUDY_NLL_SAMPLES = 10
@@ -120,11 +124,11 @@ class Context:
                 base[key] = value
         base.update(o.overrides)
         base.update({k.replace("__", "."): v for k, v in overrides.items()})
-        cfg = config_mod.load(variant or self.variant, None, base)
+        cfg = resolve.load(variant or self.variant, None, base)
         if "nll_samples" in cfg["model"] and "model.nll_samples" not in base:
             # the VAE's importance-sampled test NLL costs K decoder passes per test image and no
             # study reads it: K = STUDY_NLL_SAMPLES keeps the test pass cheap
-            cfg = config_mod.load(variant or self.variant, None, {**base, "model.nll_samples": STUDY_NLL_SAMPLES})
+            cfg = resolve.load(variant or self.variant, None, {**base, "model.nll_samples": STUDY_NLL_SAMPLES})
         return cfg
 
     def train(self, variant: str | None = None, label: str = "", allow_diverge: bool = False,
@@ -133,10 +137,6 @@ class Context:
         return self.train_config(self.config(variant, **overrides), label, allow_diverge)
 
     def train_config(self, cfg: dict, label: str = "", allow_diverge: bool = False) -> Trained | None:
-        from ae_lightning.callbacks import DivergedError
-        from ae_lightning.fit import fit
-        from ae_lightning.models import load_checkpoint
-
         key = _key(cfg)
         if key not in self.cache:
             t0 = time.time()
@@ -169,12 +169,10 @@ class Context:
     def _on_disk(self, key: str, cfg: dict):
         """``--resume``: a finished run of this exact config under ``runs_dir`` (its RunResult), or
         else an unfinished one with a ``last.ckpt`` to continue (its folder)."""
-        from ae_lightning.fit import RunResult, run_root
-
         unfinished = None
         runs = sorted(run_root(cfg).glob("version_*"), key=lambda p: int(p.name[8:]) if p.name[8:].isdigit() else -1)
         def same(stored: dict) -> bool:  # re-validated: keys added since (with their defaults) match
-            return _key(config_mod.validate(stored)) == key
+            return _key(resolve.validate(stored)) == key
 
         for run_dir in runs:
             try:
@@ -253,8 +251,6 @@ def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], refer
     A preset replaces them with its ``choices`` (label -> nested config overrides) and may add to
     ``reference``. Writes a table and a bar chart beside the reference test NRMSE; returns the
     numbers by label."""
-    from ae_lightning.studies.report import bar_plot
-
     if "choices" in ctx.params:
         choices = [(label, overrides_of(over)) for label, over in ctx.params["choices"].items()]
     reference = {**reference, **ctx.params.get("reference", {})}
