@@ -211,7 +211,7 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
 def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
         callbacks: Sequence[L.Callback] = (), verbose: bool | None = None,
         hparam_keys: Sequence[str] | None = None) -> RunResult:
-    """Train and test one resolved config (``ae_lightning.config.load``); return its metrics.
+    """Train and test one resolved config (``ae_lightning.resolve.load``); return its metrics.
 
     ``run_dir``: an existing folder to use (``--resume``, search trials); else a new version_N,
     removed again if the run fails before its first checkpoint.

@@ -28,6 +28,7 @@ from ae_lightning import files
 from ae_lightning.config import cli, dump_yaml
 from ae_lightning.errors import UserError
 from search import pareto
+from search.results import DIVERGED, FINAL, METRIC
 from search.settings import SweepSettings
 from search.space import apply, parse_space, with_objectives
 
@@ -67,9 +68,6 @@ def _reason(trial) -> str:
 def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
     """One row per trial, in the order trials finished."""
     from ray.tune import ExperimentAnalysis
-
-    # late: trainable imports Lightning (seconds); --help and a bad folder answer before that
-    from search.trainable import DIVERGED, FINAL, METRIC
 
     settings = load_settings(exp_dir)
     space = settings_space(settings)
@@ -141,8 +139,6 @@ def proposals(exp_dir: Path) -> dict[str, dict]:
 
 
 def best_so_far(rows: list[dict]) -> list[float]:
-    from search.trainable import METRIC  # late, as in collect
-
     out, best = [], math.inf
     for r in rows:
         v = r.get(METRIC)
@@ -160,8 +156,6 @@ def _best_checkpoint(trial_dir: Path) -> str | None:
 def write_outputs(exp_dir: str | Path) -> dict | None:
     """results.csv, best.json, best.yaml and search.png, and with several objectives pareto.csv,
     pareto.png and front/; returns best.json's content (or None)."""
-    from search.trainable import METRIC  # late, as in collect
-
     exp_dir = Path(exp_dir)
     settings = load_settings(exp_dir)
     space = settings_space(settings)
@@ -214,8 +208,6 @@ def plot(series: list[tuple[str, list[dict]]], out: str | Path, title: str = "")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from search.trainable import METRIC  # late, as in collect
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, rows) in enumerate(series):

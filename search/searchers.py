@@ -11,7 +11,7 @@ from ray.tune.stopper import Stopper
 from ae_lightning.errors import UserError
 from search.settings import SweepSettings
 from search.space import Space
-from search.trainable import FINAL, METRIC
+from search.results import FINAL, METRIC
 
 
 def trial_dirname(trial) -> str:

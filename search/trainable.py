@@ -45,12 +45,10 @@ from ae_lightning import files, runlock
 from ae_lightning import fit as fit_module  # on_exception: hparams there is TensorBoard's
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.fit import fit
+from search.results import DIVERGED, FINAL, METRIC
 from search.space import apply
 
-METRIC = "best_val_loss"
-FINAL = "final"  # in a trial's last result once it has trained and tested in full (search.ax_searcher)
 STATE = "trial_state.json"  # inside every Tune checkpoint: fold progress and best-so-far
-DIVERGED = "diverged.txt"
 
 
 class ReportToTune(Checkpoint):

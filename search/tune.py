@@ -25,6 +25,7 @@ from ae_lightning.config import ROOT, cli, parse_value, variants
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
 from search import cluster, report
+from search.results import METRIC
 from search.settings import ALGOS, SCHEDULERS, SweepSettings, check, flag_type
 from search.space import load_space, with_objectives
 
@@ -139,7 +140,6 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 
 @runlock.scoped
 def run(args) -> int:
-    from search.trainable import METRIC  # late: trainable imports Lightning (seconds)
 
     storage = Path(args.storage).resolve()
     if args.resume:
@@ -211,7 +211,7 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
 
     # late, as the lines above: Ray Tune, Ax and Lightning take seconds; --help and the checks do without
     from search.searchers import EpochBudget, build_scheduler, build_searcher, describe, trial_dirname
-    from search.trainable import METRIC, train_trial
+    from search.trainable import train_trial
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=s.base, space=space, cv=s.cv, cpus=s.cpus_per_trial,

@@ -1,7 +1,7 @@
 """What every study shares: its options, training through ``fit.fit`` with a cache, data and evaluation.
 
 A study never trains by hand: ``ctx.train(variant, **overrides)`` resolves a config with
-``config.load`` (defaults, the variant's yaml, the study's options, the study's overrides), trains
+``resolve.load`` (defaults, the variant's yaml, the study's options, the study's overrides), trains
 it with ``fit.fit`` and loads the best checkpoint back with ``models.load_checkpoint``. Runs are
 cached by their resolved config, so inside ``all`` the fc model at latent 8 that ``compression``
 trained is the same one ``optimizers``, ``activations``, ``losses`` and ``inversion`` read.
@@ -233,7 +233,7 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
 
 def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
     """A preset's nested config overrides ``{model: {lr: 0.01}}`` as dotted keys
-    (``{"model.lr": 0.01}``), which ``config.load`` and ``ctx.train(**...)`` both take; top-level
+    (``{"model.lr": 0.01}``), which ``resolve.load`` and ``ctx.train(**...)`` both take; top-level
     keys (``seed``, ``variant``) stay as they are."""
     out: dict[str, Any] = {}
     for section, value in (nested or {}).items():
