@@ -19,6 +19,8 @@ raises :class:`UserError` with one line that names the key. Nothing falls back s
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import functools
 import inspect
 import math
@@ -27,7 +29,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Annotated, Callable, Literal, Union
+from typing import Any, Annotated, Callable, Iterable, Literal, Union
 
 import yaml
 
@@ -191,9 +193,59 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in args)
     if origin is list:
         return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is dict:
+        return f"a mapping of {_describe(args[0])} to {_describe(args[1])}" if args else "a mapping"
+    if hint is dict:
+        return "a mapping"
     if hint is type(None):
         return "null"
     return getattr(hint, "__name__", str(hint))
+
+
+def nearest(key: str, valid: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest valid key, or ''."""
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(where: str, given: dict, cls: type, what: str = "key", context: str = "",
+               also: Iterable[str] = (), prefix: str = "") -> dict[str, Any]:
+    """``given`` checked against the typed keywords of ``cls`` (:func:`schema_of`): an unknown key
+    names the nearest valid one, a wrong type or range names the key; returns the coerced values
+    of the given keys. ``where``: the dotted path of ``given``; ``prefix``: what the message starts
+    with (e.g. ``"preset keras: "``); ``also``: other valid keys, checked by the caller (left out of
+    the result). The one schema check of config sections, study parameters and settings."""
+    if not isinstance(given, dict):
+        raise UserError(f"{prefix}{where} must be a mapping, got {given!r}")
+    schema = schema_of(cls)
+    valid = sorted({*schema, *also})
+    out = {}
+    for key, value in given.items():
+        if key in also:
+            continue
+        if key not in schema:
+            raise UserError(f"{prefix}unknown {what} {where}.{key}{context}{nearest(str(key), valid)}; "
+                            f"valid keys: {', '.join(valid)}")
+        out[key] = coerce(f"{prefix}{where}.{key}", value, schema[key][0])
+        _check_nested(f"{where}.{key}", out[key], schema[key][0], prefix)
+    return out
+
+
+def _check_nested(where: str, value: Any, hint: Any, prefix: str) -> None:
+    """The keys of dataclass-typed mappings inside a value (``dict[str, ModelSpec]``, optional or
+    not), each checked by :func:`check_keys` under its own dotted path."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        _check_nested(where, value, args[0], prefix)
+    elif origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and value is not None:
+            _check_nested(where, value, inner[0], prefix)
+    elif origin is dict and args and isinstance(value, dict):
+        for k, v in value.items():
+            _check_nested(f"{where}.{k}", v, args[1], prefix)
+    elif dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        check_keys(where, value, hint, prefix=prefix)
 
 
 def coerce(key: str, value: Any, hint: Any) -> Any:
@@ -246,6 +298,16 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
         return isinstance(value, str), value
     if hint is dict:
         return isinstance(value, dict), value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a spec: its keys, by check_keys
+        return isinstance(value, dict), value
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, value
+        kt, vt = args if args else (Any, Any)
+        outs = [(_coerce(k, kt), _coerce(v, vt)) for k, v in value.items()]
+        if not all(ok_k and ok_v for (ok_k, _), (ok_v, _) in outs):
+            return False, value
+        return True, {k: v for (_, k), (_, v) in outs}
     return isinstance(value, hint) if isinstance(hint, type) else True, value
 
 
@@ -324,14 +386,8 @@ def validate(cfg: dict, sections: Sections) -> dict:
         given = cfg.get(section) or {}
         if not isinstance(given, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {given!r}")
-        schema = schema_of(cls)
-        resolved = {}
-        for key, value in given.items():
-            if key not in schema:
-                raise UserError(f"unknown config key {section}.{key} for variant {out['variant']!r}; "
-                                f"valid keys: {', '.join(sorted(schema))}")
-            resolved[key] = coerce(f"{section}.{key}", value, schema[key][0])
-        out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema.items()}
+        resolved = check_keys(section, given, cls, what="config key", context=f" for variant {out['variant']!r}")
+        out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema_of(cls).items()}
     # cross-field checks live with the class that owns them (one file per variant)
     for section, cls in classes.items():
         check = getattr(cls, "check_config", None)

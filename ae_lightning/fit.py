@@ -26,6 +26,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from ae_lightning import eventfiles, files, runlock
 from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
@@ -133,6 +134,12 @@ class _TBLogger(TensorBoardLogger):
     def log_hyperparams(self, params, metrics=None) -> None:  # noqa: D401
         if metrics is not None:
             super().log_hyperparams(params, metrics)
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Flush the event file only: Lightning would also write ``hparams.yaml``, which holds ``{}``
+        here (the HParams session is in the event file, ``config.yaml`` holds the whole config)."""
+        self.experiment.flush()
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -355,4 +362,4 @@ def summary_line(cfg: dict, metrics: dict) -> str:
     shown = [f"{k}={metrics[k]:.4g}" for k in first if isinstance(metrics.get(k), float)]
     latent = cfg["model"].get("latent_dim")
     return (f"{cfg['variant']} on {cfg['data']['dataset']}" + (f" (latent {latent})" if latent else "") +
-            f": {' '.join(shown)} | {metrics['epochs']} epochs, {metrics['wall_time_s']:.1f} s")
+            f": {' '.join(shown)} | {metrics['epochs']} epoch{'s' * (metrics['epochs'] != 1)}, {metrics['wall_time_s']:.1f} s")

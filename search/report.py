@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from ae_lightning import files
 from ae_lightning.config import cli, dump_yaml
 from ae_lightning.errors import UserError
+from ae_lightning.resolve import load
 from search import pareto
 from search.results import DIVERGED, FINAL, METRIC
 from search.settings import SweepSettings
@@ -153,6 +155,25 @@ def _best_checkpoint(trial_dir: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
+BEST_TRIAL = "best_trial.yaml"
+
+
+def full_run(cfg: dict, settings) -> dict:
+    """A trial's config as the run a user retrains: every training image (the sweep's ``--subset``
+    dropped), ``--retrain-epochs`` (else the variant's own ``max_epochs``) and the data folder as
+    the project finds it by itself (null) where that is the same folder, else relative to here."""
+    from ae_lightning.data import default_data_dir  # late: data imports torch (seconds)
+
+    out = json.loads(json.dumps(cfg))
+    out["data"]["subset"] = None
+    out["trainer"]["max_epochs"] = settings.retrain_epochs or load(cfg["variant"])["trainer"]["max_epochs"]
+    data_dir = out["data"].get("data_dir")
+    if data_dir:
+        found = default_data_dir(out["data"]["dataset"]).resolve()
+        out["data"]["data_dir"] = None if Path(data_dir).resolve() == found else os.path.relpath(data_dir)
+    return out
+
+
 def write_outputs(exp_dir: str | Path) -> dict | None:
     """results.csv, best.json, best.yaml and search.png, and with several objectives pareto.csv,
     pareto.png and front/; returns best.json's content (or None)."""
@@ -176,21 +197,28 @@ def write_outputs(exp_dir: str | Path) -> dict | None:
     if not scored:
         return None
 
-    def config_of(row: dict) -> dict:  # the base config (no fold, the user's accelerator)
+    def trial_config(row: dict) -> dict:  # exactly as the trial ran (no fold, the user's accelerator)
         return apply(settings.base, {k: row[k] for k in space.params})
+
+    def config_of(row: dict) -> dict:  # the full run of those values (best.yaml, front/)
+        return full_run(trial_config(row), settings)
 
     best = min(scored, key=lambda r: r[METRIC])
     params = {k: best[k] for k in space.params}
     cfg = config_of(best)
     files.write_text(exp_dir / "best.yaml", "# best config of the sweep " + exp_dir.name +
-                     f" ({METRIC} {best[METRIC]:.6g}); retrain: python train.py --config best.yaml\n" +
-                     dump_yaml(cfg))
+                     f" ({METRIC} {best[METRIC]:.6g}, trial {best['trial_id']}) as a full run: all the training "
+                     f"data, {cfg['trainer']['max_epochs']} epochs; retrain: python train.py --config best.yaml\n"
+                     "# the trial's own config (the sweep's subset and epochs): best_trial.yaml\n" + dump_yaml(cfg))
+    files.write_text(exp_dir / BEST_TRIAL, f"# the config trial {best['trial_id']} of the sweep {exp_dir.name} ran, "
+                     f"exactly ({METRIC} {best[METRIC]:.6g}); its full run: best.yaml\n" + dump_yaml(trial_config(best)))
     info = {"metric": METRIC, "value": best[METRIC], "trial": best["trial"], "trial_id": best["trial_id"],
             "status": best["status"], "epochs": best["epochs"], "params": params,
             "checkpoint": _best_checkpoint(Path(best["trial_dir"])), "trial_dir": best["trial_dir"],
             "trials": len(rows), "statuses": {s: sum(r["status"] == s for r in rows) for s in
                                               sorted({r["status"] for r in rows})},
             "retrain": f"python train.py --config {exp_dir.resolve() / 'best.yaml'}", "config": cfg,
+            "trial_config": str(exp_dir.resolve() / BEST_TRIAL),
             "objectives": [o.text() for o in space.objectives], "front": None}
     if len(space.objectives) > 1:
         f = pareto.write(exp_dir, rows, space.objectives, space, config_of)

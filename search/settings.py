@@ -39,6 +39,8 @@ class SweepSettings:
     max_failures: NonNegInt = 2
     seed: NonNegInt = 0
     epoch_budget: PosInt | None = None  # stop the sweep once its trials trained this many epochs
+    retrain_epochs: PosInt | None = None  # best.yaml's full run (None: the variant's own max_epochs)
+    keep_checkpoints: bool = False  # a finished trial keeps every checkpoint (else its best one alone)
     objectives: list[str] = dataclasses.field(default_factory=list)  # text forms; [] = the space's
     init_trials: PosInt | None = None  # Sobol trials; None: Ax's rule, max(5, 2 x searched keys)
     num_restarts: PosInt = 20  # acquisition optimisation: Ax's defaults

@@ -215,6 +215,16 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
     tune.report(_final(trial_dir, fold_dir, folds, searched))
 
 
+def prune_checkpoints(trial_dir: Path) -> list[Path]:
+    """A finished trial's folder (completed, stopped by ASHA or diverged: never trained again) keeps
+    its best checkpoint alone: its own last.ckpt, Tune's copies (checkpoint_NNNNNN/) and a restored
+    copy go. Returns what was removed."""
+    gone = [*trial_dir.glob("checkpoint_*"), *trial_dir.glob("restored"), *trial_dir.glob("**/checkpoints/last.ckpt")]
+    for p in gone:
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    return gone
+
+
 def _final(trial_dir: Path, fold_dir, folds: int, searched: dict[str, Any]) -> dict[str, Any]:
     """The trial's last result, once every fold has trained and tested: its objective, its test
     metrics (without --cv), its searched values by dotted key (objectives such as

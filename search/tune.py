@@ -8,7 +8,7 @@
     python -m search.tune --variant fc --objective val_loss --objective model.latent_dim   # a Pareto front
 
 Every trial trains through ``ae_lightning.fit.fit`` (the path of train.py) in its own folder
-``<storage>/<name>/trial_<id>/``; ``tensorboard --logdir <storage>/<name>`` shows them all, with
+``<storage>/<name>/trial_<id>/``; ``.venv/bin/tensorboard --logdir <storage>/<name>`` shows them all, with
 the HParams tab. At the end: results.csv, best.json, best.yaml, search.png in <storage>/<name>/
 (with several objectives also pareto.csv, pareto.png and front/), and the command that retrains
 the best config. See docs/search.md.
@@ -54,6 +54,8 @@ SETTING_FLAGS = {
     "--max-failures": ("max_failures", "retries of a crashed trial from its last checkpoint (default 2)"),
     "--cv": ("cv", "K-fold cross-validation inside each trial (K >= 2)"),
     "--seed": ("seed", "training seed and searcher seed (default 0)"),
+    "--retrain-epochs": ("retrain_epochs", "epochs of the full run that best.yaml (and front/) describe: on all the "
+                                           "training data (default: the variant's own max_epochs)"),
     "--epoch-budget": ("epoch_budget", "end the sweep once its trials have trained N epochs in all "
                                        "(--num-samples is then an upper bound): equal compute with and without ASHA"),
 }
@@ -82,10 +84,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any other config key for every trial, e.g. --set model.beta=2")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
+    p.add_argument("--keep-checkpoints", action="store_true", default=None,
+                   help="a finished trial keeps its last.ckpt and Tune's checkpoint beside its best one "
+                        "(default: the best checkpoint alone, about 1/3 of the disk)")
     return p
 
 
 flag_int = flag_type("num_samples")  # a positive integer, checked as the config checks one
+
+
+def _check_batches_fit(space, base: dict, cv: int) -> None:
+    """A batch size the space (or the base config) can draw that exceeds the training split of
+    ``--subset`` fails every such trial three times with a traceback: refused before Ray starts."""
+    subset = base["data"].get("subset")
+    if not subset:
+        return  # the full split: far above any batch size a space sensibly holds
+    n_train = subset
+    if cv >= 2:  # K-fold over the train+val pool (ae_lightning.data): the smallest K-1 folds train
+        data = base["data"]
+        pool = subset + (0 if data.get("validation") == "test" else data.get("val_size") or max(1, subset // 10))
+        n_train = pool - -(-pool // cv)
+    p = space.params.get("data.batch_size")
+    largest = max(p.samples()) if p is not None else base["data"]["batch_size"]
+    if largest > n_train:
+        where = f"the space's data.batch_size reaches {largest}" if p is not None else f"data.batch_size is {largest}"
+        raise UserError(f"--subset {subset}: {where}, more than the {n_train} training images"
+                        f"{f' of each fold (--cv {cv})' if cv >= 2 else ''}: raise --subset (or leave it out: the full set) "
+                        "or narrow the space's batch sizes")
 
 
 def _settings_new(args) -> tuple[SweepSettings, object]:
@@ -96,6 +121,8 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     if not args.variant:
         raise UserError("no variant given: use --variant NAME (one of " + ", ".join(variants()) + ")")
     given = {field: getattr(args, field) for field, _ in SETTING_FLAGS.values() if getattr(args, field) is not None}
+    if args.keep_checkpoints:
+        given["keep_checkpoints"] = True
     s = SweepSettings(variant=args.variant, objectives=list(args.objective), **given)
     overrides = {"trainer.max_epochs": s.max_epochs, "seed": s.seed}
     if args.dataset:
@@ -115,6 +142,7 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     space_file = Path(args.space) if args.space else DEFAULT_SPACE
     space = with_objectives(load_space(space_file, base), s.objectives, base)
     check(s, space.objectives)
+    _check_batches_fit(space, base, s.cv)
     s.variant, s.base, s.space_file, s.space_raw = base["variant"], base, str(space_file.resolve()), space.raw
     s.objectives = [o.text() for o in space.objectives]
     if s.algo == "ax":
@@ -140,6 +168,7 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 
 @runlock.scoped
 def run(args) -> int:
+    from search.trainable import prune_checkpoints  # late: trainable imports Lightning (seconds)
 
     storage = Path(args.storage).resolve()
     if args.resume:
@@ -189,9 +218,13 @@ def run(args) -> int:
     finally:
         ray.shutdown()
 
+    if not s.keep_checkpoints:  # a finished trial keeps its best checkpoint alone
+        for row in report.collect(exp_dir):
+            if row["status"] in ("completed", "stopped", "diverged") and row["trial_dir"]:
+                prune_checkpoints(Path(row["trial_dir"]))
     info = report.write_outputs(exp_dir)
     print(f"results: {exp_dir / 'results.csv'}  figure: {exp_dir / 'search.png'}")
-    print(f"tensorboard --logdir {exp_dir}")
+    print(f".venv/bin/tensorboard --logdir {exp_dir}")
     if info is None:
         print("error: no trial produced a validation loss (see results.csv)", file=sys.stderr)
         return 1

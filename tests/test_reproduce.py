@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,17 @@ from ae_lightning.errors import UserError
 
 ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "reference_epochs", "our_epochs",
             "matched", "command"}
+
+
+PINNED = Path(__file__).parent / "data" / "smoke_fidelity"  # each preset's smoke figures, id -> ours
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _run(argv, capsys):
@@ -39,6 +52,7 @@ def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
 def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
+    from ae_lightning.studies.reproduce import load_preset
     out = tmp_path / "out"
     code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
     assert code == 0, cap.err
@@ -50,15 +64,33 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         assert list((d / e / "tensorboard").glob("events.out.tfevents.*")), e
     rows = json.loads((d / "fidelity.json").read_text())
     assert rows and all(set(r) >= ROW_KEYS for r in rows)
+    # the same figures as before the structure's rework (issue 18), at the same seed, to 1e-6 relative
+    pinned = json.loads((PINNED / f"{name}.json").read_text())
+    assert {r["id"] for r in rows} == set(pinned)
+    for r in rows:
+        assert _same(r["ours"], pinned[r["id"]]), (r["id"], r["ours"], pinned[r["id"]])
     assert all(r["goal"] in ("lower", "higher", "order", "within") and isinstance(r["matched"], bool) for r in rows)
+    # a smoke run is never judged: every row is marked smoke, none matched, each with the epochs it ran
+    assert all(r["smoke"] is True and r["matched"] is False for r in rows)
+    assert all(r["our_epochs"] == 1 for r in rows), [(r["id"], r["our_epochs"]) for r in rows]
     assert all(r["ours"] is not None for r in rows), [r["id"] for r in rows if r["ours"] is None]
     assert all(r["command"].startswith(f"python -m ae_lightning.studies reproduce {name}") for r in rows)
     report = (d / "report.md").read_text()
     assert "Readings of the original" in report and "Figures of the original" in report
     assert all(f"`{r['id']}`" in report for r in rows)
+    assert f"smoke run: not judged ({len(rows)} rows)." in report and " matched." not in report
+    ids = tuple(f"| `{r['id']}` |" for r in rows)
+    table = [line for line in report.splitlines() if line.startswith(ids)]
+    assert len(table) == len(rows) and all("/ 1 | smoke |" in line for line in table), table
+    assert f"{name}: smoke run: not judged" in cap.err and "figures matched" not in cap.err
+    # singular and plural: a 1-epoch run is "1 epoch", never "1 epochs" or "epoch(s)"
+    assert "epoch(s)" not in report and not re.search(r"\b1 epochs\b", report + cap.err), report
+    # the original cited by its title (a user's clone has no copy of the original's text)
+    assert "shared/seeds" not in report and f"Original: {load_preset(name, [])['source']}." in report
     # the union table over every preset finished under --out
     assert json.loads((out / "fidelity.json").read_text()) == rows
-    assert (out / "fidelity.md").is_file()
+    union = (out / "fidelity.md").read_text()
+    assert f"smoke run: not judged ({len(rows)} rows)." in union and " matched." not in union
     if name == "neighbours":
         res = json.loads((d / "results.json").read_text())["studies"]["neighbours"]
         assert res["neighbour_set"] == "train" and res["n_images"] == 512 and res["pixel_k"] == 200
@@ -120,7 +152,16 @@ def test_resume_reads_back_an_entry_with_number_keys(data_dir, tmp_path, capsys)
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "nope"], "unknown preset 'nope'"),
     (["reproduce", "fcae", "--set", "nope.x=1"], "--set nope.x: the preset has no nope"),
-    (["reproduce", "fcae", "--set", "studies.compression.nope=1"], "the preset has no studies.compression.nope"),
+    (["reproduce", "fcae", "--set", "studies.compression.nope=1"],
+     "preset fcae: unknown key studies.compression.nope of study compression"),
+    (["reproduce", "keras", "--set", "studies.sweep_fashion.falls_slak=0.5"],
+     "unknown key studies.sweep_fashion.falls_slak of study compression (did you mean 'falls_slack'?)"),
+    (["reproduce", "keras", "--set", "studies.sweep_fashion.falls_slack=-1"],
+     "studies.sweep_fashion.falls_slack: expected float >= 0, got -1"),
+    (["reproduce", "keras", "--set", "studies.sweep_fashion.latents=[4,0]"], "studies.sweep_fashion.latents: expected"),
+    (["reproduce", "neighbours", "--set", "studies.neighbours.neighbour_set=tran"],
+     "studies.neighbours.neighbour_set: expected one of test, train, got 'tran'"),
+    (["reproduce", "nope.x"], "unknown preset 'nope.x'"),
     (["reproduce", "fcae", "--set", "config.model.lr"], "expected PATH=VALUE"),
     (["reproduce", "fcae", "--accelerator", "tpu"], "--accelerator 'tpu'"),
     (["reproduce", "fcae", "--set", "config.model.nope=1"], "unknown config key model.nope"),
@@ -146,6 +187,55 @@ def test_fidelity_goals_and_paths():
     assert judge("order", ["adam", "sgd"], ["adam", "sgd"]) and not judge("order", ["sgd", "adam"], ["adam", "sgd"])
     assert judge("order", True, True) and not judge("order", False, True)
     assert not judge("lower", None, 0.1) and not judge("lower", math.nan, 0.1)
+
+
+def test_smoke_rows_are_never_judged_and_carry_the_smoke_epochs(tmp_path):
+    from ae_lightning.studies.fidelity import fidelity_rows, matched_text, rows_table, write_fidelity
+    from ae_lightning.studies.reproduce import smoke_preset
+    preset = {"title": "t", "epochs": 10, "reference_epochs": 10, "studies": {
+        "e": {"study": "compression", "epochs": 5}, "f": {"study": "compression"}}, "fidelity": [
+        {"id": "hit", "reference": 0.5, "goal": "lower", "ours": "e.x", "reference_epochs": 5, "our_epochs": 5},
+        {"id": "shape", "reference": True, "goal": "order", "ours": "f.both_fall"},
+        {"id": "miss", "reference": 0.1, "goal": "lower", "ours": "e.x"}]}
+    by_seed = {0: {"e": {"x": 0.2}, "f": {"both_fall": True}}}
+    full = fidelity_rows("p", preset, by_seed, {"e": [0], "f": [0]}, "cmd")
+    assert [r["matched"] for r in full] == [True, True, False] and not any("smoke" in r for r in full)
+    assert [r["our_epochs"] for r in full] == [5, 10, 5]
+    assert matched_text(full) == "2 of 3 matched" and matched_text(full, "figures ") == "2 of 3 figures matched"
+    assert [line.split(" | ")[-2] for line in rows_table(full).splitlines()[2:]] == ["**yes**", "**yes**", "no"]
+
+    smoke = fidelity_rows("p", smoke_preset(preset), by_seed, {"e": [0], "f": [0]}, "cmd")
+    assert [r["ours"] for r in smoke] == [r["ours"] for r in full]  # the same figures, not judged
+    assert all(r["smoke"] is True and r["matched"] is False for r in smoke)
+    assert [r["our_epochs"] for r in smoke] == [1, 1, 1] and [r["reference_epochs"] for r in smoke] == [5, 10, 10]
+    assert matched_text(smoke) == "smoke run: not judged (3 rows)"
+    assert all(line.endswith("| 5 / 1 | smoke |  |") or line.endswith("| 10 / 1 | smoke |  |")
+               for line in rows_table(smoke).splitlines()[2:])
+    # a union over a full preset and a smoke one counts only the judged rows
+    assert matched_text(full + smoke) == "2 of 3 matched; 3 smoke rows not judged"
+    assert matched_text(full + smoke[:1]) == "2 of 3 matched; 1 smoke row not judged"
+    for name, rows, is_smoke in (("a", full, False), ("b", smoke, True)):
+        files = {"preset": name, "title": name, "command": "cmd", "smoke": is_smoke, "machine": "m", "date": "d",
+                 "wall_time_s": 6.0, "entry_wall_time_s": {"e": 6.0}, "rows": rows}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(files))
+    write_fidelity(tmp_path, tmp_path, ["a", "b"])
+    md = (tmp_path / "fidelity.md").read_text()
+    assert "2 of 3 matched." in md and "smoke run: not judged (3 rows)." in md
+
+
+def test_the_original_studies_are_cited_by_their_titles_not_by_a_path():
+    from ae_lightning.studies.reproduce import load_preset, presets
+    root = Path(__file__).resolve().parents[1]
+    titles = {"fcae": "the fcAE study (Fashion-MNIST)", "keras": "the shallow/deep Keras notebook (MNIST, Fashion-MNIST)",
+              "neighbours": "the neighbourhood study (MNIST)", "tuned": "the tuned conv AE / VAE study (MNIST)",
+              "zoo": "the autoencoder zoo (MNIST)"}
+    assert {n: load_preset(n, [])["source"] for n in presets()} == titles
+    for n, title in titles.items():  # the committed reports say the same
+        assert f"Original: {title}." in (root / "docs" / "studies" / "reproduce" / n / "report.md").read_text()
+    paths = [root / "README.md", *(p for d in ("ae_lightning", "configs", "docs") for p in (root / d).rglob("*")
+                                   if p.suffix in (".py", ".md", ".yaml"))]
+    assert not [str(p.relative_to(root)) for p in paths if "shared/seeds" in p.read_text()]
 
 
 def test_keras_preset_builds_glorot_layers_with_zero_biases(data_dir, tmp_path):
@@ -230,3 +320,57 @@ def test_preset_errors_name_the_preset(monkeypatch, tmp_path):
                                        "fidelity: [{id: x, goal: lower, reference: 1, ours: b.y}]\n")
     with pytest.raises(UserError, match="must start with a studies entry"):
         reproduce.load_preset("bad", [])
+
+
+def test_study_parameters_are_typed_and_checked_in_the_preset_file_and_its_smoke_part(monkeypatch, tmp_path):
+    """A misspelled study parameter (``modles:``) once ran the study's defaults with exit 0; now the
+    preset file is refused in one line naming the key and the nearest valid one, and a smoke part
+    is checked on its own, so it can neither hide nor carry a bad key."""
+    from ae_lightning.studies import reproduce
+
+    monkeypatch.setattr(reproduce, "PRESET_DIR", tmp_path)
+    head = "title: t\ndataset: mnist\nfidelity: [{id: x, goal: lower, reference: 1, ours: c.y}]\n"
+    cases = [
+        ("studies: {c: {study: curves, modles: {a: {variant: shallow}}}}",
+         "preset bad: unknown key studies.c.modles of study curves (did you mean 'models'?)"),
+        ("studies: {c: {study: compression, latents: [4, 8], epoch: 2}}",
+         "unknown key studies.c.epoch of study compression (did you mean 'epochs'?)"),
+        ("studies: {c: {study: compression, latents: eight}}", "studies.c.latents: expected a list of int > 0"),
+        ("studies: {c: {study: compression}}\nsmoke: {studies: {c: {latnets: [2]}}}",
+         "unknown key smoke.studies.c.latnets of study compression (did you mean 'latents'?)"),
+        ("studies: {c: {study: compression}}\nsmoke: {studies: {d: {latents: [2]}}}", "smoke.studies.d: no such entry"),
+        ("studies: {c: {study: compression}}\nsmoke: {epoch: 1}", "unknown key smoke.epoch (did you mean 'epochs'?)"),
+        ("studies: {c: {study: compression}}\nfindngs: {}", "unknown key findngs (did you mean 'findings'?)"),
+        ("studies: {c: {study: weights, latents: [2]}}", "unknown key studies.c.latents of study weights"),
+        ("studies: {c: {study: curves, models: {a: {varient: shallow}}}}",
+         "unknown key studies.c.models.a.varient (did you mean 'variant'?)"),
+        ("studies: {c: {study: curves, models: {a: {variant: shallow, epochs: 0}}}}",
+         "studies.c.models.a.epochs: expected int > 0"),
+        ("studies: {c: {study: classifier, models: {a: {variant: conv, confg: {}}}}}",
+         "unknown key studies.c.models.a.confg (did you mean 'config'?)"),
+    ]
+    for body, message in cases:
+        (tmp_path / "bad.yaml").write_text(head + body + "\n")
+        with pytest.raises(UserError) as e:
+            reproduce.load_preset("bad", [])
+        assert message in str(e.value) and "\n" not in str(e.value), (body, str(e.value))
+    # a valid key the file leaves out can be set (the schema judges it), and it arrives typed
+    (tmp_path / "ok.yaml").write_text(head + "studies: {c: {study: compression, latents: [4, 8]}}\n")
+    preset = reproduce.load_preset("ok", ["studies.c.falls_slack=1"])
+    params = reproduce.entry_params("preset ok", "c", preset["studies"]["c"])
+    assert params.falls_slack == 1.0 and isinstance(params.falls_slack, float) and params.latents == [4, 8]
+    assert params.family == "preset"  # the default of the study's Params
+
+
+def test_every_study_declares_frozen_typed_params_and_every_shipped_preset_passes_them():
+    import dataclasses
+
+    from ae_lightning.studies import reproduce, studies
+
+    for s in studies():
+        assert dataclasses.is_dataclass(s.params) and s.params.__dataclass_params__.frozen, s.name
+        s.params()  # every parameter has a default: an entry may leave any of them out
+    for name in reproduce.presets():
+        preset = reproduce.load_preset(name, [])
+        for entry, spec in preset["studies"].items():
+            reproduce.entry_params(f"preset {name}", entry, spec)

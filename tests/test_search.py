@@ -275,14 +275,22 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
         assert events and any(b"_hparams_/session_start_info" in e.read_bytes() for e in events)
         assert hparam_columns(Path(r["trial_dir"]))[:2] == ["model.lr", "model.latent_dim"]
 
+    # best.yaml: the best values as a full run (every training image, the variant's own epochs, the
+    # data folder relative); best_trial.yaml: the trial's config exactly
     best_yaml = yaml.safe_load((exp / "best.yaml").read_text())
-    assert best_yaml["model"]["lr"] == best["params"]["model.lr"]
+    trial_yaml = yaml.safe_load((exp / "best_trial.yaml").read_text())
+    assert best_yaml["model"]["lr"] == best["params"]["model.lr"] == trial_yaml["model"]["lr"]
     assert best_yaml["model"]["latent_dim"] == best["params"]["model.latent_dim"]
-    assert best_yaml["trainer"]["max_epochs"] == 2 and best_yaml["data"]["folds"] == 1
-    assert train.main(["--config", str(exp / "best.yaml"), "--output-dir", str(tmp_path / "retrain")]) == 0
+    assert trial_yaml["trainer"]["max_epochs"] == 2 and trial_yaml["data"]["subset"] == 1000
+    assert best_yaml["trainer"]["max_epochs"] == load("linear")["trainer"]["max_epochs"] != 2
+    assert best_yaml["data"]["subset"] is None and best_yaml["data"]["folds"] == 1
+    assert not Path(best_yaml["data"]["data_dir"]).is_absolute()
+    assert Path(best_yaml["data"]["data_dir"]).resolve() == Path(data_dir).resolve()
+    assert {k: v for k, v in best_yaml["model"].items()} == trial_yaml["model"]
+    assert train.main(["--config", str(exp / "best_trial.yaml"), "--output-dir", str(tmp_path / "retrain")]) == 0
     run = Path(capsys.readouterr().out.splitlines()[0])
     retrained = yaml.safe_load((run / "config.yaml").read_text())
-    assert retrained["model"] == best_yaml["model"] and retrained["data"] == best_yaml["data"]
+    assert retrained["model"] == trial_yaml["model"] and retrained["data"] == trial_yaml["data"]
     m = json.loads((run / "metrics.json").read_text())
     # same config, seed and data: the retrained run reproduces the trial's validation loss
     assert m["best_val_loss"] == pytest.approx(best["value"], rel=1e-4)
@@ -438,7 +446,11 @@ def test_failure_config_retries_a_crashed_trial_from_its_checkpoint(tmp_path, da
     (row,) = read_rows(exp / "results.csv")
     assert row["status"] == "completed"
     trial = Path(row["trial_dir"])
-    assert (trial / "restored" / "last.ckpt").is_file() and (trial / "error.txt").is_file()
+    assert (trial / "error.txt").is_file()
+    # finished: its best checkpoint alone is kept (the restored copy, last.ckpt and Tune's copies went)
+    assert [p.name for p in trial.rglob("*.ckpt")] == [Path(json.loads((trial / "metrics.json").read_text())
+                                                            ["best_checkpoint"]).name]
+    assert not list(trial.glob("checkpoint_*")) and not (trial / "restored").exists()
     results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
     assert [r.get("final", False) for r in results].count(True) == 1 and results[-1]["final"]  # then the test
     epochs = [r["epoch"] for r in results if not r.get("final")]
@@ -671,3 +683,41 @@ def test_a_snapshot_cut_short_by_a_kill_is_set_aside_and_the_session_before_it_r
     (exp / "tuner.pkl").write_bytes(b"\x80")
     with pytest.raises(UserError, match="tuner.pkl is damaged"):
         set_aside_damaged_snapshot(exp)
+
+
+def test_best_yaml_is_the_full_run_of_a_trial(tmp_path, monkeypatch):
+    """best.yaml (and each front/ config): all the training data, --retrain-epochs (else the
+    variant's own epochs), the data folder null where the project finds the same one by itself."""
+    from ae_lightning.data import default_data_dir
+    from search.report import full_run
+    from search.settings import SweepSettings
+
+    cfg = load("fc", None, {"data.subset": 500, "trainer.max_epochs": 1,
+                            "data.data_dir": str(default_data_dir("mnist").resolve())})
+    out = full_run(cfg, SweepSettings(variant="fc", retrain_epochs=7))
+    assert out["data"]["subset"] is None and out["trainer"]["max_epochs"] == 7 and out["data"]["data_dir"] is None
+    assert cfg["data"]["subset"] == 500 and cfg["trainer"]["max_epochs"] == 1  # the trial's config untouched
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    out = full_run({**cfg, "data": {**cfg["data"], "data_dir": str(tmp_path / "elsewhere")}}, SweepSettings(variant="fc"))
+    assert out["data"]["data_dir"] == "elsewhere" and out["trainer"]["max_epochs"] == load("fc")["trainer"]["max_epochs"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--subset", "500"], "--subset 500: the space's data.batch_size reaches 1024, more than the 500 training images"),
+    (["--subset", "1100", "--cv", "3"], "more than the 806 training images of each fold (--cv 3)"),
+    (["--subset", "100", "--set", "data.batch_size=256", "--space", "LR_ONLY"],
+     "--subset 100: data.batch_size is 256, more than the 100 training images"),
+])
+def test_a_batch_size_larger_than_the_subset_is_refused_before_ray_starts(extra, message, capsys, tmp_path):
+    """Such a trial would fail three times with a traceback each; the default space's batch sizes
+    reach 1024, so a quick `--subset 500` sweep hit it. A space without batch sizes: the base
+    config's batch size is checked."""
+    from search.tune import main
+
+    lr_only = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
+    extra = [str(lr_only) if a == "LR_ONLY" else a for a in extra]
+    assert main(["--variant", "linear", "--storage", str(tmp_path / "s"), "--name", "x", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "s" / "x").exists()

@@ -144,8 +144,9 @@ def test_two_node_sweep_with_token_auth(cluster, data_dir, tmp_path):
         assert int(r["epochs"]) == 2 and float(r["best_val_loss"]) > 0 and r["test_mse"]
         m = json.loads((trial / "metrics.json").read_text())
         assert m["best_val_loss"] == pytest.approx(float(r["best_val_loss"]))
-        assert (trial / "checkpoints" / "last.ckpt").is_file() and list(trial.glob("events.out.tfevents.*"))
-    best = yaml.safe_load((exp / "best.yaml").read_text())
+        assert len(list((trial / "checkpoints").glob("best-*.ckpt"))) == 1 and list(trial.glob("events.out.tfevents.*"))
+        assert not (trial / "checkpoints" / "last.ckpt").exists()  # a finished trial keeps its best checkpoint alone
+    best = yaml.safe_load((exp / "best_trial.yaml").read_text())
     assert best["variant"] == "linear" and best["trainer"]["max_epochs"] == 2
     assert f"retrain: python train.py --config {exp / 'best.yaml'}" in done.stdout
 

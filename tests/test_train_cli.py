@@ -150,6 +150,8 @@ def test_tensorboard_has_scalars_images_and_hparams(data_dir, tmp_path):
     assert "val/reconstructions" in tags["images"]
     plugins = set().union(*(mux.GetAccumulator(n).PluginTagToContent("hparams").keys() for n in mux.Runs()))
     assert "_hparams_/session_start_info" in plugins
+    # the HParams session lives in the event file: no hparams.yaml (Lightning's held {}) beside it
+    assert not list(run.rglob("hparams.yaml")), sorted(p.name for p in run.rglob("*"))
     assert (run / "projector_config.pbtxt").exists() or list(run.rglob("projector_config.pbtxt"))
 
 
@@ -226,3 +228,16 @@ def test_hparams_tab_logs_the_keys_that_matter_searched_keys_first(cfg_for):
                                hparam_keys=["model.leaky_slope", "model.lr"]).run_dir)
     assert cols[:3] == ["model.leaky_slope", "model.lr", "variant"] and cols.count("model.lr") == 1
     assert len(cols) < 25
+
+
+def test_every_tensorboard_command_shown_to_a_user_works_after_the_readme_setup():
+    # the README's setup installs into .venv/ without activating it: a bare `tensorboard` is not on PATH
+    import re
+    sources = [ROOT / "README.md", ROOT / "train.py", *(ROOT / "docs").rglob("*.md"), *(ROOT / "search").rglob("*.py"),
+               *(ROOT / "ae_lightning").rglob("*.py")]
+    found = {}
+    for path in sources:
+        for m in re.finditer(r"([^\s`\"'{(]*)tensorboard --logdir", path.read_text()):
+            found.setdefault(str(path.relative_to(ROOT)), []).append(m.group(1))
+    assert {"README.md", "docs/search.md", "search/tune.py"} <= set(found)
+    assert all(prefix == ".venv/bin/" for prefixes in found.values() for prefix in prefixes), found

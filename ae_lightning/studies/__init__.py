@@ -6,7 +6,10 @@
 Each study lives in its own module of this package and registers itself with :func:`register`;
 the CLI and ``all`` read the registry (no central if/elif). A study is a function
 ``run(ctx: Context) -> None`` that trains what it needs through ``ae_lightning.fit.fit`` (via
-``ctx.train``) and fills ``ctx.report`` with text, tables, figures and numbers.
+``ctx.train``) and fills ``ctx.report`` with text, tables, figures and numbers. Its parameters
+(what a preset entry may set beyond the options every study takes) are a frozen dataclass
+registered with it (``params=``), checked by the config's schema code (``config.check_keys``) and
+read as ``ctx.params.<name>``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import importlib
 import pkgutil
 from typing import Callable
 
+from ae_lightning.config import check_keys
 from ae_lightning.errors import UserError
 
 
@@ -28,6 +32,19 @@ class Study:
     variant: str | None  # default variant; None: the study fixes its own models (--variant refused);
     # "": the study covers every variant unless --variant names one
     summary: str
+    params: type  # a frozen dataclass: the parameters a preset entry may set (NoParams: none)
+
+    def make_params(self, given: dict, where: str, also: tuple[str, ...] = (), prefix: str = "") -> object:
+        """``given`` (a preset entry's study parameters) checked against :attr:`params`: one line
+        naming an unknown key (with the nearest valid one, ``also`` counted valid), a wrong type
+        or an out-of-range value."""
+        return self.params(**check_keys(where, given, self.params, what="key", also=also, prefix=prefix,
+                                        context=f" of study {self.name}"))
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """A study without parameters of its own."""
 
 
 _REGISTRY: dict[str, Study] = {}
@@ -36,11 +53,15 @@ _NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce",
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,
-             summary: str = "") -> Callable[[Callable], Callable]:
+             summary: str = "", params: type = NoParams) -> Callable[[Callable], Callable]:
+    if not (dataclasses.is_dataclass(params) and params.__dataclass_params__.frozen):
+        raise TypeError(f"study {name!r}: params must be a frozen dataclass, got {params!r}")
+
     def deco(fn: Callable) -> Callable:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise RuntimeError(f"study {name!r} registered twice")
-        _REGISTRY[name] = Study(name, title, fn, order, dataset, variant, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        _REGISTRY[name] = Study(name, title, fn, order, dataset, variant,
+                                summary or (fn.__doc__ or "").strip().split("\n")[0], params)
         return fn
     return deco
 

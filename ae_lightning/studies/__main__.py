@@ -104,7 +104,7 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
         head += [f"(Run in more than one call with `--resume`: {', '.join(reused)} read back from an earlier call "
                  "with the same options.)", ""]
     head += [
-            f"Every study trained {opts.epochs} epoch(s) per run; total wall time {total / 60:.1f} min. "
+            f"Every study trained {opts.epochs} epoch{'s' * (opts.epochs != 1)} per run; total wall time {total / 60:.1f} min. "
             "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
             "**Reading the references.** The reference figures come from the original studies and are set "
             "beside ours in every table. They differ from ours for three reasons: (1) the epoch budget "

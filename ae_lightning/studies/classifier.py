@@ -7,13 +7,16 @@ the same two on the pixels and on PCA with as many components, computed once as 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ae_lightning import config as config_mod
 from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
 from ae_lightning.models import get_module
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.probes import run_probes
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.latent import TSNE_POINTS, map_2d, scatter
 from ae_lightning.studies.report import bar_plot
 
@@ -22,6 +25,20 @@ LATENT = 32
 HEAD_MIN_EPOCHS = 20  # the head trains on codes computed once: an epoch costs a few small matmuls
 REFERENCE = ("The studies: 98.36 % test accuracy on MNIST with a 32-dimensional code and a small head "
              "trained 80 epochs with Adam; 88–94 % depending on the kind of autoencoder.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a classifier entry."""
+
+    latent: PosInt | None = LATENT  # every autoencoder's code size (None: each model's own)
+    models: dict[str, ModelSpec] | None = None  # label -> {variant, config} (None: the variants of this checkout)
+    heads: dict[str, dict] | None = None  # label -> nested config overrides of the classifier head
+    maps: bool = False  # a t-SNE map of each model's test codes
+    map_points: PosInt | None = None  # test codes in each map (None: 2,000)
+    baselines: bool = True  # the pixel and PCA probes beside the codes'
+    description: str | None = None  # the report's first paragraph
+    reference: dict[str, float] | None = None  # model or head label -> the original's test accuracy
 
 
 def autoencoder_variants() -> list[str]:
@@ -39,7 +56,7 @@ def code_map(ctx: Context, label: str, ae) -> None:
 
     x, y = ctx.tensors(ae.cfg, "test")
     g = torch.Generator().manual_seed(ctx.opts.seed)
-    sub = torch.randperm(len(x), generator=g)[:int(ctx.params.get("map_points", TSNE_POINTS))].sort().values
+    sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points or TSNE_POINTS].sort().values
     z = ae.module.encode_all(x[sub]).float().cpu()
     pts, method = map_2d(z.numpy(), ctx.opts.seed)
     ctx.report.figure(f"map_{label}", scatter(pts, y[sub].cpu().numpy(), f"{label}: test codes, {method}",
@@ -60,16 +77,16 @@ def run(ctx: Context) -> None:
     if ctx.opts.variant is not None and ctx.opts.variant not in available:
         raise UserError(f"classifier: --variant {ctx.opts.variant!r} is not an autoencoder variant "
                         f"(choose one of {', '.join(available)})")
-    latent = ctx.params.get("latent", LATENT)
-    if "models" in ctx.params:
+    latent = ctx.params.latent
+    if ctx.params.models is not None:
         specs = {label: (spec.get("variant", label), overrides_of(spec.get("config")))
-                 for label, spec in ctx.params["models"].items()}
+                 for label, spec in ctx.params.models.items()}
     else:
         chosen = [ctx.opts.variant] if ctx.opts.variant else [v for v in available if v in ORDER[:8]]
         specs = {v: (v, {}) for v in chosen}
     rows, res, baselines = [], {}, None
     head_epochs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS)
-    heads = {label: overrides_of(over) for label, over in ctx.params["heads"].items()} if "heads" in ctx.params \
+    heads = {label: overrides_of(over) for label, over in ctx.params.heads.items()} if ctx.params.heads is not None \
         else {"head": {"trainer__max_epochs": head_epochs}}
     skipped = {}
     for v, (variant, over) in specs.items():
@@ -84,7 +101,7 @@ def run(ctx: Context) -> None:
             rows.append([v, latent, None, None, None, None])
             continue
         ckpt = ae.metrics["best_checkpoint"]
-        if ctx.params.get("maps"):
+        if ctx.params.maps:
             code_map(ctx, v, ae)
         by_head = {}
         for h, h_over in heads.items():
@@ -96,31 +113,31 @@ def run(ctx: Context) -> None:
         clf = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **next(iter(heads.values()))),
                                label=f"classifier on {v}")
         probes = run_probes(ckpt, data_dir=ctx.opts.data_dir, train_limit=ctx.opts.subset,
-                            test_limit=ctx.opts.test_subset, baselines=baselines is None and ctx.params.get("baselines", True),
+                            test_limit=ctx.opts.test_subset, baselines=baselines is None and ctx.params.baselines,
                             device=str(ctx.device))
         by_name = {r["features"]: r for r in probes["rows"]}
-        if baselines is None and ctx.params.get("baselines", True):
+        if baselines is None and ctx.params.baselines:
             baselines = [r for r in probes["rows"] if r["features"] != "code"]
         res[v] = {"test_acc": clf.metrics.get("test_acc"), "knn_acc": by_name["code"]["knn_acc"],
                   "linear_acc": by_name["code"]["linear_acc"], "ae_test_nrmse": ae.metrics.get("test_nrmse"),
                   "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
-                  "latent_dim": int(ae.cfg["model"]["latent_dim"]), **({"heads": by_head} if "heads" in ctx.params else {})}
+                  "latent_dim": int(ae.cfg["model"]["latent_dim"]), **({"heads": by_head} if ctx.params.heads is not None else {})}
         rows.append([v, res[v]["latent_dim"], ae.metrics.get("test_nrmse"), res[v]["test_acc"], res[v]["knn_acc"],
                      res[v]["linear_acc"]])
     for b in baselines or []:
         rows.append([f"baseline: {b['features']}", b["dim"], None, None, b["knn_acc"], b["linear_acc"]])
     rep = ctx.report
     missing = [v for v in ORDER[:8] if v not in available]
-    if "description" in ctx.params:
-        rep.text(ctx.params["description"].strip())
-    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch(s) at latent {latent or 'its own size'}; the classifier head "
+    if ctx.params.description is not None:
+        rep.text(ctx.params.description.strip())
+    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)} at latent {latent or 'its own size'}; the classifier head "
              f"(Linear(32→128), ReLU, Linear(128→10), frozen encoder, on codes computed once) trained {head_epochs} "
              f"epochs (at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
              "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set. "
              + REFERENCE + (f" Not in this checkout: {', '.join(missing)}." if missing else "")
              + "".join(f" Not run, {v}: {msg}." for v, msg in skipped.items()))
-    ref = ctx.params.get("reference") or {}
-    if "models" in ctx.params and any(v in ref for v in res):
+    ref = ctx.params.reference or {}
+    if ctx.params.models is not None and any(v in ref for v in res):
         rows = [r + [ref.get(r[0])] for r in rows]
         rep.table(["features", "dim", "AE test NRMSE", "classifier test acc", "kNN@5 acc", "linear probe acc",
                    "reference"], rows)
@@ -130,7 +147,7 @@ def run(ctx: Context) -> None:
         "classifier": [res[v]["test_acc"] for v in res], "kNN@5": [res[v]["knn_acc"] for v in res],
         "linear probe": [res[v]["linear_acc"] for v in res]}, "test accuracy", "Accuracy from the codes"),
         "Test accuracy of the latent classifier and the probes, per variant")
-    if "heads" in ctx.params:
+    if ctx.params.heads is not None:
         rep.heading("Classifier heads")
         rep.table(["model", "head", "optimizer", "lr", "epochs", "test accuracy", "reference"],
                   [[v, h, r["optimizer"], r["lr"], r["epochs"], r["test_acc"], ref.get(h)]
@@ -138,4 +155,4 @@ def run(ctx: Context) -> None:
     rep.results.update({"latent_dim": latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped, "baselines": baselines, "reference": REFERENCE})
 
 
-register("classifier", "Classifier and probes per variant", order=10, dataset="mnist", variant="")(run)
+register("classifier", "Classifier and probes per variant", order=10, dataset="mnist", variant="", params=Params)(run)

@@ -24,6 +24,7 @@ from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.fit import RunResult, fit, run_root
+from ae_lightning.hints import PosInt
 from ae_lightning.metrics import ReconMetrics
 from ae_lightning.models import load_checkpoint
 from ae_lightning.studies import Study
@@ -50,7 +51,8 @@ class Options:
     runs_dir: str | None = None  # None: <out>/runs
     latents: list[int] | None = None  # compression / inversion sizes (None: each study's defaults)
     # a preset (``reproduce``): config overrides under every run (dotted keys), and the study's own
-    # parameters (e.g. ``choices``, ``models``), which the study modules read through ``ctx.params``
+    # parameters (e.g. ``choices``, ``models``), checked against the study's ``Params`` dataclass
+    # and read as ``ctx.params.<name>``
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     resume: bool = False  # reuse finished runs found under runs_dir with the same config; continue unfinished ones
@@ -102,7 +104,7 @@ class Context:
             raise UserError(f"study {study.name}: --variant is not an option here (it trains its own fixed set of models)")
         self.variant = opts.variant or study.variant or None  # "" : every variant unless --variant
         self.cache = {} if cache is None else cache
-        self.params = dict(opts.params)
+        self.params = study.make_params(opts.params, "params")  # typed: ctx.params.<name>
         self.runs_dir = Path(opts.runs_dir) if opts.runs_dir else Path(opts.out) / "runs"
         cuda = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
         self.device = torch.device("cuda" if cuda else "cpu")
@@ -159,7 +161,7 @@ class Context:
             shown = " ".join(f"{k}={v:.4g}" for k, v in res.metrics.items()
                              if k in ("test_nrmse", "test_loss", "test_acc") and isinstance(v, float))
             print(f"[{self.study.name}] {label or cfg['variant']}: {shown} "
-                  f"({res.metrics['epochs']} epochs, {time.time() - t0:.1f} s)", file=sys.stderr)
+                  f"({res.metrics['epochs']} epoch{'s' * (res.metrics['epochs'] != 1)}, {time.time() - t0:.1f} s)", file=sys.stderr)
         run = self.cache[key]
         self.trained.append({"label": label, "variant": cfg["variant"], "run_dir": str(run.run_dir),
                              "epochs": run.metrics.get("epochs"), "wall_time_s": run.metrics.get("wall_time_s"),
@@ -206,7 +208,7 @@ class Context:
         on_test = o.overrides.get("data.validation") == "test"
         everything = "all (validated on the test file)" if on_test else "all (minus the validation hold-out)"
         parts = [f"dataset `{self.dataset}`", f"{o.epochs} epoch{'s' * (o.epochs != 1)} per run"
-                 + (" (unless a model sets its own)" if "models" in self.params else ""),
+                 + (" (unless a model sets its own)" if "models" in o.params else ""),
                  f"training images: {o.subset if o.subset else everything}",
                  f"test images: {o.test_subset or 'all'}", f"seed {o.seed}", f"device `{self.device}`"]
         if self.variant:
@@ -244,6 +246,23 @@ def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model of a study's ``models`` parameter (read as a mapping: ``spec.get("variant")``)."""
+
+    variant: str | None = None  # None: the entry's variant
+    config: dict | None = None  # nested config overrides of this model
+
+
+@dataclasses.dataclass(frozen=True)
+class OneVariableParams:
+    """A preset's parameters of an optimizers, activations or losses entry (:func:`one_variable`)."""
+
+    choices: dict[str, dict] | None = None  # label -> nested config overrides (None: the study's own)
+    reference: dict[str, float] = dataclasses.field(default_factory=dict)  # added to the study's references
+    latent: PosInt | None = None  # the code size (None: 8)
+
+
 def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], reference: dict[str, float],
                  latent: int = 8) -> dict[str, dict]:
     """The fcAE study's design: one setting changed at a time, everything else held, at latent
@@ -251,10 +270,10 @@ def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], refer
     A preset replaces them with its ``choices`` (label -> nested config overrides) and may add to
     ``reference``. Writes a table and a bar chart beside the reference test NRMSE; returns the
     numbers by label."""
-    if "choices" in ctx.params:
-        choices = [(label, overrides_of(over)) for label, over in ctx.params["choices"].items()]
-    reference = {**reference, **ctx.params.get("reference", {})}
-    latent = ctx.params.get("latent", latent)
+    if ctx.params.choices is not None:
+        choices = [(label, overrides_of(over)) for label, over in ctx.params.choices.items()]
+    reference = {**reference, **ctx.params.reference}
+    latent = ctx.params.latent if ctx.params.latent is not None else latent
 
     out: dict[str, dict] = {}
     for label, overrides in choices:

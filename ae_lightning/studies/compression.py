@@ -7,6 +7,9 @@ split with the project's metric (``ae_lightning.metrics``).
 """
 from __future__ import annotations
 
+import dataclasses
+
+from ae_lightning.hints import NonNegFloat, PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.report import line_plot
@@ -18,12 +21,21 @@ PIXELS = 784
 REFERENCE = {8: 0.1139}
 
 
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a compression entry."""
+
+    latents: list[PosInt] | None = None  # the sizes to train (None: both families)
+    family: str = "preset"  # the label of ``latents`` in the report
+    falls_slack: NonNegFloat = 0.0  # the largest step up that still counts as "the loss falls"
+
+
 def sizes(ctx: Context) -> dict[str, list[int]]:
     """The latent sizes to train, by family (``--latents`` or a preset's ``latents`` replaces both)."""
     if ctx.opts.latents:
         return {"--latents": list(ctx.opts.latents)}
-    if "latents" in ctx.params:
-        return {ctx.params.get("family", "preset"): list(ctx.params["latents"])}
+    if ctx.params.latents is not None:
+        return {ctx.params.family: list(ctx.params.latents)}
     return {"fcAE sizes": LATENTS, "sweep 5..95": SWEEP}
 
 
@@ -55,7 +67,7 @@ def run(ctx: Context) -> None:
     all_k = sorted({k for ks in families.values() for k in ks})
     res = train_sizes(ctx, all_k)
     rep = ctx.report
-    rep.text(f"One `{ctx.variant}` model per latent size k, trained {ctx.opts.epochs} epoch(s), everything else "
+    rep.text(f"One `{ctx.variant}` model per latent size k, trained {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}, everything else "
              "held. NRMSE = RMSE / (max − min of the targets), exact over each split. "
              "Reference: the fcAE study, test NRMSE 0.1139 at k = 8 after 1000 epochs (Adam, MSE).")
     rows = []
@@ -88,7 +100,7 @@ def run(ctx: Context) -> None:
     rep.figure("loss_vs_latent", line_plot({"train loss": (all_k, train_loss), "test loss": (all_k, test_loss)},
                                            "code size", f"{loss} loss", "Model loss against code size"),
                "Train and test loss against the code size")
-    slack = ctx.params.get("falls_slack", 0.0)
+    slack = ctx.params.falls_slack
     shape = {"train_loss_falls": falls(train_loss, slack), "test_loss_falls": falls(test_loss, slack)}
     shape["both_fall"] = shape["train_loss_falls"] and shape["test_loss_falls"]
     rep.text(f"Both losses fall as the code size grows (no step up by more than {slack:g}): "
@@ -108,4 +120,4 @@ def run(ctx: Context) -> None:
 
 
 register("compression", "Compression: NRMSE against latent size", order=1, dataset="fashion_mnist",
-         variant="fc")(run)
+         variant="fc", params=Params)(run)

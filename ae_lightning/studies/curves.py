@@ -11,10 +11,13 @@ units (which first-layer units to draw)}``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, overrides_of
+from ae_lightning.hints import NonNegInt, PosInt
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.report import line_plot
 from ae_lightning.studies.weights import linear_layers, unit_images
 from ae_lightning.viz import tile
@@ -29,9 +32,26 @@ N_SHOWN = 15
 N_UNITS = 12
 
 
+@dataclasses.dataclass(frozen=True)
+class CurveModel(ModelSpec):
+    """One model of the curves study: a variant and config, its own epochs, the first-layer units
+    shown and the original's loss by epoch."""
+
+    epochs: PosInt | None = None
+    units: list[NonNegInt] | None = None
+    reference: list[float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a curves entry."""
+
+    models: dict[str, CurveModel] | None = None  # None: the study's own two models
+
+
 def run(ctx: Context) -> None:
     """Epoch-by-epoch training loss, reconstructions and first-layer weights of each model."""
-    models = ctx.params.get("models", DEFAULT_MODELS)
+    models = ctx.params.models if ctx.params.models is not None else DEFAULT_MODELS
     rep = ctx.report
     results: dict[str, dict] = {}
     curves, rows = {}, []
@@ -86,4 +106,4 @@ def run(ctx: Context) -> None:
 
 
 register("curves", "Training curves, reconstructions and weights", order=11, dataset="fashion_mnist",
-         variant=None)(run)
+         variant=None, params=Params)(run)

@@ -7,9 +7,12 @@ noise), and the test MSE from clean inputs beside it. Image rows: original, nois
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ae_lightning.errors import UserError
+from ae_lightning.hints import PosFloat
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.report import line_plot
@@ -18,6 +21,14 @@ from ae_lightning.viz import tile
 FACTORS = [0.2, 0.3, 0.6]
 N_SHOWN = 12
 REFERENCE = {0.3: 0.0246, 0.6: 0.0332}  # the study's MNIST test loss
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a denoising entry."""
+
+    factors: list[PosFloat] | None = None  # noise factors (None: 0.2, 0.3, 0.6)
+    reference: dict[float, float] | None = None  # noise factor -> the original's test loss
 
 
 @torch.no_grad()
@@ -30,8 +41,8 @@ def run(ctx: Context) -> None:
     """Train/test loss by noise factor, and original / noisy / denoised images.
 
     A preset may set ``factors`` (the noise factors) and ``reference`` (factor -> test loss)."""
-    factors = [float(f) for f in ctx.params.get("factors", FACTORS)]
-    reference = {float(k): v for k, v in ctx.params.get("reference", REFERENCE).items()}
+    factors = [float(f) for f in (ctx.params.factors if ctx.params.factors is not None else FACTORS)]
+    reference = {float(k): v for k, v in (ctx.params.reference if ctx.params.reference is not None else REFERENCE).items()}
     probe = ctx.config()
     if "noise_factor" not in probe["model"]:
         raise UserError(f"denoising: variant {ctx.variant!r} adds no noise (no model.noise_factor); "
@@ -56,7 +67,7 @@ def run(ctx: Context) -> None:
     arch = probe["model"].get("architecture", ctx.variant)
     rep.text(f"`{ctx.variant}` ({arch} architecture, latent {probe['model'].get('latent_dim')}), Gaussian noise "
              "x + f·N(0, 1) clipped to [0, 1], MSE against the clean image, "
-             f"{ctx.opts.epochs} epoch(s) per factor. Reference: the study's MNIST test loss, "
+             f"{ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)} per factor. Reference: the study's MNIST test loss, "
              + ", ".join(f"{v} at {k:g}" for k, v in reference.items()) + ".")
     rep.table(["noise factor", "train loss (noisy in)", "test loss (noisy in)", "test MSE (clean in)",
                "MSE of the noisy input itself", "reference test loss"], rows)
@@ -73,4 +84,4 @@ def run(ctx: Context) -> None:
                         "test_loss_noisy_in": [res[f]["test"]["noisy_input"]["mse"] for f in factors]})
 
 
-register("denoising", "Denoising", order=8, dataset="mnist", variant="denoising")(run)
+register("denoising", "Denoising", order=8, dataset="mnist", variant="denoising", params=Params)(run)

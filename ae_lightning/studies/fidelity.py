@@ -5,6 +5,8 @@ seed the entry ran at (``seeds``, ``values``, in the seeds' order), ``ours`` is 
 an ``order`` row (a ranking, a yes/no) the value most seeds agree on, if more than half do.
 ``matched`` judges ``ours`` alone. A preset's ``findings`` (row id -> ``{cause, alternative,
 command}``) put the measured cause of a miss beside the row; a finding never changes ``matched``.
+A smoke run's rows (the preset from ``reproduce.smoke_preset``) are never judged: ``matched`` is false,
+``smoke`` true, and ``our_epochs`` the epochs they ran (capped at the smoke epochs).
 """
 from __future__ import annotations
 
@@ -123,8 +125,10 @@ def finding_text(f: dict | None) -> str:
 # -- rows ------------------------------------------------------------------------------------------
 def fidelity_rows(name: str, preset: dict, by_seed: dict[int, dict], entry_seeds: dict[str, list[int]],
                   cmd: str) -> list[dict]:
-    """``by_seed``: seed -> entry -> results; ``entry_seeds``: the seeds each entry ran at."""
+    """``by_seed``: seed -> entry -> results; ``entry_seeds``: the seeds each entry ran at. A smoke
+    preset's rows (``smoke_settings`` set) carry ``smoke: true``, never match, and record the smoke epochs."""
     findings = preset.get("findings") or {}
+    smoke = preset.get("smoke_settings")
     rows = []
     for row in preset["fidelity"]:
         entry = row["ours"].split(".")[0]
@@ -132,14 +136,18 @@ def fidelity_rows(name: str, preset: dict, by_seed: dict[int, dict], entry_seeds
         seeds = entry_seeds.get(entry, [])
         values = [lookup(by_seed.get(s, {}), row["ours"]) for s in seeds]
         ours = aggregate(row["goal"], values) if values else None
+        our_epochs = row.get("our_epochs", spec.get("epochs", preset.get("epochs")))
+        if smoke:  # what the smoke run trained, not the full run's epochs
+            our_epochs = min(our_epochs, smoke["epochs"]) if isinstance(our_epochs, int) else smoke["epochs"]
         rows.append({
             "id": row["id"], "study": name, "figure": row.get("figure", row["id"]),
             "setting": row.get("setting", preset.get("setting", "")),
             "reference": row["reference"], "ours": ours, "seeds": seeds, "values": values, "goal": row["goal"],
             **({"tolerance": row["tolerance"]} if "tolerance" in row else {}),
             "reference_epochs": row.get("reference_epochs", preset.get("reference_epochs")),
-            "our_epochs": row.get("our_epochs", spec.get("epochs", preset.get("epochs"))),
-            "matched": judge(row["goal"], ours, row["reference"], row.get("tolerance")),
+            "our_epochs": our_epochs,
+            "matched": not smoke and judge(row["goal"], ours, row["reference"], row.get("tolerance")),
+            **({"smoke": True} if smoke else {}),
             **({"finding": dict(findings[row["id"]])} if row["id"] in findings else {}),
             "command": cmd,
         })
@@ -175,10 +183,22 @@ def rows_table(rows: list[dict]) -> str:
     body = [f"| `{r['id']}` | {r['figure']} | {cell(r['reference'])} | {ours_cell(r)} | "
             f"{', '.join(map(str, r.get('seeds') or [])) or '—'} | {r['goal']}"
             + (f" ±{r['tolerance']:g}" if r.get("tolerance") is not None else "")
-            + f" | {cell(r['reference_epochs'])} / {cell(r['our_epochs'])} | {'**yes**' if r['matched'] else 'no'} | "
+            + f" | {cell(r['reference_epochs'])} / {cell(r['our_epochs'])} | "
+            + ("smoke" if r.get("smoke") else "**yes**" if r["matched"] else "no") + " | "
             + finding_text(r.get("finding")).replace("|", "\\|") + " |"
             for r in rows]
     return "\n".join([head, *body])
+
+
+def matched_text(rows: list[dict], noun: str = "") -> str:
+    """``N of M matched``; smoke rows are not judged and not counted: ``smoke run: not judged (M rows)``."""
+    smoke = sum(bool(r.get("smoke")) for r in rows)
+    judged = len(rows) - smoke
+    counted = f"{sum(r['matched'] for r in rows)} of {judged} {noun}matched"
+    if not smoke:
+        return counted
+    not_judged = f"{smoke} smoke row{'' if smoke == 1 else 's'} not judged"
+    return f"smoke run: not judged ({smoke} row{'' if smoke == 1 else 's'})" if not judged else f"{counted}; {not_judged}"
 
 
 # -- the union over presets ------------------------------------------------------------------------
@@ -220,7 +240,7 @@ def write_fidelity(out: Path, target: Path, names: list[str]) -> list[dict]:
                    f"{k} {v / 60:.1f} min" for k, v in s["entry_wall_time_s"].items() if v is not None) + ")",
                *([f"- {training(s)}"] if s.get("runs") else []),
                f"- report: [{s['preset']}/report.md]({os.path.relpath(out / s['preset'] / 'report.md', target)})", "",
-               f"{sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} matched.", "",
+               f"{matched_text(s['rows'])}.", "",
                rows_table(s["rows"]), ""]
     files.write_text(target / "fidelity.md", "\n".join(md))
     return rows

@@ -16,11 +16,13 @@ and against the autoencoder's own reconstruction error).
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
 
 from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
 from ae_lightning.models import get_module
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
@@ -32,6 +34,13 @@ OWN_EPS64 = 1e-15  # own outputs decoded in float64
 TRUE_EPS = 1e-3  # true pixels are often exactly 0 or 1, whose logits are infinite: clip to ±6.9
 # fcAE study at latent 8: Frobenius norm between recovered and encoder codes from the AE's outputs
 REFERENCE = {"own_train_frobenius": 0.0153, "own_test_frobenius": 0.0062}
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of an inversion entry."""
+
+    latents: list[PosInt] | None = None  # the sizes (``--latents`` first; None: the compression study's)
 
 
 def decoder_steps(module) -> list[nn.Module]:
@@ -143,7 +152,7 @@ def measure(module, x: torch.Tensor) -> dict[str, float]:
 def run(ctx: Context) -> None:
     """Least-squares inversion of the decoder at each latent size."""
     decoder_steps(_build(ctx))  # a decoder that cannot be inverted fails before anything trains
-    ks = list(ctx.opts.latents or ctx.params.get("latents") or LATENTS)
+    ks = list(ctx.opts.latents or ctx.params.latents or LATENTS)
     trained = train_sizes(ctx, ks)
     by_k = {}
     for k in ks:
@@ -200,4 +209,4 @@ def _build(ctx: Context):
     return get_module(cfg["module"])(**cfg["model"])
 
 
-register("inversion", "Inversion of the decoder", order=5, dataset="fashion_mnist", variant="fc")(run)
+register("inversion", "Inversion of the decoder", order=5, dataset="fashion_mnist", variant="fc", params=Params)(run)

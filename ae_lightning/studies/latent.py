@@ -13,6 +13,8 @@ For an autoencoder (``--variant``, default ``fc``) and, when the checkout has it
 """
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -20,8 +22,9 @@ import torch
 from ae_lightning import config as config_mod
 from ae_lightning import resolve
 from ae_lightning.generate import generate
+from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.pixel_classifier import pixel_classifier_config
 from ae_lightning.viz import tile
 
@@ -33,6 +36,18 @@ N_SHOWN = 12  # reconstructions shown
 REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
              ("vae", "uniform_global"): 94, ("vae", "uniform_per_dim"): 100}
 SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a latent entry."""
+
+    models: dict[str, ModelSpec] | None = None  # {"ae": {variant, config}, "vae": {...}} (None: the variant's and vae)
+    map_points: PosInt = TSNE_POINTS  # test codes in each map
+    judge_epochs: PosInt | None = None  # the pixel CNN's epochs (None: its config's)
+    reconstructions: list[str] = dataclasses.field(default_factory=list)  # models whose reconstructions are shown
+    reference: dict[str, int | float] | None = None  # "<model>/<scheme>" -> the original's count
+    generation_order: list[str] | None = None  # [key, "<" or "<=", key, ...] (None: strict by the reference)
 
 
 def map_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
@@ -66,31 +81,31 @@ def run(ctx: Context) -> None:
     CNN's), ``reconstructions`` (the models whose test reconstructions are shown) and ``reference``
     ("<model>/<scheme>" -> the original's count)."""
     rep = ctx.report
-    if "models" in ctx.params:
+    if ctx.params.models is not None:
         models = {key: ctx.train(spec.get("variant"), label=f"{key} ({spec.get('variant') or ctx.variant})",
                                  **overrides_of(spec.get("config")))
-                  for key, spec in ctx.params["models"].items()}
+                  for key, spec in ctx.params.models.items()}
     else:
         models = {"ae": ctx.train(label=f"autoencoder ({ctx.variant})")}
         if "vae" in config_mod.variants():
             models["vae"] = ctx.train("vae", label="vae")
-    reference = ({tuple(k.split("/")): v for k, v in ctx.params["reference"].items()} if "reference" in ctx.params
+    reference = ({tuple(k.split("/")): v for k, v in ctx.params.reference.items()} if ctx.params.reference is not None
                  else REFERENCE)
     judge_cfg = pixel_classifier_config(models["ae"].cfg)
-    if "judge_epochs" in ctx.params:
+    if ctx.params.judge_epochs is not None:
         judge_cfg = resolve.validate({**judge_cfg, "trainer": {**judge_cfg["trainer"],
-                                                               "max_epochs": int(ctx.params["judge_epochs"])}})
+                                                               "max_epochs": ctx.params.judge_epochs}})
     clf_run = ctx.train_config(judge_cfg, label="pixel CNN")
     clf = clf_run.module
     first = models["ae"]
     x, y = ctx.tensors(first.cfg, "test")
     names = ctx.datamodule(first.cfg).class_names
     g = torch.Generator().manual_seed(ctx.opts.seed)
-    sub = torch.randperm(len(x), generator=g)[:int(ctx.params.get("map_points", TSNE_POINTS))].sort().values
+    sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points].sort().values
     rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in models else
              " (no `vae` variant in this checkout, so no VAE rows)") +
              f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
-             f"({clf_run.cfg['trainer']['max_epochs']} epoch(s)): test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
+             f"({clf_run.cfg['trainer']['max_epochs']} epoch{'s' * (clf_run.cfg['trainer']['max_epochs'] != 1)}): test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
              f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
              "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
     rows, results = [], {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"),
@@ -116,7 +131,7 @@ def run(ctx: Context) -> None:
                       f"({int(good[:100].sum())} of these 100 confident)")
         results["models"][key] = {"variant": run_.cfg["variant"], "latent_dim": int(z.shape[1]), "map": method,
                                   "code_ranges": ranges, "scores": scored}
-        if key in ctx.params.get("reconstructions", []):
+        if key in ctx.params.reconstructions:
             with torch.no_grad():
                 xr = m.output(m.decode(m.encode(xm[:N_SHOWN])))
             rep.image(f"reconstructions_{key}", tile(torch.cat([xm[:N_SHOWN], xr]), nrow=N_SHOWN),
@@ -128,7 +143,7 @@ def run(ctx: Context) -> None:
                     "reference": {f"{a}/{b}": v for (a, b), v in reference.items()}})
     counts = {f"{key}/{scheme}": sc["count"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
     # the reference's order: a preset's ``generation_order`` ([key, "<" or "<=", key, ...]), else strict by count
-    spec = ctx.params.get("generation_order")
+    spec = ctx.params.generation_order
     if spec is None:
         keys = sorted((k for k in counts if tuple(k.split("/")) in reference), key=lambda k: reference[tuple(k.split("/"))])
         spec = [t for k in keys for t in ("<", k)][1:]
@@ -143,4 +158,4 @@ def run(ctx: Context) -> None:
     rep.results.update(results)
 
 
-register("latent", "Latent space: maps and generation", order=7, dataset="mnist", variant="fc")(run)
+register("latent", "Latent space: maps and generation", order=7, dataset="mnist", variant="fc", params=Params)(run)

@@ -14,7 +14,7 @@ Measured on the project's 2-core CPU, idle (2026-12-01), MNIST's 60,000 training
 each (``python -m ae_lightning.studies.neighbors``): L2 43 s, L1 108 s, 151 s together (5.7 min
 while two training runs shared the cores); ``cdist(p=1)`` alone would take about 40 minutes.
 
-A preset (``reproduce neighbours``) sets, through ``ctx.params``: ``models`` (label -> {variant,
+A preset (``reproduce neighbours``) sets, through ``ctx.params`` (:class:`Params`): ``models`` (label -> {variant,
 config}), ``neighbour_set`` (``test``, the default, or ``train``: the original took its neighbours
 over the 60,000 training images), ``pixel_k`` (neighbours kept per image), ``ks``, ``code_maps``,
 ``description`` and ``reference`` (the original's tables: ``score``, ``improvement``,
@@ -22,14 +22,17 @@ over the 60,000 training images), ``pixel_k`` (neighbours kept per image), ``ks`
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import Any, Literal
 
 import torch
 
 from ae_lightning.data import default_data_dir, load_split
 from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.latent import scatter
 from ae_lightning.studies.report import line_plot
 
@@ -40,6 +43,19 @@ LATENT = 2
 MODELS = [("linear_mse", "linear", "mse"), ("linear_l1", "linear", "l1"),
           ("deep_mse", "deep", "mse"), ("deep_l1", "deep", "l1")]
 REFERENCE = {"deep_mse": 0.0278, "linear_mse": 0.0050}  # score@5 at latent 2 (relu_mse, linear_mse)
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A preset's parameters of a neighbours entry (the module's docstring says what each does)."""
+
+    models: dict[str, ModelSpec] | None = None  # label -> {variant, config} (None: the study's four)
+    neighbour_set: Literal["test", "train"] = "test"
+    pixel_k: PosInt | None = None  # neighbours kept per image (None: the largest k)
+    ks: list[PosInt] = dataclasses.field(default_factory=lambda: list(KS))
+    code_maps: bool = False
+    description: str | None = None
+    reference: dict[str, Any] | None = None  # the original's tables by name (and a note)
 
 
 LOW_DIM = 16  # up to this many dimensions (the codes): torch.cdist rows; above (pixels): the fast paths
@@ -222,21 +238,19 @@ def compare(pixel_nn: torch.Tensor, code_nn: torch.Tensor, labels: torch.Tensor,
 def models_of(ctx: Context) -> dict[str, tuple[str | None, dict]]:
     """label -> (variant, ctx.train overrides): the study's own four models, or a preset's ``models``
     (label -> {variant, config: nested overrides})."""
-    if "models" in ctx.params:
+    if ctx.params.models is not None:
         return {label: (spec.get("variant"), overrides_of(spec.get("config")))
-                for label, spec in ctx.params["models"].items()}
+                for label, spec in ctx.params.models.items()}
     return {label: (variant, {"model__latent_dim": LATENT, "model__loss": loss}) for label, variant, loss in MODELS}
 
 
 def run(ctx: Context) -> None:
     """Neighbourhood preservation (score@k) and same-label rates, pixel vs code space."""
     rep = ctx.report
-    ks = tuple(ctx.params.get("ks", KS))
+    ks = tuple(ctx.params.ks)
     kmax = max(ks)
-    pixel_k = max(kmax, int(ctx.params.get("pixel_k", kmax)))  # neighbours kept per image (the original: 200)
-    split = ctx.params.get("neighbour_set", "test")
-    if split not in ("train", "test"):
-        raise UserError(f"neighbors: neighbour_set must be train or test, got {split!r}")
+    pixel_k = max(kmax, ctx.params.pixel_k or kmax)  # neighbours kept per image (the original: 200)
+    split = ctx.params.neighbour_set
     if split == "test" and ctx.opts.test_subset is not None and ctx.opts.test_subset <= pixel_k:
         raise UserError(f"neighbors: --test-subset must exceed the largest k ({pixel_k}), got {ctx.opts.test_subset}")
     runs = {label: ctx.train(variant, label=label, **over) for label, (variant, over) in models_of(ctx).items()}
@@ -255,11 +269,11 @@ def run(ctx: Context) -> None:
         z = run_.module.encode_all(x)
         codes[label] = z
         res[label] = {m: compare(pixel_nn[m], knn(z, kmax, p), y, ks) for m, p in METRICS.items()}
-    ref = ctx.params.get("reference") or {}
+    ref = ctx.params.reference or {}
     ref_score = {label: (ref.get("score", {}).get(label, {}).get("L2", {}).get(5)) for label in runs} if ref \
         else {label: REFERENCE.get(label) for label in runs}
-    if "description" in ctx.params:
-        rep.text(ctx.params["description"].strip())
+    if ctx.params.description is not None:
+        rep.text(ctx.params.description.strip())
     else:
         rep.text(f"{len(x)} test images; models at latent {LATENT} (`linear`: 784-128-64-12-2 with no nonlinearity; "
                  "`deep`: 784-128-2 with ReLU, the study's ReLU model), trained with MSE or L1.")
@@ -316,7 +330,7 @@ def run(ctx: Context) -> None:
             for label in runs for m in METRICS}},
         "k", "same-label rate", "Neighbours sharing the image's label"),
         "Same-label rate of the k nearest neighbours, in pixel space and in each code space")
-    if ctx.params.get("code_maps"):
+    if ctx.params.code_maps:
         names = ctx.datamodule(first.cfg).class_names
         shown = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.opts.seed))[:10000]
         for label, z in codes.items():
@@ -333,7 +347,7 @@ def run(ctx: Context) -> None:
                         "order_text": {m: " > ".join(o) for m, o in order.items()}})
 
 
-register("neighbors", "Neighbourhood preservation", order=6, dataset="mnist")(run)
+register("neighbors", "Neighbourhood preservation", order=6, dataset="mnist", params=Params)(run)
 
 
 def time_pixel_neighbours(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ defaults the original study ran with (the project's default momentum is 0.9).
 from __future__ import annotations
 
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, one_variable
+from ae_lightning.studies.common import Context, OneVariableParams, one_variable
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs
 REFERENCE = {"adam": 0.1139, "rmsprop": 0.1167, "adagrad": 0.1460, "adadelta": 0.1909, "sgd": 0.3954}
@@ -18,15 +18,15 @@ CHOICES = [("adam", {"model__optimizer": "adam"}), ("sgd", {"model__optimizer": 
 
 def run(ctx: Context) -> None:
     """Test NRMSE by optimizer, everything else held."""
-    if "choices" in ctx.params:
-        ctx.report.text(f"`{ctx.variant}` at latent 8, {ctx.opts.epochs} epoch(s), the preset's optimizers: " +
-                        "; ".join(f"{lb}: {over}" for lb, over in ctx.params["choices"].items()) +
+    if ctx.params.choices is not None:
+        ctx.report.text(f"`{ctx.variant}` at latent 8, {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}, the preset's optimizers: " +
+                        "; ".join(f"{lb}: {over}" for lb, over in ctx.params.choices.items()) +
                         ". Reference: the fcAE study after 1000 epochs.")
     else:
         ctx.report.text(f"`{ctx.variant}` at latent 8, learning rate 1e-3 for every optimizer, momentum 0 for SGD "
                         "and RMSprop, "
-                        f"{ctx.opts.epochs} epoch(s). Reference: the fcAE study after 1000 epochs.")
+                        f"{ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}. Reference: the fcAE study after 1000 epochs.")
     one_variable(ctx, "optimizer", CHOICES, REFERENCE)
 
 
-register("optimizers", "Optimizers", order=2, dataset="fashion_mnist", variant="fc")(run)
+register("optimizers", "Optimizers", order=2, dataset="fashion_mnist", variant="fc", params=OneVariableParams)(run)

@@ -44,17 +44,21 @@ from typing import Any
 
 from ae_lightning import files, resolve
 from ae_lightning.config import CONFIG_DIR, SECTIONS, load_yaml, parse_value
+from ae_lightning.config import nearest as config_nearest
 from ae_lightning.errors import UserError
 from ae_lightning.studies import get
 from ae_lightning.studies.common import Options, overrides_of
 from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
-                                           rows_table, training, write_fidelity)
+                                           matched_text, rows_table, training, write_fidelity)
 from ae_lightning.studies.report import load_report
 from ae_lightning.studies.runner import check_resumable, run_one
 from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
-ENTRY_KEYS = {"study", "dataset", "variant", "epochs", "config"}
+ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config")  # an entry's keys beside its study's Params
+PRESET_KEYS = ("title", "dataset", "studies", "fidelity", "config", "description", "epochs", "findings", "readings",
+               "reference_epochs", "setting", "smoke", "source", "variant", "seeds")
+SMOKE_KEYS = ("epochs", "subset", "test_subset", "studies")
 ROW_KEYS = {"id", "figure", "reference", "goal", "ours", "setting", "tolerance", "reference_epochs", "our_epochs"}
 SMOKE = {"subset": 512, "test_subset": 256, "epochs": 1}
 
@@ -70,7 +74,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="studies/reproduce", help="output folder (default studies/reproduce)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--fidelity-dir", help="where fidelity.json / fidelity.md of every finished preset go (default --out)")
-    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run")
+    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run; "
+                   "its fidelity rows are marked smoke, not judged")
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
@@ -98,7 +103,8 @@ def load_preset(name: str, sets: list[str]) -> dict:
 
 
 def apply_set(preset: dict, item: str) -> None:
-    """``--set a.b.c=value``: the leaf must exist, except inside a ``config`` section (data, model, trainer)."""
+    """``--set a.b.c=value``: the leaf must exist, except inside a ``config`` section (data, model, trainer)
+    and for a study parameter (``studies.ENTRY.KEY``), which the study's ``Params`` then checks."""
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected PATH=VALUE, e.g. config.model.lr=0.01")
     path, text = item.split("=", 1)
@@ -113,7 +119,8 @@ def apply_set(preset: dict, item: str) -> None:
         node = node[key]
     leaf = keys[-1]
     in_config = len(keys) >= 2 and keys[-2] in SECTIONS
-    if not isinstance(node, dict) or (leaf not in node and not in_config):
+    study_param = len(keys) == 3 and keys[0] == "studies"
+    if not isinstance(node, dict) or (leaf not in node and not in_config and not study_param):
         raise UserError(f"--set {path}: the preset has no {path}")
     node[leaf] = parse_value(text)
 
@@ -123,12 +130,22 @@ def check_preset(name: str, preset: dict) -> None:
     for key in ("title", "dataset", "studies", "fidelity"):
         if key not in preset:
             raise UserError(f"{where}: missing {key!r}")
+    unknown_key(where, "", preset, PRESET_KEYS)
     if not isinstance(preset["studies"], dict) or not preset["studies"]:
         raise UserError(f"{where}: 'studies' must map entry names to study settings")
     for entry, spec in preset["studies"].items():
         if not isinstance(spec, dict) or "study" not in spec:
             raise UserError(f"{where}: studies.{entry} must name its 'study'")
-        get(spec["study"])  # a UserError naming the known studies
+        entry_params(where, entry, spec)
+    smoke = preset.get("smoke") or {}
+    if not isinstance(smoke, dict):
+        raise UserError(f"{where}: smoke must be a mapping, got {smoke!r}")
+    unknown_key(where, "smoke.", smoke, SMOKE_KEYS)
+    for entry, params in (smoke.get("studies") or {}).items():  # checked on their own: they cannot mask a key
+        if entry not in preset["studies"]:
+            raise UserError(f"{where}: smoke.studies.{entry}: no such entry{config_nearest(entry, preset['studies'])} "
+                            f"(entries: {', '.join(preset['studies'])})")
+        get(preset["studies"][entry]["study"]).make_params(params, f"smoke.studies.{entry}", prefix=f"{where}: ")
     if "seeds" in preset:
         check_seeds(preset["seeds"], f"{where}: seeds")
     ids = set()
@@ -148,6 +165,20 @@ def check_preset(name: str, preset: dict) -> None:
         if entry not in preset["studies"]:
             raise UserError(f"{where}: fidelity row {rid}: 'ours' must start with a studies entry, got {row.get('ours')!r}")
     check_findings(where, preset.get("findings"), ids)
+
+
+def unknown_key(where: str, prefix: str, node: dict, valid: tuple[str, ...]) -> None:
+    for key in node:
+        if key not in valid:
+            raise UserError(f"{where}: unknown key {prefix}{key}{config_nearest(str(key), valid)}; "
+                            f"valid keys: {', '.join(sorted(valid))}")
+
+
+def entry_params(where: str, entry: str, spec: dict):
+    """The entry's study parameters (its keys beside ``ENTRY_KEYS``), typed by its study's ``Params``."""
+    study = get(spec["study"])  # a UserError naming the known studies
+    return study.make_params({k: v for k, v in spec.items() if k not in ENTRY_KEYS}, f"studies.{entry}",
+                             also=ENTRY_KEYS, prefix=f"{where}: ")
 
 
 def smoke_preset(preset: dict) -> dict:
@@ -256,7 +287,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                        + (f", seed {seed}" if len(runs) > 1 else ""))
             sections.append(heading + "\n\n" + rep.render(level=2, image_prefix=f"{folder}/", title=False))
     rows = fidelity_rows(name, preset, by_seed, entry_seeds, command(argv))
-    missing = [r["id"] for r in rows if not r["matched"] and "finding" not in r]
+    missing = [r["id"] for r in rows if not r["matched"] and not r.get("smoke") and "finding" not in r]
     if missing:
         print(f"{name}: unmatched rows without a finding: {', '.join(missing)}", file=sys.stderr)
     wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
@@ -280,7 +311,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                                                 e: r for e, r in v.items() if results.get(e) is not r})}})
     files.write_text(out / "report.md", render_preset(preset, summary, sections))
     files.write_json(out / "summary.json", summary)
-    print(f"{name}: {sum(r['matched'] for r in rows)} of {len(rows)} figures matched "
+    print(f"{name}: {matched_text(rows, 'figures ')} "
           f"({wall / 60:.1f} min) -> {out / 'report.md'}", file=sys.stderr)
     return summary
 
@@ -309,7 +340,7 @@ def today() -> str:
 def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines = [f"# Reproduction: {preset['title']}", ""]
     if preset.get("source"):
-        lines += [f"Original: `../shared/seeds/{preset['source']}`.", ""]
+        lines += [f"Original: {preset['source']}.", ""]  # cited by its title: a user's clone has no copy of it
     if preset.get("description"):
         lines += [preset["description"].strip(), ""]
     lines += [f"Command: `{summary['command']}`" + (" (smoke: tiny subset, 1 epoch per run)" if summary["smoke"] else ""),
@@ -326,8 +357,7 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
         lines += [f"| {r.get('ambiguity', '')} | {r.get('chosen', '')} | {r.get('why', '')} | `{r.get('alternative', '')}` |"
                   for r in preset["readings"]]
         lines.append("")
-    matched = sum(r["matched"] for r in summary["rows"])
-    lines += ["## Figures of the original", "", f"{matched} of {len(summary['rows'])} matched.", "",
+    lines += ["## Figures of the original", "", f"{matched_text(summary['rows'])}.", "",
               rows_table(summary["rows"]), ""]
     return "\n".join(lines) + "\n" + "\n".join(sections)
 
@@ -351,8 +381,8 @@ def main(argv: list[str]) -> int:
     rows = write_fidelity(out, Path(args.fidelity_dir) if args.fidelity_dir else out, presets())
     if args.name == "all":
         files.write_text(out / "report.md", "# Reproductions of the original studies\n\n" + "\n".join(
-            f"- [{s['title']}]({s['preset']}/report.md): {sum(r['matched'] for r in s['rows'])} of {len(s['rows'])} "
-            f"figures matched, {s['wall_time_s'] / 60:.1f} min" for s in summaries) + "\n")
-    print(f"{sum(r['matched'] for r in rows)} of {len(rows)} figures matched; "
+            f"- [{s['title']}]({s['preset']}/report.md): {matched_text(s['rows'], 'figures ')}, "
+            f"{s['wall_time_s'] / 60:.1f} min" for s in summaries) + "\n")
+    print(f"{matched_text(rows, 'figures ')}; "
           f"{(Path(args.fidelity_dir) if args.fidelity_dir else out) / 'fidelity.md'}")
     return 0
