@@ -15,7 +15,9 @@ import sys
 from typing import Any
 
 from ae_lightning import flags, runlock
-from ae_lightning.config import Text, UserError, cli, load, variants
+from ae_lightning.config import Text, cli, variants
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import config_hint, load
 
 # flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
 FLAGS = {
@@ -29,7 +31,7 @@ FLAGS = {
 
 def flag_hints() -> dict[str, Any]:
     """Each flag's config-key type hint (model keys: of the autoencoders', or the classifier's)."""
-    return {name: flags.config_hint(key, ("mlp", "classifier")) for name, key in FLAGS.items()}
+    return {name: config_hint(key, ("mlp", "classifier")) for name, key in FLAGS.items()}
 
 
 def parser(variants: list[str]) -> argparse.ArgumentParser:

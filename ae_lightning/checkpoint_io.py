@@ -23,7 +23,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ae_lightning import files
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 TEMP_GLOB = ".*.ckpt.*.tmp"  # the temporary files of files.atomic_open for *.ckpt targets
 ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of every file torch.save writes

@@ -33,13 +33,13 @@ from typing import Any, Annotated, Callable, Iterable, Literal, Union
 
 import yaml
 
+from ae_lightning.errors import UserError
+# the hints are re-exported: callers written against config keep working (prefer ae_lightning.hints)
+from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
 SECTIONS = ("data", "model", "trainer")
-
-
-class UserError(Exception):
-    """The one error type for mistakes a user can fix. The CLIs print ``str(e)`` and exit 2."""
 
 
 def cli(main: Callable[..., int]) -> Callable[..., int]:
@@ -57,32 +57,7 @@ def cli(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """A numeric bound for ``Annotated`` hints: ``Annotated[float, Range(gt=0)]``."""
-
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-
-    def check(self, value: float) -> str | None:
-        if isinstance(value, float) and not math.isfinite(value):
-            return "a finite number"
-        for op, bound, ok in (("> ", self.gt, lambda v, b: v > b), (">= ", self.ge, lambda v, b: v >= b),
-                              ("< ", self.lt, lambda v, b: v < b), ("<= ", self.le, lambda v, b: v <= b)):
-            if bound is not None and not ok(value, bound):
-                return f"a number {op}{bound:g}"
-        return None
-
-
-Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]  # numpy's range: Lightning would replace another seed by 0
 TOP_LEVEL = {"variant": str, "module": str, "seed": Seed}
-PosInt = Annotated[int, Range(gt=0)]
-NonNegInt = Annotated[int, Range(ge=0)]
-PosFloat = Annotated[float, Range(gt=0)]
-NonNegFloat = Annotated[float, Range(ge=0)]
-Fraction = Annotated[float, Range(ge=0, le=1)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,12 +341,18 @@ def set_key(cfg: dict, dotted: str, value: Any) -> None:
     cfg.setdefault(parts[0], {})[parts[1]] = value
 
 
+# module name -> {section: the class whose typed signature is the section's schema}, in SECTIONS order.
+# Given by the layer above (ae_lightning.resolve.section_classes): config knows schemas, not classes.
+Sections = Callable[[str], dict[str, type]]
+
+
 def load(variant: str, config_file: str | Path | None = None,
-         overrides: dict[str, Any] | None = None) -> dict:
+         overrides: dict[str, Any] | None = None, *, sections: Sections) -> dict:
     """Resolve and validate a run's configuration. ``overrides`` maps dotted keys to values.
 
     A ``config.yaml`` written by an earlier run can be given as ``config_file`` on its own: its
-    ``variant`` then decides which variant file is layered beneath it.
+    ``variant`` then decides which variant file is layered beneath it. Callers use
+    :func:`ae_lightning.resolve.load`, which passes ``sections``.
     """
     user = load_yaml(config_file, empty_ok=False) if config_file else {}
     overrides = dict(overrides or {})
@@ -385,15 +366,12 @@ def load(variant: str, config_file: str | Path | None = None,
     cfg["variant"] = variant
     for k, v in overrides.items():
         set_key(cfg, k, v)
-    return validate(cfg)
+    return validate(cfg, sections)
 
 
-def validate(cfg: dict) -> dict:
-    """Check every key, type and range; fill in signature defaults. Returns a new dict."""
-    from ae_lightning.data import MNISTDataModule  # late: data imports torch
-    from ae_lightning.fit import TrainerConfig
-    from ae_lightning.models import get_module
-
+def validate(cfg: dict, sections: Sections) -> dict:
+    """Check every key, type and range; fill in signature defaults. Returns a new dict.
+    ``sections(module)``: the classes of the sections (:func:`ae_lightning.resolve.validate` passes them)."""
     for k in cfg:
         if k not in TOP_LEVEL and k not in SECTIONS:
             raise UserError(f"unknown config key {k!r}: top-level keys are "
@@ -403,15 +381,15 @@ def validate(cfg: dict) -> dict:
         if k not in cfg:
             raise UserError(f"config key {k!r} is missing")
         out[k] = coerce(k, cfg[k], t)
-    module_cls = get_module(out["module"])
-    for section, cls in (("data", MNISTDataModule), ("model", module_cls), ("trainer", TrainerConfig)):
+    classes = sections(out["module"])
+    for section, cls in classes.items():
         given = cfg.get(section) or {}
         if not isinstance(given, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {given!r}")
         resolved = check_keys(section, given, cls, what="config key", context=f" for variant {out['variant']!r}")
         out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema_of(cls).items()}
     # cross-field checks live with the class that owns them (one file per variant)
-    for section, cls in (("data", MNISTDataModule), ("model", module_cls), ("trainer", TrainerConfig)):
+    for section, cls in classes.items():
         check = getattr(cls, "check_config", None)
         if check is not None:
             check(out[section])

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from ae_lightning import files
-from ae_lightning.config import ROOT, NonNegInt, PosInt, UserError
+from ae_lightning.config import ROOT
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegInt, PosInt
 
 IMAGE_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10

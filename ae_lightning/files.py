@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 
 class WriteError(UserError):

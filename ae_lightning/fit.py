@@ -32,9 +32,11 @@ from ae_lightning import eventfiles, files, runlock
 from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
                                     RunConfigInCheckpoint)
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
-from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError, dump_yaml
+from ae_lightning.config import CONFIG_DIR, dump_yaml, load_yaml
 from ae_lightning.data import MNISTDataModule
+from ae_lightning.errors import UserError
 from ae_lightning.generate import GenerationImages
+from ae_lightning.hints import NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
 
 
@@ -113,8 +115,6 @@ def hparams(cfg: dict, hparam_keys: Sequence[str] | None = None) -> dict[str, An
     """The HParams tab's columns, in order: ``hparam_keys`` (e.g. a sweep's searched keys), the keys
     that matter in every run (:data:`HPARAM_KEYS`), then the variant's own main options. The full
     config stays in config.yaml. The VAE has no ``model.loss`` (its objective is set by likelihood)."""
-    from ae_lightning.config import CONFIG_DIR, load_yaml
-
     flat = _flat(cfg)
     try:
         own = load_yaml(CONFIG_DIR / f"{cfg['variant']}.yaml")
@@ -218,7 +218,7 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
 def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
         callbacks: Sequence[L.Callback] = (), verbose: bool | None = None,
         hparam_keys: Sequence[str] | None = None) -> RunResult:
-    """Train and test one resolved config (``ae_lightning.config.load``); return its metrics.
+    """Train and test one resolved config (``ae_lightning.resolve.load``); return its metrics.
 
     ``run_dir``: an existing folder to use (``--resume``, search trials); else a new version_N,
     removed again if the run fails before its first checkpoint.

@@ -12,7 +12,8 @@ import argparse
 import typing
 from typing import Any, Callable, Sequence
 
-from ae_lightning.config import TOP_LEVEL, Text, UserError, coerce, schema_of
+from ae_lightning.config import Text, coerce
+from ae_lightning.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -21,25 +22,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         raise UserError(f"{self.prog}: {message} (see --help)")
-
-
-def config_hint(dotted: str, modules: Sequence[str] = ("mlp",)) -> Any:
-    """The type hint of a config key: top-level, ``data.*``, ``trainer.*``, or ``model.*`` of the
-    first of ``modules`` (registry names) that takes it."""
-    from ae_lightning.data import MNISTDataModule
-    from ae_lightning.fit import TrainerConfig
-    from ae_lightning.models import get_module
-
-    if "." not in dotted:
-        return TOP_LEVEL[dotted]
-    section, key = dotted.split(".", 1)
-    classes = {"data": [MNISTDataModule], "trainer": [TrainerConfig],
-               "model": [get_module(m) for m in modules]}[section]
-    for cls in classes:
-        schema = schema_of(cls)
-        if key in schema:
-            return schema[key][0]
-    raise KeyError(dotted)
 
 
 def param_hints(fn: Callable, names: Sequence[str]) -> dict[str, Any]:

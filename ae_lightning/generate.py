@@ -22,7 +22,12 @@ import lightning as L
 import torch
 
 from ae_lightning import files, flags
-from ae_lightning.config import PosInt, Seed, UserError, cli
+from ae_lightning.config import cli
+from ae_lightning.data import MNISTDataModule
+from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt, Seed
+from ae_lightning.models import load_checkpoint
+from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.viz import save_png, tile
 
 
@@ -36,8 +41,6 @@ def sample_codes(z: torch.Tensor, n: int, generator: torch.Generator) -> dict[st
 @torch.no_grad()
 def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
     """``({kind: images (n,1,28,28) in [0,1]}, code ranges)`` from an autoencoder and test images."""
-    from ae_lightning.models.base import AutoencoderModule
-
     if not isinstance(module, AutoencoderModule):
         raise UserError(f"generation needs an autoencoder; this checkpoint holds a {type(module).__name__}")
     was = module.training
@@ -61,8 +64,6 @@ class GenerationImages(L.Callback):
         self.n, self.limit = n, limit
 
     def on_test_end(self, trainer, pl_module) -> None:
-        from ae_lightning.models.base import AutoencoderModule
-
         experiment = getattr(trainer.logger, "experiment", None)
         if not isinstance(pl_module, AutoencoderModule) or not hasattr(experiment, "add_image"):
             return
@@ -77,9 +78,6 @@ class GenerationImages(L.Callback):
 def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,
                              limit: PosInt | None = None, data_dir: str | None = None) -> dict[str, Path]:
     """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``."""
-    from ae_lightning.data import MNISTDataModule
-    from ae_lightning.models import load_checkpoint
-
     module, cfg = load_checkpoint(ckpt)
     data = dict(cfg["data"], **({"data_dir": data_dir} if data_dir else {}))
     x, _ = MNISTDataModule(**data).tensors("test", limit=limit)

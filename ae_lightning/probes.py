@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from ae_lightning import files, flags
-from ae_lightning.config import NonNegFloat, PosInt, UserError, cli
+from ae_lightning.config import cli
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegFloat, PosInt
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,6 +122,8 @@ def run_probes(checkpoint: str | Path, *, data_dir: str | None = None, k: PosInt
     """Probe the encoder of an autoencoder checkpoint (and the pixel / PCA baselines); a result dict
     ``{checkpoint, variant, dataset, latent_dim, k, n_train, n_test, rows: [{features, dim, knn_acc,
     linear_acc, ...}]}``. Bad checkpoints raise UserError (see ``classifier.load_encoder``)."""
+    # late: the data module and the models import Lightning (seconds), which --help and the flags'
+    # checks do without
     from ae_lightning.data import MNISTDataModule
     from ae_lightning.models.classifier import load_encoder
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 LOCK_NAME = "run.lock"
 _held: dict[Path, int] = {}  # run folder -> file descriptor of its lock, in this process

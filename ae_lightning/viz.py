@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ae_lightning import files
+
 
 def tile(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
     """``(N,1,H,W)`` in [0,1] -> one ``(1, rows*(H+pad)+pad, nrow*(W+pad)+pad)`` image, row-major."""
@@ -26,8 +28,6 @@ def save_png(path: str | Path, image: torch.Tensor | np.ndarray) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ae_lightning import files
 
     arr = image.squeeze().numpy() if isinstance(image, torch.Tensor) else np.squeeze(image)
     buf = io.BytesIO()

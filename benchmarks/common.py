@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 from ae_lightning import files  # noqa: E402
-from ae_lightning.config import load  # noqa: E402
 from ae_lightning.fit import fit  # noqa: E402
 from ae_lightning.models import get_module  # noqa: E402
+from ae_lightning.resolve import load  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------

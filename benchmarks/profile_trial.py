@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     from ae_lightning import data as data_module
     from ae_lightning import fit as fit_module
-    from ae_lightning.config import load
+    from ae_lightning.resolve import load
     t_project = time.perf_counter() - t
     t = time.perf_counter()
     from ray import tune

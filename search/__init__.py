@@ -5,5 +5,6 @@
 
 Modules: space.py (the YAML search space, validated against the variant's config schema),
 trainable.py (one trial = one ``ae_lightning.fit.fit`` call that reports to Tune every epoch),
-searchers.py (Ax / random, ASHA), report.py (outputs and comparison figures).
+searchers.py (Ax / random, ASHA), report.py (outputs and comparison figures), results.py (the names
+in a trial's results, shared by the trainable and the driver without importing Lightning).
 """

@@ -35,8 +35,13 @@ from pathlib import Path
 from typing import Literal
 
 from ae_lightning import files
-from ae_lightning.config import ROOT, NonNegInt, PosInt, UserError, cli, coerce, parse_value, schema_of
+from ae_lightning.config import ROOT, cli, coerce, parse_value, schema_of
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegInt, PosInt
+from search import bench_acquisition, bench_report, report, tune
 from search.objectives import Objective, hypervolume, hypervolume_by_trial, reference_point
+from search.pareto import bounds_of, front, objective_values
+from search.report import load_settings, settings_space
 
 SPACE = ROOT / "configs" / "search" / "bench.yaml"
 PARTS = ("single", "multi", "asha", "acquisition")
@@ -99,8 +104,6 @@ def sweeps(b: BenchSettings, parts: tuple[str, ...]) -> list[dict]:
 
 def run_sweep(sw: dict, b: BenchSettings, storage: Path, data_dir: str | None, resume: bool) -> Path:
     """One sweep through ``search.tune``: skipped when finished, continued when interrupted."""
-    from search import tune
-
     exp = storage / sw["name"]
     if (exp / "best.json").is_file():
         return exp
@@ -140,8 +143,6 @@ def _merge_flags(argv: list[str], extra: list[str]) -> list[str]:
 
 def read_sweep(exp: Path) -> dict:
     """A finished sweep's trials (in the order they finished), Ax's proposal times and wall time."""
-    from search import report
-
     rows = report.collect(exp)
     times = []
     for r in rows:
@@ -168,16 +169,11 @@ def best_so_far(rows: list[dict]) -> list[float]:
 
 
 def _points(rows: list[dict], objectives: list[Objective]) -> list[tuple[float, ...] | None]:
-    from search.pareto import objective_values
-
     return [objective_values(r, objectives) for r in rows]
 
 
 def summarize(b: BenchSettings, runs: dict[str, dict]) -> dict:
     """bench.json's ``single``, ``multi``, ``asha`` and ``goals`` from the sweeps read back."""
-    from search.pareto import bounds_of, front
-    from search.report import load_settings, settings_space
-
     single = []
     for name, r in runs.items():
         if name.startswith("single-"):
@@ -272,8 +268,6 @@ def parser() -> argparse.ArgumentParser:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from search import bench_report
-
     args = parser().parse_args(argv)
     bad = [x for x in args.only if x not in PARTS]
     if bad:
@@ -298,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         for sw in sweeps(b, tuple(p for p in parts if p != "acquisition")):
             run_sweep(sw, b, storage, args.data_dir, args.resume)
     if "acquisition" in parts and not args.report:
-        from search import bench_acquisition
-
         exps = {s: storage / f"single-ax-s{s}" for s in b.seeds if (storage / f"single-ax-s{s}" / "best.json").is_file()}
         files.write_json(storage / ACQUISITION, bench_acquisition.measure(exps, (b.num_restarts, b.raw_samples)))
     runs = {}  # every finished sweep of the benchmark, whichever call ran it (parts may run side by side)

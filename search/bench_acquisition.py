@@ -15,6 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
+from search import report
 from search.space import ax_name
 
 POINTS = (10, 20, 29)
@@ -22,6 +23,7 @@ POINTS = (10, 20, 29)
 
 def replay(space, rows: list[dict], num_restarts: int, raw_samples: int, seed: int) -> dict:
     """One Bayesian proposal after ``rows`` (a sweep's first trials) with these settings."""
+    # late: Ax and Ray take seconds to import (--help and the report-only paths do without them)
     from ax.utils.common.constants import Keys
 
     from search.ax_searcher import make_client
@@ -48,10 +50,10 @@ def measure(exps: dict[int, Path], cut: tuple[int, int], full: tuple[int, int] =
     the full one's."""
     import torch
 
+    # late: Ax and Ray (seconds), as in replay
     from search.ax_searcher import PROPOSAL_THREADS
 
     torch.set_num_threads(PROPOSAL_THREADS)
-    from search import report
 
     rows = []
     for seed, exp in sorted(exps.items()):

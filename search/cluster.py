@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 
 def probe(address: str, timeout_s: float = 10.0) -> None:

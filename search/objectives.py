@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any, Sequence
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 TEST_METRICS = ("test_loss", "test_mse", "test_nrmse", "test_rel_error")
 RESULT_KEY = {"val_loss": "best_val_loss"}  # user-facing name -> a trial's result / results.csv column

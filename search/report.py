@@ -26,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ae_lightning import files
-from ae_lightning.config import UserError, cli, dump_yaml
+from ae_lightning.config import cli, dump_yaml
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import load
+from search import pareto
+from search.results import DIVERGED, FINAL, METRIC
 from search.settings import SweepSettings
+from search.space import apply, parse_space, with_objectives
 
 SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
 _ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -48,8 +53,6 @@ def load_settings(exp_dir: Path) -> SweepSettings:
 
 def settings_space(s: SweepSettings, objectives: list[str] | None = None):
     """The sweep's space as it was decoded, with its objectives (or ``objectives``)."""
-    from search.space import parse_space, with_objectives
-
     space = parse_space(s.space_raw, s.base, s.space_file, s.choice_encoding)
     return with_objectives(space, objectives if objectives is not None else s.objectives, s.base)
 
@@ -67,8 +70,6 @@ def _reason(trial) -> str:
 def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
     """One row per trial, in the order trials finished."""
     from ray.tune import ExperimentAnalysis
-
-    from search.trainable import DIVERGED, FINAL, METRIC
 
     settings = load_settings(exp_dir)
     space = settings_space(settings)
@@ -140,8 +141,6 @@ def proposals(exp_dir: Path) -> dict[str, dict]:
 
 
 def best_so_far(rows: list[dict]) -> list[float]:
-    from search.trainable import METRIC
-
     out, best = [], math.inf
     for r in rows:
         v = r.get(METRIC)
@@ -163,8 +162,7 @@ def full_run(cfg: dict, settings) -> dict:
     """A trial's config as the run a user retrains: every training image (the sweep's ``--subset``
     dropped), ``--retrain-epochs`` (else the variant's own ``max_epochs``) and the data folder as
     the project finds it by itself (null) where that is the same folder, else relative to here."""
-    from ae_lightning.config import load
-    from ae_lightning.data import default_data_dir
+    from ae_lightning.data import default_data_dir  # late: data imports torch (seconds)
 
     out = json.loads(json.dumps(cfg))
     out["data"]["subset"] = None
@@ -179,10 +177,6 @@ def full_run(cfg: dict, settings) -> dict:
 def write_outputs(exp_dir: str | Path) -> dict | None:
     """results.csv, best.json, best.yaml and search.png, and with several objectives pareto.csv,
     pareto.png and front/; returns best.json's content (or None)."""
-    from search import pareto
-    from search.space import apply
-    from search.trainable import METRIC
-
     exp_dir = Path(exp_dir)
     settings = load_settings(exp_dir)
     space = settings_space(settings)
@@ -242,8 +236,6 @@ def plot(series: list[tuple[str, list[dict]]], out: str | Path, title: str = "")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from search.trainable import METRIC
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, rows) in enumerate(series):

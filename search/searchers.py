@@ -8,10 +8,10 @@ from __future__ import annotations
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.stopper import Stopper
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 from search.settings import SweepSettings
 from search.space import Space
-from search.trainable import FINAL, METRIC
+from search.results import FINAL, METRIC
 
 
 def trial_dirname(trial) -> str:
@@ -22,6 +22,7 @@ def trial_dirname(trial) -> str:
 def check_ax(space: Space, s: SweepSettings) -> None:
     """Build the Ax experiment once in the driver, before Ray starts, so a space or objectives
     that Ax refuses fail with one line instead of as a traceback after the cluster is up."""
+    # late: Ax takes seconds to import; a random sweep needs none of it
     from search.ax_searcher import make_client
 
     try:
@@ -33,7 +34,7 @@ def check_ax(space: Space, s: SweepSettings) -> None:
 
 def build_searcher(s: SweepSettings, space: Space):
     if s.algo == "ax":
-        from search.ax_searcher import SweepAxSearch
+        from search.ax_searcher import SweepAxSearch  # late: Ax (seconds)
 
         return SweepAxSearch(space, space.objectives, s.seed, s.sobol_trials(len(space.params)), s.num_restarts,
                              s.raw_samples)

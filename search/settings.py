@@ -13,8 +13,9 @@ import types
 import typing
 from typing import Any, Literal
 
-from ae_lightning.config import (NonNegFloat, NonNegInt, PosFloat, PosInt, UserError, coerce, parse_value,
-                                 schema_of)
+from ae_lightning.config import coerce, parse_value, schema_of
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
 from search.objectives import Objective
 
 ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")

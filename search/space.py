@@ -25,7 +25,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ae_lightning.config import SECTIONS, UserError, coerce, load_yaml, merge, schema_of, validate
+from ae_lightning.config import SECTIONS, coerce, load_yaml, merge, schema_of
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import section_classes, validate
 from search.objectives import Objective, metrics_of, parse_all
 
 FLOAT_TYPES = ("uniform", "loguniform")
@@ -232,12 +234,8 @@ def apply(base: dict, flat: dict[str, Any]) -> dict:
 
 
 def _schemas(base: dict) -> dict[str, dict]:
-    from ae_lightning.data import MNISTDataModule
-    from ae_lightning.fit import TrainerConfig
-    from ae_lightning.models import get_module
-
-    return {"data": schema_of(MNISTDataModule), "model": schema_of(get_module(base["module"])),
-            "trainer": schema_of(TrainerConfig), "top": {"seed": (int, 0)}}
+    classes = section_classes(base["module"])  # data, model, trainer
+    return {**{section: schema_of(cls) for section, cls in classes.items()}, "top": {"seed": (int, 0)}}
 
 
 def _number(where: str, value: Any, integer: bool) -> float | int:

@@ -42,12 +42,13 @@ from typing import Any, Sequence
 from lightning.pytorch.callbacks import Checkpoint
 
 from ae_lightning import files, runlock
+from ae_lightning import fit as fit_module  # on_exception: hparams there is TensorBoard's
 from ae_lightning.callbacks import DivergedError
+from ae_lightning.fit import fit
+from search.results import DIVERGED, FINAL, METRIC
+from search.space import apply
 
-METRIC = "best_val_loss"
-FINAL = "final"  # in a trial's last result once it has trained and tested in full (search.ax_searcher)
 STATE = "trial_state.json"  # inside every Tune checkpoint: fold progress and best-so-far
-DIVERGED = "diverged.txt"
 
 
 class ReportToTune(Checkpoint):
@@ -74,8 +75,6 @@ class ReportToTune(Checkpoint):
         if not isinstance(exception, SystemExit) or self.cfg is None:
             return
         from torch.utils.tensorboard.summary import hparams
-
-        from ae_lightning import fit as fit_module
 
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "_get_file_writer"):
@@ -172,9 +171,6 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
     ``space`` (a ``search.space.Space``) turns them into config values."""
     import torch
     from ray import tune
-
-    from ae_lightning.fit import fit
-    from search.space import apply
 
     torch.set_num_threads(max(1, int(cpus)))
     trial_dir = _trial_folder()

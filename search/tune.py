@@ -20,9 +20,14 @@ import os
 import sys
 from pathlib import Path
 
-from ae_lightning import runlock
-from ae_lightning.config import ROOT, UserError, cli
+from ae_lightning import files, runlock
+from ae_lightning.config import ROOT, cli, parse_value, variants
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import load
+from search import cluster, report
+from search.results import METRIC
 from search.settings import ALGOS, SCHEDULERS, SweepSettings, check, flag_type
+from search.space import load_space, with_objectives
 
 DEFAULT_SPACE = ROOT / "configs" / "search" / "default.yaml"
 
@@ -110,9 +115,8 @@ def _check_batches_fit(space, base: dict, cv: int) -> None:
 
 def _settings_new(args) -> tuple[SweepSettings, object]:
     """Validate everything a fresh sweep needs, before Ray starts: the settings and the space."""
-    from ae_lightning.config import load, parse_value, variants
+    # late: data imports torch (seconds), which --help and the settings' checks do without
     from ae_lightning.data import default_data_dir
-    from search.space import load_space, with_objectives
 
     if not args.variant:
         raise UserError("no variant given: use --variant NAME (one of " + ", ".join(variants()) + ")")
@@ -142,7 +146,7 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     s.variant, s.base, s.space_file, s.space_raw = base["variant"], base, str(space_file.resolve()), space.raw
     s.objectives = [o.text() for o in space.objectives]
     if s.algo == "ax":
-        from search.searchers import check_ax
+        from search.searchers import check_ax  # late: Ray Tune and Ax (seconds)
         check_ax(space, s)
     return s, space
 
@@ -164,8 +168,7 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 
 @runlock.scoped
 def run(args) -> int:
-    from search import cluster, report
-    from search.trainable import METRIC, prune_checkpoints
+    from search.trainable import prune_checkpoints  # late: trainable imports Lightning (seconds)
 
     storage = Path(args.storage).resolve()
     if args.resume:
@@ -239,10 +242,9 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from ae_lightning import files
-    from search import report
+    # late, as the lines above: Ray Tune, Ax and Lightning take seconds; --help and the checks do without
     from search.searchers import EpochBudget, build_scheduler, build_searcher, describe, trial_dirname
-    from search.trainable import METRIC, train_trial
+    from search.trainable import train_trial
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=s.base, space=space, cv=s.cv, cpus=s.cpus_per_trial,

@@ -77,7 +77,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def cfg_for(data_dir, tmp_path):
     """``cfg_for(variant, **dotted_overrides)`` -> a resolved, small, CPU config for tests."""
-    from ae_lightning.config import load
+    from ae_lightning.resolve import load
 
     def make(variant: str, **overrides):
         base = {"data.data_dir": str(data_dir), "data.subset": 1000, "data.batch_size": 100,
@@ -93,8 +93,8 @@ def cfg_for(data_dir, tmp_path):
 def encoder_ckpt(data_dir, tmp_path_factory) -> Path:
     """A small fc autoencoder (latent 8) trained 1 epoch on the synthetic MNIST: its last.ckpt.
     Shared by the classifier and probe tests (a test that moves it must put it back)."""
-    from ae_lightning.config import load
     from ae_lightning.fit import fit
+    from ae_lightning.resolve import load
 
     out = tmp_path_factory.mktemp("enc")
     cfg = load("fc", None, {"data.data_dir": str(data_dir), "data.subset": 1000, "data.batch_size": 50,

@@ -13,8 +13,8 @@ def trained(encoder_ckpt, data_dir, tmp_path_factory):
     """A frozen-encoder classifier trained 6 epochs on cached codes, with encode() calls counted."""
     import lightning as L
 
-    from ae_lightning.config import load
     from ae_lightning.models.classifier import load_encoder
+    from ae_lightning.resolve import load
 
     seen = {"images": 0}
 

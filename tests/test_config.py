@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ae_lightning.config import UserError, load, parse_value, schema_of, variants
+from ae_lightning.config import parse_value, schema_of, variants
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import load
 
 
 def test_layers_and_flags_win_in_order(tmp_path):

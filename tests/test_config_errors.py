@@ -61,7 +61,7 @@ def test_a_batch_as_large_as_the_split_trains(data_dir, tmp_path):
 
 
 def test_an_absurd_latent_size_is_refused_with_its_bound(tmp_path, capsys):
-    from ae_lightning.config import load
+    from ae_lightning.resolve import load
 
     assert train.main(["--variant", "fc", "--latent-dim", "100000", "--output-dir", str(tmp_path)]) == 2
     err = one_line(capsys)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ae_lightning import data as D
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 from conftest import idx_bytes, write_dataset
 
 

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 import train  # noqa: E402
 
 from ae_lightning import generate, probes  # noqa: E402
-from ae_lightning.config import Range, variants  # noqa: E402
+from ae_lightning.config import variants  # noqa: E402
+from ae_lightning.hints import Range  # noqa: E402
 from ae_lightning.studies import __main__ as studies_cli  # noqa: E402
 from ae_lightning.studies import studies  # noqa: E402
 
@@ -130,7 +131,8 @@ def test_argparse_errors_are_one_line_too(command, tmp_path, capsys):
 
 
 def test_a_value_of_the_right_type_reaches_the_schema_as_that_type(tmp_path):
-    from ae_lightning.config import load, Text
+    from ae_lightning.config import Text
+    from ae_lightning.resolve import load
 
     cfg = load("fc", None, {"trainer.precision": Text("32"), "data.data_dir": Text("2024"), "data.subset": Text("null"),
                             "model.lr": Text("1e-3"), "seed": Text("7")})

@@ -26,8 +26,8 @@ def test_sampled_codes_stay_inside_the_test_ranges():
 
 @pytest.fixture(scope="module")
 def vae_run(data_dir, tmp_path_factory):
-    from ae_lightning.config import load
     from ae_lightning.fit import fit
+    from ae_lightning.resolve import load
 
     cfg = load("vae_fc", None, {"data.data_dir": str(data_dir), "data.subset": 100, "data.val_size": 50,
                                 "data.test_subset": 50, "data.download": False, "trainer.max_epochs": 1,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "reference_epochs", "our_epochs",
             "matched", "command"}
@@ -34,7 +34,7 @@ def _run(argv, capsys):
 
 def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     """A run config resolved the way ``reproduce`` resolves it: the preset's ``config`` under every run."""
-    from ae_lightning.config import load
+    from ae_lightning.resolve import load
     from ae_lightning.studies.reproduce import flat, load_preset
 
     preset = load_preset(name, [])
@@ -254,7 +254,7 @@ def test_keras_preset_builds_glorot_layers_with_zero_biases(data_dir, tmp_path):
         opt = module.configure_optimizers()
         assert isinstance(opt, torch.optim.Adam) and opt.defaults["eps"] == 1e-7 and opt.defaults["lr"] == 1e-3
     # torch's default init is not glorot: its biases are not zero
-    from ae_lightning.config import load
+    from ae_lightning.resolve import load
     plain, _ = build(load("shallow", None, {"data.data_dir": str(data_dir)}))
     assert any(torch.count_nonzero(m.bias) for m in plain.modules() if isinstance(m, torch.nn.Linear))
 

@@ -7,7 +7,7 @@ import torch
 
 def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
     """Every model config of a preset entry's ``models``, resolved the way ``reproduce`` resolves them."""
-    from ae_lightning.config import load
+    from ae_lightning.resolve import load
     from ae_lightning.studies.reproduce import flat, load_preset
 
     preset = load_preset(name, [])
@@ -121,15 +121,15 @@ def test_symmetric_pixel_scale_trains_in_minus_one_one_and_reports_on_unit_pixel
     ({"model__output_act": "tanh", "model__loss": "bce"}, "needs model.output_act sigmoid"),
 ])
 def test_bad_output_scale_combinations_are_one_line_errors(cfg_for, over, message):
-    from ae_lightning.config import UserError
+    from ae_lightning.errors import UserError
     with pytest.raises(UserError, match=message):
         cfg_for("linear", **over)
 
 
 # -- tuned: the tuned settings and the appendix's network ------------------------------------------
 def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
-    from ae_lightning.config import load
     from ae_lightning.fit import build
+    from ae_lightning.resolve import load
     from ae_lightning.studies.reproduce import flat, load_preset
 
     preset = load_preset("tuned", [])

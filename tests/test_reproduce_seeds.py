@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 TINY = """\
 title: tiny

@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from ae_lightning import runlock
-from ae_lightning.config import ROOT, UserError, load
+from ae_lightning.config import ROOT
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import load
 
 # a space where the first trial (the `points:` entry, lr 1e6 with SGD on the linear variant)
 # diverges for certain, and the others train normally

@@ -11,7 +11,8 @@ import math
 
 import pytest
 
-from ae_lightning.config import UserError, load
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import load
 from search.objectives import Objective, hypervolume, hypervolume_by_trial, pareto_mask, parse, reference_point
 
 SPACE = """

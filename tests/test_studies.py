@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 EXPECTED = ["compression", "optimizers", "activations", "losses", "inversion", "neighbors", "latent",
             "denoising", "weights", "classifier", "curves"]

@@ -12,7 +12,8 @@ import lightning as L
 import pytest
 import torch
 
-from ae_lightning.config import CONFIG_DIR, UserError, load_yaml, variants
+from ae_lightning.config import CONFIG_DIR, load_yaml, variants
+from ae_lightning.errors import UserError
 from ae_lightning.fit import build, fit
 from ae_lightning.models import get_module, load_checkpoint
 from ae_lightning.models.base import AutoencoderModule

@@ -13,7 +13,8 @@ from typing import Callable
 
 import torch
 
-from ae_lightning.config import UserError
+from ae_lightning import checkpoint_io
+from ae_lightning.errors import UserError
 
 _REGISTRY: dict[str, type] = {}
 _LOADED = False
@@ -54,8 +55,6 @@ CKPT_KEY = "ae_lightning"  # checkpoint["ae_lightning"] = {"config": resolved ru
 
 def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict of a run of this project; a clear UserError for anything else."""
-    from ae_lightning import checkpoint_io
-
     path = Path(path)
     try:  # truncated zip, pickle garbage, an empty file, permissions: one line, and the way out
         ckpt = checkpoint_io.read(path, weights_only=False)

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import lightning as L
 import torch
 
-from ae_lightning.config import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt
 from ae_lightning.metrics import BatchMeans, ReconMetrics, reconstruction_loss
 from ae_lightning.models.layers import Activation
 

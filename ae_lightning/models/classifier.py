@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ae_lightning import files
-from ae_lightning.config import Fraction, NonNegInt, UserError
 from ae_lightning.data import NUM_CLASSES
+from ae_lightning.errors import UserError
+from ae_lightning.hints import Fraction, NonNegInt
 from ae_lightning.metrics import BatchMeans
 from ae_lightning.models import CKPT_KEY, get_module, read_checkpoint, register
 from ae_lightning.models.base import AutoencoderModule, BaseModule

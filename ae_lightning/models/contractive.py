@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from ae_lightning.config import NonNegFloat
+from ae_lightning.hints import NonNegFloat
 from ae_lightning.models import register
 from ae_lightning.models.mlp import MLPAutoencoder
 

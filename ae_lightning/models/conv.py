@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.blocks import ConvLayout, conv_autoencoder

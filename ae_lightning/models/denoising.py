@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import torch
 
-from ae_lightning.config import NonNegFloat, NonNegInt, PosInt, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegFloat, NonNegInt, PosInt
 from ae_lightning.metrics import ReconMetrics
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule

@@ -5,7 +5,7 @@ from typing import Literal
 
 from torch import nn
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "gelu", "none"]
 Init = Literal["torch", "glorot_uniform"]

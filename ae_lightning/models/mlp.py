@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import torch
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 from ae_lightning.metrics import reconstruction_loss
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
-from ae_lightning.config import NonNegInt, PosFloat, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegInt, PosFloat
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.layers import activation, check_layers

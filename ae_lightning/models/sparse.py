@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ae_lightning.config import Fraction, NonNegFloat, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import Fraction, NonNegFloat
 from ae_lightning.metrics import EPS
 from ae_lightning.models import register
 from ae_lightning.models.mlp import MLPAutoencoder

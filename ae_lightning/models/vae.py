@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_lightning.config import NonNegFloat, NonNegInt, PosFloat, PosInt, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
 from ae_lightning.metrics import all_reduce_
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule

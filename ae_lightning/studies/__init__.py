@@ -18,7 +18,8 @@ import importlib
 import pkgutil
 from typing import Callable
 
-from ae_lightning.config import UserError, check_keys
+from ae_lightning.config import check_keys
+from ae_lightning.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ class NoParams:
 
 _REGISTRY: dict[str, Study] = {}
 _LOADED = False
-_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce"}
+_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce", "runner"}
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,

@@ -20,8 +20,14 @@ from pathlib import Path
 
 from typing import Any
 
-from ae_lightning import flags
-from ae_lightning.config import Text, UserError, cli, coerce
+from ae_lightning import files, flags
+from ae_lightning.config import Text, cli, coerce
+from ae_lightning.errors import UserError
+from ae_lightning.resolve import config_hint
+from ae_lightning.studies import get, reproduce, studies
+from ae_lightning.studies.common import Options, command_line
+from ae_lightning.studies.report import load_report, slug
+from ae_lightning.studies.runner import check_resumable, run_one
 
 # flag -> the config key it sets in every run of a study: its value is checked by that key's schema
 FLAGS = {"epochs": "trainer.max_epochs", "subset": "data.subset", "test_subset": "data.test_subset", "seed": "seed",
@@ -30,7 +36,7 @@ FLAGS = {"epochs": "trainer.max_epochs", "subset": "data.subset", "test_subset":
 
 
 def flag_hints() -> dict[str, Any]:
-    return {name: flags.config_hint(key) for name, key in FLAGS.items()}
+    return {name: config_hint(key) for name, key in FLAGS.items()}
 
 
 def parser(names: list[str]) -> argparse.ArgumentParser:
@@ -56,43 +62,7 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
     return p
 
 
-def run_one(study, opts, out_dir: Path, cache: dict, argv: list[str],
-            preset_entry: dict | None = None) -> tuple[object, float]:
-    """Run one study into ``out_dir``; returns its Context (report written) and wall time.
-    ``preset_entry``: the ``reproduce`` preset's settings of this study, kept in results.json."""
-    from ae_lightning.studies.common import Context, command_line
-
-    t0 = time.time()
-    ctx = Context(study, opts, out_dir, cache)
-    ctx.report.text((f"Command: `{command_line(argv)}`\n\n" if argv else "") + ctx.settings_text())
-    study.run(ctx)
-    wall = time.time() - t0
-    ctx.report.results.update({"settings": {"dataset": ctx.dataset, "variant": ctx.variant, "epochs": opts.epochs,
-                                            "subset": opts.subset, "test_subset": opts.test_subset,
-                                            "seed": opts.seed, "device": str(ctx.device)},
-                               "runs": ctx.trained, "wall_time_s": round(wall, 1)})
-    if preset_entry is not None:
-        ctx.report.results["preset_entry"] = preset_entry
-    ctx.report.text(f"Wall time of this study: {wall:.0f} s.")
-    ctx.report.write()
-    return ctx, wall
-
-
-def check_resumable(name: str, settings: dict, opts) -> None:
-    """A study read back by ``--resume`` must have run with this call's options."""
-    for key in ("epochs", "subset", "test_subset", "seed"):
-        if settings.get(key) != getattr(opts, key):
-            raise UserError(f"--resume: {name} was run with {key} {settings.get(key)!r}, this call asks for "
-                            f"{getattr(opts, key)!r} (use the same options, or another --out)")
-    if opts.dataset is not None and settings.get("dataset") != opts.dataset:
-        raise UserError(f"--resume: {name} was run on {settings.get('dataset')}, this call asks for {opts.dataset}")
-
-
 def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
-    from ae_lightning import files
-    from ae_lightning.studies.common import command_line
-    from ae_lightning.studies.report import load_report, slug
-
     out = Path(opts.out)
     cache: dict = {}
     sections, results, summary, failed = [], {}, [], []
@@ -166,7 +136,7 @@ def parse_latents(text: str | None) -> list[int] | None:
     """``--latents 2,8,32``: each size checked by the schema of model.latent_dim."""
     if text is None:
         return None
-    hint = flags.config_hint("model.latent_dim")
+    hint = config_hint("model.latent_dim")
     values = [coerce(f"--latents {text!r} (model.latent_dim)", Text(v), hint)
               for v in text.replace(" ", "").split(",") if v]
     if not values:
@@ -176,12 +146,8 @@ def parse_latents(text: str | None) -> list[int] | None:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from ae_lightning.studies import get, studies
-    from ae_lightning.studies.common import Options
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["reproduce"]:
-        from ae_lightning.studies import reproduce
         try:
             return reproduce.main(argv[1:])
         except KeyboardInterrupt:

@@ -10,9 +10,14 @@ from __future__ import annotations
 import dataclasses
 
 from ae_lightning import config as config_mod
-from ae_lightning.config import PosInt, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
+from ae_lightning.models import get_module
+from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.probes import run_probes
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
+from ae_lightning.studies.latent import TSNE_POINTS, map_2d, scatter
 from ae_lightning.studies.report import bar_plot
 
 ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "randomized", "shallow", "linear"]
@@ -37,8 +42,6 @@ class Params:
 
 
 def autoencoder_variants() -> list[str]:
-    from ae_lightning.models import get_module
-    from ae_lightning.models.base import AutoencoderModule
     out = []
     for v in config_mod.variants():
         module = config_mod.load_yaml(config_mod.CONFIG_DIR / f"{v}.yaml").get("module")
@@ -50,8 +53,6 @@ def autoencoder_variants() -> list[str]:
 def code_map(ctx: Context, label: str, ae) -> None:
     """A 2-D map (t-SNE unless k = 2) of ``map_points`` test codes of one autoencoder, by label."""
     import torch
-
-    from ae_lightning.studies.latent import TSNE_POINTS, map_2d, scatter
 
     x, y = ctx.tensors(ae.cfg, "test")
     g = torch.Generator().manual_seed(ctx.opts.seed)
@@ -72,9 +73,6 @@ def run(ctx: Context) -> None:
     is reported, the first one in the main column), ``maps`` (a t-SNE map of each model's test codes,
     ``map_points`` of them), ``baselines`` (false: no pixel / PCA probes), ``reference`` (a model's
     or a head's label -> the original's accuracy) and ``description``."""
-    from ae_lightning.probes import run_probes
-    from ae_lightning.studies.common import overrides_of
-
     available = autoencoder_variants()
     if ctx.opts.variant is not None and ctx.opts.variant not in available:
         raise UserError(f"classifier: --variant {ctx.opts.variant!r} is not an autoencoder variant "

@@ -1,7 +1,7 @@
 """What every study shares: its options, training through ``fit.fit`` with a cache, data and evaluation.
 
 A study never trains by hand: ``ctx.train(variant, **overrides)`` resolves a config with
-``config.load`` (defaults, the variant's yaml, the study's options, the study's overrides), trains
+``resolve.load`` (defaults, the variant's yaml, the study's options, the study's overrides), trains
 it with ``fit.fit`` and loads the best checkpoint back with ``models.load_checkpoint``. Runs are
 cached by their resolved config, so inside ``all`` the fc model at latent 8 that ``compression``
 trained is the same one ``optimizers``, ``activations``, ``losses`` and ``inversion`` read.
@@ -19,11 +19,16 @@ from typing import Any, Literal, get_args
 import torch
 
 from ae_lightning import config as config_mod
-from ae_lightning.config import PosInt, UserError
+from ae_lightning import resolve
+from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
+from ae_lightning.errors import UserError
+from ae_lightning.fit import RunResult, fit, run_root
+from ae_lightning.hints import PosInt
 from ae_lightning.metrics import ReconMetrics
+from ae_lightning.models import load_checkpoint
 from ae_lightning.studies import Study
-from ae_lightning.studies.report import Report
+from ae_lightning.studies.report import Report, bar_plot
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 STUDY_NLL_SAMPLES = 10
@@ -121,11 +126,11 @@ class Context:
                 base[key] = value
         base.update(o.overrides)
         base.update({k.replace("__", "."): v for k, v in overrides.items()})
-        cfg = config_mod.load(variant or self.variant, None, base)
+        cfg = resolve.load(variant or self.variant, None, base)
         if "nll_samples" in cfg["model"] and "model.nll_samples" not in base:
             # the VAE's importance-sampled test NLL costs K decoder passes per test image and no
             # study reads it: K = STUDY_NLL_SAMPLES keeps the test pass cheap
-            cfg = config_mod.load(variant or self.variant, None, {**base, "model.nll_samples": STUDY_NLL_SAMPLES})
+            cfg = resolve.load(variant or self.variant, None, {**base, "model.nll_samples": STUDY_NLL_SAMPLES})
         return cfg
 
     def train(self, variant: str | None = None, label: str = "", allow_diverge: bool = False,
@@ -134,10 +139,6 @@ class Context:
         return self.train_config(self.config(variant, **overrides), label, allow_diverge)
 
     def train_config(self, cfg: dict, label: str = "", allow_diverge: bool = False) -> Trained | None:
-        from ae_lightning.callbacks import DivergedError
-        from ae_lightning.fit import fit
-        from ae_lightning.models import load_checkpoint
-
         key = _key(cfg)
         if key not in self.cache:
             t0 = time.time()
@@ -170,12 +171,10 @@ class Context:
     def _on_disk(self, key: str, cfg: dict):
         """``--resume``: a finished run of this exact config under ``runs_dir`` (its RunResult), or
         else an unfinished one with a ``last.ckpt`` to continue (its folder)."""
-        from ae_lightning.fit import RunResult, run_root
-
         unfinished = None
         runs = sorted(run_root(cfg).glob("version_*"), key=lambda p: int(p.name[8:]) if p.name[8:].isdigit() else -1)
         def same(stored: dict) -> bool:  # re-validated: keys added since (with their defaults) match
-            return _key(config_mod.validate(stored)) == key
+            return _key(resolve.validate(stored)) == key
 
         for run_dir in runs:
             try:
@@ -236,7 +235,7 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
 
 def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
     """A preset's nested config overrides ``{model: {lr: 0.01}}`` as dotted keys
-    (``{"model.lr": 0.01}``), which ``config.load`` and ``ctx.train(**...)`` both take; top-level
+    (``{"model.lr": 0.01}``), which ``resolve.load`` and ``ctx.train(**...)`` both take; top-level
     keys (``seed``, ``variant``) stay as they are."""
     out: dict[str, Any] = {}
     for section, value in (nested or {}).items():
@@ -271,8 +270,6 @@ def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], refer
     A preset replaces them with its ``choices`` (label -> nested config overrides) and may add to
     ``reference``. Writes a table and a bar chart beside the reference test NRMSE; returns the
     numbers by label."""
-    from ae_lightning.studies.report import bar_plot
-
     if ctx.params.choices is not None:
         choices = [(label, overrides_of(over)) for label, over in ctx.params.choices.items()]
     reference = {**reference, **ctx.params.reference}

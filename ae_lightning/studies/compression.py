@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ae_lightning.config import NonNegFloat, PosInt
+from ae_lightning.hints import NonNegFloat, PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.report import line_plot

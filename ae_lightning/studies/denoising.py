@@ -11,7 +11,8 @@ import dataclasses
 
 import torch
 
-from ae_lightning.config import PosFloat, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import PosFloat
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.report import line_plot

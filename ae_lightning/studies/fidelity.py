@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ae_lightning import files
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 
 GOALS = ("lower", "higher", "order", "within")
 FINDING_KEYS = {"cause", "alternative", "command"}

@@ -21,7 +21,9 @@ import dataclasses
 import torch
 from torch import nn
 
-from ae_lightning.config import PosInt, UserError
+from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
+from ae_lightning.models import get_module
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.compression import LATENTS, PIXELS, train_sizes
@@ -203,7 +205,6 @@ def run(ctx: Context) -> None:
 
 
 def _build(ctx: Context):
-    from ae_lightning.models import get_module
     cfg = ctx.config(model__latent_dim=2)
     return get_module(cfg["module"])(**cfg["model"])
 

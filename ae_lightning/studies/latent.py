@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from ae_lightning import config as config_mod
-from ae_lightning.config import PosInt
+from ae_lightning import resolve
 from ae_lightning.generate import generate
+from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec
+from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.pixel_classifier import pixel_classifier_config
 from ae_lightning.viz import tile
 
@@ -79,8 +80,6 @@ def run(ctx: Context) -> None:
     settings, e.g. its tuned lr), ``map_points`` (test codes in each map), ``judge_epochs`` (the pixel
     CNN's), ``reconstructions`` (the models whose test reconstructions are shown) and ``reference``
     ("<model>/<scheme>" -> the original's count)."""
-    from ae_lightning.studies.common import overrides_of
-
     rep = ctx.report
     if ctx.params.models is not None:
         models = {key: ctx.train(spec.get("variant"), label=f"{key} ({spec.get('variant') or ctx.variant})",
@@ -94,8 +93,8 @@ def run(ctx: Context) -> None:
                  else REFERENCE)
     judge_cfg = pixel_classifier_config(models["ae"].cfg)
     if ctx.params.judge_epochs is not None:
-        judge_cfg = config_mod.validate({**judge_cfg, "trainer": {**judge_cfg["trainer"],
-                                                                  "max_epochs": ctx.params.judge_epochs}})
+        judge_cfg = resolve.validate({**judge_cfg, "trainer": {**judge_cfg["trainer"],
+                                                               "max_epochs": ctx.params.judge_epochs}})
     clf_run = ctx.train_config(judge_cfg, label="pixel CNN")
     clf = clf_run.module
     first = models["ae"]

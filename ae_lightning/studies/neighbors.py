@@ -28,9 +28,12 @@ from typing import Any, Literal
 
 import torch
 
-from ae_lightning.config import PosInt, UserError
+from ae_lightning.data import default_data_dir, load_split
+from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
+from ae_lightning.studies.latent import scatter
 from ae_lightning.studies.report import line_plot
 
 KS = (5, 10, 20, 50)
@@ -328,7 +331,6 @@ def run(ctx: Context) -> None:
         "k", "same-label rate", "Neighbours sharing the image's label"),
         "Same-label rate of the k nearest neighbours, in pixel space and in each code space")
     if ctx.params.code_maps:
-        from ae_lightning.studies.latent import scatter
         names = ctx.datamodule(first.cfg).class_names
         shown = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.opts.seed))[:10000]
         for label, z in codes.items():
@@ -353,8 +355,6 @@ def time_pixel_neighbours(argv: list[str] | None = None) -> None:
     time of the pixel-space neighbours (L2, then L1) over the first N MNIST training images."""
     import argparse
     import resource
-
-    from ae_lightning.data import default_data_dir, load_split
 
     p = argparse.ArgumentParser(prog="python -m ae_lightning.studies.neighbors", description=time_pixel_neighbours.__doc__)
     p.add_argument("--n", type=int, default=60000)

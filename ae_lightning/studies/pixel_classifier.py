@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_lightning import config as config_mod
-from ae_lightning.config import Fraction, PosInt
+from ae_lightning import resolve
 from ae_lightning.data import NUM_CLASSES
+from ae_lightning.hints import Fraction, PosInt
 from ae_lightning.models import register
 from ae_lightning.models.base import BaseModule
 
@@ -93,4 +93,4 @@ def pixel_classifier_config(base: dict) -> dict:
            "model": {"optimizer": "adam", "lr": 1e-3},
            "trainer": {**base["trainer"], "images_every_n_epochs": 0, "log_embedding": False}}
     cfg["data"]["binarize"] = "none"  # it judges the decoded means, which are grey-level images
-    return config_mod.validate(cfg)
+    return resolve.validate(cfg)

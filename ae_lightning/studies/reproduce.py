@@ -41,11 +41,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ae_lightning import files
-from ae_lightning.config import CONFIG_DIR, SECTIONS, UserError, load_yaml, parse_value
+from ae_lightning import files, resolve
+from ae_lightning.config import CONFIG_DIR, SECTIONS, load_yaml, parse_value
 from ae_lightning.config import nearest as config_nearest
+from ae_lightning.errors import UserError
+from ae_lightning.studies import get
+from ae_lightning.studies.common import Options, overrides_of
 from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
                                            matched_text, rows_table, training, write_fidelity)
+from ae_lightning.studies.report import load_report
+from ae_lightning.studies.runner import check_resumable, run_one
 from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
@@ -120,8 +125,6 @@ def apply_set(preset: dict, item: str) -> None:
 
 
 def check_preset(name: str, preset: dict) -> None:
-    from ae_lightning.studies import get
-
     where = f"preset {name}"
     for key in ("title", "dataset", "studies", "fidelity"):
         if key not in preset:
@@ -172,8 +175,6 @@ def unknown_key(where: str, prefix: str, node: dict, valid: tuple[str, ...]) -> 
 
 def entry_params(where: str, entry: str, spec: dict):
     """The entry's study parameters (its keys beside ``ENTRY_KEYS``), typed by its study's ``Params``."""
-    from ae_lightning.studies import get
-
     study = get(spec["study"])  # a UserError naming the known studies
     return study.make_params({k: v for k, v in spec.items() if k not in ENTRY_KEYS}, f"studies.{entry}",
                              also=ENTRY_KEYS, prefix=f"{where}: ")
@@ -206,13 +207,10 @@ def smoke_preset(preset: dict) -> dict:
 # -- running ---------------------------------------------------------------------------------------
 def flat(nested: dict | None) -> dict[str, Any]:
     """``{model: {lr: 0.01}}`` -> ``{"model.lr": 0.01}`` (``common.overrides_of``)."""
-    from ae_lightning.studies.common import overrides_of
     return overrides_of(nested)
 
 
 def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | None = None):
-    from ae_lightning.studies.common import Options
-
     spec = preset["studies"][entry]
     smoke = preset.get("smoke_settings") or {}
     overrides = {**flat(preset.get("config")), **flat(spec.get("config"))}
@@ -231,8 +229,6 @@ def check_configs(preset: dict, args) -> None:
     """Every run config a preset implies resolves (a bad key fails in a second, not after hours):
     the preset's and the entry's ``config`` over the entry's variant, with each of its ``choices``
     and each of its ``models``."""
-    from ae_lightning import config as config_mod
-
     for entry, spec in preset["studies"].items():
         base = {**flat(preset.get("config")), **flat(spec.get("config")), "data.dataset": spec.get("dataset", preset["dataset"])}
         if args.data_dir:
@@ -242,15 +238,11 @@ def check_configs(preset: dict, args) -> None:
         variants += [(m.get("variant"), flat(m.get("config"))) for m in (spec.get("models") or {}).values()]
         for variant, extra in variants:
             if variant:
-                config_mod.load(variant, None, {**base, **extra})
+                resolve.load(variant, None, {**base, **extra})
 
 
 def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> dict:
     """Every entry of one preset, its fidelity rows and its report; returns the preset's summary."""
-    from ae_lightning.studies import get
-    from ae_lightning.studies.__main__ import check_resumable, run_one
-    from ae_lightning.studies.report import load_report
-
     out = Path(args.out) / name
     runs_dir = Path(args.runs_dir) if args.runs_dir else Path(args.out) / "runs"
     results, sections, walls = {}, [], {}

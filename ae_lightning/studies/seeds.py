@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
+from ae_lightning.studies.common import overrides_of
 
 
 def flat(nested: dict | None) -> dict[str, Any]:
-    from ae_lightning.studies.common import overrides_of
     return overrides_of(nested)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ae_lightning.config import UserError
+from ae_lightning.errors import UserError
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
 from ae_lightning.viz import tile
