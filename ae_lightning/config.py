@@ -29,11 +29,12 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Annotated, Callable, Iterable, Literal, Union
+from typing import Annotated, Any, Callable, Iterable, Literal, Union
 
 import yaml
 
 from ae_lightning.errors import UserError
+
 # the hints are re-exported: callers written against config keep working (prefer ae_lightning.hints)
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed  # noqa: F401
 
@@ -183,7 +184,8 @@ def _describe(hint: Any) -> str:
         rng = next((m for m in meta if isinstance(m, Range)), None)
         text = _describe(base)
         if rng is not None:
-            bits = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
+            bounds = ((">", rng.gt), (">=", rng.ge), ("<", rng.lt), ("<=", rng.le))
+            bits = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in bounds
                     if b is not None]
             text += " " + " and ".join(bits)
         return text

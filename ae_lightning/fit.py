@@ -29,8 +29,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ae_lightning import eventfiles, files, runlock
-from ae_lightning.callbacks import (BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages,
-                                    RunConfigInCheckpoint)
+from ae_lightning.callbacks import BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages, RunConfigInCheckpoint
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
 from ae_lightning.config import CONFIG_DIR, dump_yaml, load_yaml
 from ae_lightning.data import MNISTDataModule
@@ -38,6 +37,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.generate import GenerationImages
 from ae_lightning.hints import NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
+from ae_lightning.text import plural
 
 
 @dataclasses.dataclass
@@ -139,7 +139,8 @@ class _TBLogger(TensorBoardLogger):
     def save(self) -> None:
         """Flush the event file only: Lightning would also write ``hparams.yaml``, which holds ``{}``
         here (the HParams session is in the event file, ``config.yaml`` holds the whole config)."""
-        self.experiment.flush()
+        if self._experiment is not None:  # never create an event file just to flush it
+            self._experiment.flush()
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -310,6 +311,9 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         if created and not (run_dir / "checkpoints" / "last.ckpt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: no folder
         elif rank == 0:
+            # the writer flushes in a thread of its own, reopening its file by name: closed first,
+            # or a late flush brings back the file removed here
+            logger.finalize("failed")
             eventfiles.remove_empty(run_dir, keep=events)  # this try's, if it logged nothing
         raise
     run_dir = shared.run_dir
@@ -362,4 +366,4 @@ def summary_line(cfg: dict, metrics: dict) -> str:
     shown = [f"{k}={metrics[k]:.4g}" for k in first if isinstance(metrics.get(k), float)]
     latent = cfg["model"].get("latent_dim")
     return (f"{cfg['variant']} on {cfg['data']['dataset']}" + (f" (latent {latent})" if latent else "") +
-            f": {' '.join(shown)} | {metrics['epochs']} epoch{'s' * (metrics['epochs'] != 1)}, {metrics['wall_time_s']:.1f} s")
+            f": {' '.join(shown)} | {plural(metrics['epochs'], 'epoch')}, {metrics['wall_time_s']:.1f} s")

@@ -19,10 +19,9 @@ from __future__ import annotations
 import argparse
 import time
 
+import common  # noqa: E402
 import torch
 from torch.utils.data import DataLoader, Dataset
-
-import common  # noqa: E402
 
 from ae_lightning.data import MNISTDataModule  # noqa: E402
 

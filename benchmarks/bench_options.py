@@ -27,9 +27,8 @@ import sys
 import time
 from typing import Callable
 
-import torch
-
 import common  # noqa: E402
+import torch
 
 from ae_lightning.config import variants  # noqa: E402
 

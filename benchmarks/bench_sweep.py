@@ -21,9 +21,8 @@ import sys
 import tempfile
 import time
 
-import torch
-
 import common  # noqa: E402
+import torch
 
 
 def run_sweep(args, level: int, storage: str, name: str) -> float:

@@ -39,8 +39,8 @@ from typing import Sequence
 from ray.tune.search.ax import AxSearch
 
 from search.objectives import Objective
-from search.space import Space, ax_name
 from search.results import FINAL
+from search.space import Space, ax_name
 
 # BoTorch's fits of a few dozen points are overhead-bound: on the 2-core CPU, with trials training
 # beside the driver, one thread made a two-objective proposal 4-7x faster than two (docs/search.md)

@@ -76,9 +76,10 @@ def machine() -> str:
                    if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from importlib.metadata import version
+
     import ray
     import torch
-    from importlib.metadata import version
 
     return (f"{cpu}, {os.cpu_count()} cores; python {platform.python_version()}, torch {torch.__version__}, "
             f"ray {ray.__version__}, ax-platform {version('ax-platform')}, botorch {version('botorch')}")

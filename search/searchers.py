@@ -9,9 +9,9 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.stopper import Stopper
 
 from ae_lightning.errors import UserError
+from search.results import FINAL, METRIC
 from search.settings import SweepSettings
 from search.space import Space
-from search.results import FINAL, METRIC
 
 
 def trial_dirname(trial) -> str:

@@ -12,8 +12,6 @@ import pytest
 import torch
 
 
-
-
 def _run(capsys, script: str, *argv: str) -> float:
     value = importlib.import_module(script).main(["--smoke", *argv])
     lines = capsys.readouterr().out.strip().splitlines()

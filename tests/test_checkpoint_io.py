@@ -11,8 +11,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-import train  # noqa: E402
 from test_train_cli import tiny_args  # noqa: E402
+
+import train  # noqa: E402
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-import train  # noqa: E402
 from test_train_cli import tiny_args  # noqa: E402
+
+import train  # noqa: E402
 
 DAMAGES = {
     "truncated": lambda b: b[: len(b) // 2],

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import idx_bytes, write_dataset
 
 from ae_lightning import data as D
 from ae_lightning.errors import UserError
-from conftest import idx_bytes, write_dataset
 
 
 def _dm(data_dir, **kw):

@@ -12,7 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 import train  # noqa: E402
-
 from ae_lightning import generate, probes  # noqa: E402
 from ae_lightning.config import variants  # noqa: E402
 from ae_lightning.hints import Range  # noqa: E402

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-import train  # noqa: E402
 from test_train_cli import tiny_args  # noqa: E402
+
+import train  # noqa: E402
 
 
 def test_resume_of_a_live_run_is_refused_naming_its_pid_and_works_once_it_died(data_dir, tmp_path, capsys):

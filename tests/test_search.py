@@ -351,7 +351,8 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
     assert not (exp / "results.csv").exists()
     # a worker of the killed driver trains on for a few seconds, its trial folder locked (its own
     # process group; it ends once it sees its raylet gone): a stand-in holds the unfinished trials'
-    # folders for 20 s (longer than the resumed driver takes to start its first trial), and the resumed trials wait for it instead of failing
+    # folders for 20 s (longer than the resumed driver takes to start its first trial), and the
+    # resumed trials wait for it instead of failing
     unfinished = [d for d in training() if not (Path(d) / "metrics.json").is_file()]
     code = ("import sys, time; from ae_lightning import runlock\n"
             "for d in sys.argv[1:]: runlock.hold(d, wait_s=30)\n"

@@ -245,6 +245,7 @@ def test_two_objective_ax_sweep_end_to_end(tmp_path, data_dir, capsys):
     pareto.csv (non-dominated, with every searched key), pareto.png, one config per front point
     that trains, and the front in TensorBoard."""
     import cloudpickle
+
     import train
     from search.tune import main
 

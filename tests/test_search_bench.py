@@ -6,7 +6,6 @@ import importlib
 
 import pytest
 
-
 pytestmark = pytest.mark.slow  # a Lightning fit and test per trial
 
 

@@ -68,8 +68,9 @@ def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
 
 
 def test_data_missing_offline_and_corrupt_file(tmp_path, capsys, monkeypatch):
-    from ae_lightning import data as D
     from conftest import write_dataset
+
+    from ae_lightning import data as D
 
     monkeypatch.setitem(D.DATASETS["mnist"], "mirrors", ["http://127.0.0.1:9/"])
     assert train.main(["--variant", "fc", "--data-dir", str(tmp_path / "empty"), "--output-dir", str(tmp_path)]) == 2

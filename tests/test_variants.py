@@ -11,13 +11,13 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import fixed_val_loss, synthetic_digits
 
 from ae_lightning.config import CONFIG_DIR, load_yaml, variants
 from ae_lightning.errors import UserError
 from ae_lightning.fit import build, fit
 from ae_lightning.models import get_module, load_checkpoint
 from ae_lightning.models.base import AutoencoderModule
-from conftest import fixed_val_loss, synthetic_digits
 
 
 def _is_autoencoder(variant: str) -> bool:

@@ -154,7 +154,8 @@ class VAE(AutoencoderModule):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images (n,1,28,28) decoded from z ~ N(0, I): the mean of p(x|z) in pixel scale."""
-        z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device if generator is None else generator.device)
+        device = self.device if generator is None else generator.device
+        z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=device)
         return self.output(self.decode(z.to(self.device)))
 
     # -- the test NLL ------------------------------------------------------------------------------

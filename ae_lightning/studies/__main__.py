@@ -17,7 +17,6 @@ import sys
 import time
 import traceback
 from pathlib import Path
-
 from typing import Any
 
 from ae_lightning import files, flags
@@ -28,6 +27,7 @@ from ae_lightning.studies import get, reproduce, studies
 from ae_lightning.studies.common import Options, command_line
 from ae_lightning.studies.report import load_report, slug
 from ae_lightning.studies.runner import check_resumable, run_one
+from ae_lightning.text import plural
 
 # flag -> the config key it sets in every run of a study: its value is checked by that key's schema
 FLAGS = {"epochs": "trainer.max_epochs", "subset": "data.subset", "test_subset": "data.test_subset", "seed": "seed",
@@ -104,7 +104,7 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
         head += [f"(Run in more than one call with `--resume`: {', '.join(reused)} read back from an earlier call "
                  "with the same options.)", ""]
     head += [
-            f"Every study trained {opts.epochs} epoch{'s' * (opts.epochs != 1)} per run; total wall time {total / 60:.1f} min. "
+            f"Every study trained {plural(opts.epochs, 'epoch')} per run; total wall time {total / 60:.1f} min. "
             "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
             "**Reading the references.** The reference figures come from the original studies and are set "
             "beside ours in every table. They differ from ours for three reasons: (1) the epoch budget "

@@ -19,6 +19,7 @@ from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.latent import TSNE_POINTS, map_2d, scatter
 from ae_lightning.studies.report import bar_plot
+from ae_lightning.text import plural
 
 ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "randomized", "shallow", "linear"]
 LATENT = 32
@@ -121,7 +122,8 @@ def run(ctx: Context) -> None:
         res[v] = {"test_acc": clf.metrics.get("test_acc"), "knn_acc": by_name["code"]["knn_acc"],
                   "linear_acc": by_name["code"]["linear_acc"], "ae_test_nrmse": ae.metrics.get("test_nrmse"),
                   "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
-                  "latent_dim": int(ae.cfg["model"]["latent_dim"]), **({"heads": by_head} if ctx.params.heads is not None else {})}
+                  "latent_dim": int(ae.cfg["model"]["latent_dim"]),
+                  **({"heads": by_head} if ctx.params.heads is not None else {})}
         rows.append([v, res[v]["latent_dim"], ae.metrics.get("test_nrmse"), res[v]["test_acc"], res[v]["knn_acc"],
                      res[v]["linear_acc"]])
     for b in baselines or []:
@@ -130,7 +132,8 @@ def run(ctx: Context) -> None:
     missing = [v for v in ORDER[:8] if v not in available]
     if ctx.params.description is not None:
         rep.text(ctx.params.description.strip())
-    rep.text(f"Each autoencoder trained {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)} at latent {latent or 'its own size'}; the classifier head "
+    rep.text(f"Each autoencoder trained {plural(ctx.opts.epochs, 'epoch')} at latent {latent or 'its own size'}; "
+             "the classifier head "
              f"(Linear(32→128), ReLU, Linear(128→10), frozen encoder, on codes computed once) trained {head_epochs} "
              f"epochs (at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
              "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set. "
@@ -152,7 +155,8 @@ def run(ctx: Context) -> None:
         rep.table(["model", "head", "optimizer", "lr", "epochs", "test accuracy", "reference"],
                   [[v, h, r["optimizer"], r["lr"], r["epochs"], r["test_acc"], ref.get(h)]
                    for v in res for h, r in res[v]["heads"].items()])
-    rep.results.update({"latent_dim": latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped, "baselines": baselines, "reference": REFERENCE})
+    rep.results.update({"latent_dim": latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped,
+                        "baselines": baselines, "reference": REFERENCE})
 
 
 register("classifier", "Classifier and probes per variant", order=10, dataset="mnist", variant="", params=Params)(run)

@@ -29,6 +29,7 @@ from ae_lightning.metrics import ReconMetrics
 from ae_lightning.models import load_checkpoint
 from ae_lightning.studies import Study
 from ae_lightning.studies.report import Report, bar_plot
+from ae_lightning.text import plural
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 STUDY_NLL_SAMPLES = 10
@@ -161,7 +162,7 @@ class Context:
             shown = " ".join(f"{k}={v:.4g}" for k, v in res.metrics.items()
                              if k in ("test_nrmse", "test_loss", "test_acc") and isinstance(v, float))
             print(f"[{self.study.name}] {label or cfg['variant']}: {shown} "
-                  f"({res.metrics['epochs']} epoch{'s' * (res.metrics['epochs'] != 1)}, {time.time() - t0:.1f} s)", file=sys.stderr)
+                  f"({plural(res.metrics['epochs'], 'epoch')}, {time.time() - t0:.1f} s)", file=sys.stderr)
         run = self.cache[key]
         self.trained.append({"label": label, "variant": cfg["variant"], "run_dir": str(run.run_dir),
                              "epochs": run.metrics.get("epochs"), "wall_time_s": run.metrics.get("wall_time_s"),
@@ -207,7 +208,7 @@ class Context:
         o = self.opts
         on_test = o.overrides.get("data.validation") == "test"
         everything = "all (validated on the test file)" if on_test else "all (minus the validation hold-out)"
-        parts = [f"dataset `{self.dataset}`", f"{o.epochs} epoch{'s' * (o.epochs != 1)} per run"
+        parts = [f"dataset `{self.dataset}`", f"{plural(o.epochs, 'epoch')} per run"
                  + (" (unless a model sets its own)" if "models" in o.params else ""),
                  f"training images: {o.subset if o.subset else everything}",
                  f"test images: {o.test_subset or 'all'}", f"seed {o.seed}", f"device `{self.device}`"]

@@ -13,6 +13,7 @@ from ae_lightning.hints import NonNegFloat, PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.report import line_plot
+from ae_lightning.text import plural
 
 LATENTS = [2, 4, 8, 16, 32, 64]
 SWEEP = list(range(5, 96, 15))  # 5, 20, 35, 50, 65, 80, 95
@@ -67,7 +68,7 @@ def run(ctx: Context) -> None:
     all_k = sorted({k for ks in families.values() for k in ks})
     res = train_sizes(ctx, all_k)
     rep = ctx.report
-    rep.text(f"One `{ctx.variant}` model per latent size k, trained {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}, everything else "
+    rep.text(f"One `{ctx.variant}` model per latent size k, trained {plural(ctx.opts.epochs, 'epoch')}, everything else "
              "held. NRMSE = RMSE / (max − min of the targets), exact over each split. "
              "Reference: the fcAE study, test NRMSE 0.1139 at k = 8 after 1000 epochs (Adam, MSE).")
     rows = []

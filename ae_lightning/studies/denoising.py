@@ -16,6 +16,7 @@ from ae_lightning.hints import PosFloat
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.report import line_plot
+from ae_lightning.text import plural
 from ae_lightning.viz import tile
 
 FACTORS = [0.2, 0.3, 0.6]
@@ -67,7 +68,7 @@ def run(ctx: Context) -> None:
     arch = probe["model"].get("architecture", ctx.variant)
     rep.text(f"`{ctx.variant}` ({arch} architecture, latent {probe['model'].get('latent_dim')}), Gaussian noise "
              "x + f·N(0, 1) clipped to [0, 1], MSE against the clean image, "
-             f"{ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)} per factor. Reference: the study's MNIST test loss, "
+             f"{plural(ctx.opts.epochs, 'epoch')} per factor. Reference: the study's MNIST test loss, "
              + ", ".join(f"{v} at {k:g}" for k, v in reference.items()) + ".")
     rep.table(["noise factor", "train loss (noisy in)", "test loss (noisy in)", "test MSE (clean in)",
                "MSE of the noisy input itself", "reference test loss"], rows)

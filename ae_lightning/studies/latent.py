@@ -26,6 +26,7 @@ from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.pixel_classifier import pixel_classifier_config
+from ae_lightning.text import plural
 from ae_lightning.viz import tile
 
 N_GENERATED = 250
@@ -105,7 +106,8 @@ def run(ctx: Context) -> None:
     rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in models else
              " (no `vae` variant in this checkout, so no VAE rows)") +
              f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
-             f"({clf_run.cfg['trainer']['max_epochs']} epoch{'s' * (clf_run.cfg['trainer']['max_epochs'] != 1)}): test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
+             f"({plural(clf_run.cfg['trainer']['max_epochs'], 'epoch')}): "
+             f"test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
              f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
              "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
     rows, results = [], {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, OneVariableParams, one_variable
+from ae_lightning.text import plural
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs (BCE was "far worse", no figure given)
 REFERENCE = {"mse": 0.1139, "kl": 0.2433}
@@ -15,7 +16,7 @@ LOSSES = ["mse", "bce", "kl", "l1"]
 
 def run(ctx: Context) -> None:
     """Test NRMSE by training loss, everything else held."""
-    ctx.report.text(f"`{ctx.variant}` at latent 8, Adam, {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}; only the training loss "
+    ctx.report.text(f"`{ctx.variant}` at latent 8, Adam, {plural(ctx.opts.epochs, 'epoch')}; only the training loss "
                     "changes. Reference: the fcAE study after 1000 epochs: MSE 0.1139, KL 0.2433, "
                     "BCE far worse (no figure given).")
     one_variable(ctx, "loss", [(name, {"model__loss": name}) for name in LOSSES], REFERENCE)

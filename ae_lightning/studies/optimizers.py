@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, OneVariableParams, one_variable
+from ae_lightning.text import plural
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs
 REFERENCE = {"adam": 0.1139, "rmsprop": 0.1167, "adagrad": 0.1460, "adadelta": 0.1909, "sgd": 0.3954}
@@ -19,13 +20,13 @@ CHOICES = [("adam", {"model__optimizer": "adam"}), ("sgd", {"model__optimizer": 
 def run(ctx: Context) -> None:
     """Test NRMSE by optimizer, everything else held."""
     if ctx.params.choices is not None:
-        ctx.report.text(f"`{ctx.variant}` at latent 8, {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}, the preset's optimizers: " +
+        ctx.report.text(f"`{ctx.variant}` at latent 8, {plural(ctx.opts.epochs, 'epoch')}, the preset's optimizers: " +
                         "; ".join(f"{lb}: {over}" for lb, over in ctx.params.choices.items()) +
                         ". Reference: the fcAE study after 1000 epochs.")
     else:
         ctx.report.text(f"`{ctx.variant}` at latent 8, learning rate 1e-3 for every optimizer, momentum 0 for SGD "
                         "and RMSprop, "
-                        f"{ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}. Reference: the fcAE study after 1000 epochs.")
+                        f"{plural(ctx.opts.epochs, 'epoch')}. Reference: the fcAE study after 1000 epochs.")
     one_variable(ctx, "optimizer", CHOICES, REFERENCE)
 
 

@@ -47,8 +47,18 @@ from ae_lightning.config import nearest as config_nearest
 from ae_lightning.errors import UserError
 from ae_lightning.studies import get
 from ae_lightning.studies.common import Options, overrides_of
-from ae_lightning.studies.fidelity import (GOALS, check_findings, elapsed, fidelity_rows, judge, lookup,  # noqa: F401
-                                           matched_text, rows_table, training, write_fidelity)
+from ae_lightning.studies.fidelity import (  # noqa: F401
+    GOALS,
+    check_findings,
+    elapsed,
+    fidelity_rows,
+    judge,
+    lookup,
+    matched_text,
+    rows_table,
+    training,
+    write_fidelity,
+)
 from ae_lightning.studies.report import load_report
 from ae_lightning.studies.runner import check_resumable, run_one
 from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401

@@ -13,6 +13,7 @@ from torch import nn
 from ae_lightning.errors import UserError
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
+from ae_lightning.text import plural
 from ae_lightning.viz import tile
 
 MAX_UNITS = 100
@@ -45,7 +46,7 @@ def run(ctx: Context) -> None:
     norms = first.detach().norm(dim=1)
     rep.text(f"`{ctx.variant}`: first layer Linear(784 → {len(first)}); "
              f"{'all' if n == len(first) else f'the first {n} of'} {len(first)} units shown, each scaled to "
-             f"its own [min, max] (white = most positive). {ctx.opts.epochs} epoch{'s' * (ctx.opts.epochs != 1)}; test NRMSE "
+             f"its own [min, max] (white = most positive). {plural(ctx.opts.epochs, 'epoch')}; test NRMSE "
              f"{run_.metrics.get('test_nrmse', float('nan')):.4f}.")
     rep.image("encoder_first_layer", tile(unit_images(first[:n]), nrow=nrow),
               f"Input weights of the first {n} units of the first encoder layer")
