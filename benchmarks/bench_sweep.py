@@ -35,6 +35,8 @@ def run_sweep(args, level: int, storage: str, name: str) -> float:
             "--set", "trainer.progress_bar=false"]
     if args.subset:
         argv += ["--subset", str(args.subset)]
+    if args.smoke:  # a few hundred images: the small space's batch sizes (the default's reach 1024)
+        argv += ["--space", str(common.ROOT / "configs" / "search" / "small.yaml")]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir, "--set", "data.download=false"]
     if gpu:

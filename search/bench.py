@@ -43,7 +43,6 @@ from search.objectives import Objective, hypervolume, hypervolume_by_trial, refe
 from search.pareto import bounds_of, front, objective_values
 from search.report import load_settings, settings_space
 
-SPACE = ROOT / "configs" / "search" / "bench.yaml"
 PARTS = ("single", "multi", "asha", "acquisition")
 ACQUISITION = "acquisition.json"  # in --storage: the replays of search.bench_acquisition
 
@@ -62,6 +61,9 @@ class BenchSettings:
     num_restarts: PosInt = 4  # acquisition optimisation, cut from Ax's 20 / 1024 (bench.md: the cost)
     raw_samples: PosInt = 128
     asha_seeds: list[NonNegInt] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    # the searched space (relative to the project); a toy run on a few hundred images narrows its
+    # batch sizes (search.tune refuses a batch size above the --subset training split)
+    space: str = "configs/search/bench.yaml"
 
 
 def _checked(values: dict) -> BenchSettings:
@@ -114,7 +116,7 @@ def run_sweep(sw: dict, b: BenchSettings, storage: Path, data_dir: str | None, r
         if exp.exists():
             raise UserError(f"{exp} exists from an earlier call: use --resume, or another --storage")
         argv = ["--variant", b.variant, "--dataset", b.dataset, "--subset", str(b.subset),
-                "--max-epochs", str(b.epochs), "--space", str(SPACE), "--algo", sw["algo"],
+                "--max-epochs", str(b.epochs), "--space", str(ROOT / b.space), "--algo", sw["algo"],
                 "--num-samples", str(b.trials), "--max-concurrent", "1", "--seed", str(sw["seed"]),
                 "--name", sw["name"], "--storage", str(storage), "--quiet", "--num-cpus", "1"]
         if sw["algo"] == "ax":
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             values[k] = [parse_value(x) for x in values[k].split(",")]
     if args.smoke:
         values = {"seeds": [0, 1], "asha_seeds": [0], "trials": 10, "subset": 1000, "epochs": 1, "init_trials": 4,
-                  **values}
+                  "space": "configs/search/small.yaml", **values}  # 1,000 images: batch sizes up to 128
     b = _checked(values)
     if len(set(b.seeds)) != len(b.seeds):
         raise UserError(f"--seeds {b.seeds}: a seed is given twice")
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         raise UserError(f"no finished sweep in {storage}")
     result = {"settings": {"command": command, "machine": machine(), "date": datetime.date.today().isoformat(),
-                           "task": dataclasses.asdict(b), "space": str(SPACE.relative_to(ROOT)),
+                           "task": dataclasses.asdict(b), "space": b.space,
                            "smoke": args.smoke},
               **summarize(b, runs),
               "acquisition": json.loads((storage / ACQUISITION).read_text()) if (storage / ACQUISITION).is_file()

@@ -292,7 +292,8 @@ def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir)
 
     argv = ["--out", str(tmp_path / "out"), "--storage", str(tmp_path / "runs"), "--data-dir", str(data_dir),
             "--dataset", "mnist", "--seeds", "0", "--asha-seeds", "0", "--trials", "3", "--init-trials", "2",
-            "--subset", "200", "--epochs", "2", "--num-restarts", "2", "--raw-samples", "16", "--resume",
+            "--subset", "200", "--space", "configs/search/small.yaml", "--epochs", "2", "--num-restarts", "2",
+            "--raw-samples", "16", "--resume",
             "--only", "single", "--only", "multi", "--only", "acquisition"]
     assert bench.main(argv) == 0
     r = json.loads((tmp_path / "out" / "bench.json").read_text())
