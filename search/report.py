@@ -27,6 +27,7 @@ from typing import Any
 
 from ae_lightning import files
 from ae_lightning.config import cli, dump_yaml
+from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
 from search import pareto
@@ -162,8 +163,6 @@ def full_run(cfg: dict, settings) -> dict:
     """A trial's config as the run a user retrains: every training image (the sweep's ``--subset``
     dropped), ``--retrain-epochs`` (else the variant's own ``max_epochs``) and the data folder as
     the project finds it by itself (null) where that is the same folder, else relative to here."""
-    from ae_lightning.data import default_data_dir  # late: data imports torch (seconds)
-
     out = json.loads(json.dumps(cfg))
     out["data"]["subset"] = None
     out["trainer"]["max_epochs"] = settings.retrain_epochs or load(cfg["variant"])["trainer"]["max_epochs"]
@@ -174,13 +173,14 @@ def full_run(cfg: dict, settings) -> dict:
     return out
 
 
-def write_outputs(exp_dir: str | Path) -> dict | None:
+def write_outputs(exp_dir: str | Path, rows: list[dict] | None = None) -> dict | None:
     """results.csv, best.json, best.yaml and search.png, and with several objectives pareto.csv,
-    pareto.png and front/; returns best.json's content (or None)."""
+    pareto.png and front/; returns best.json's content (or None). ``rows``: :func:`collect`'s, if
+    the caller read them already."""
     exp_dir = Path(exp_dir)
     settings = load_settings(exp_dir)
     space = settings_space(settings)
-    rows = collect(exp_dir)
+    rows = collect(exp_dir) if rows is None else rows
     cols: list[str] = ["trial", "trial_id", "status"]
     for r in rows:
         cols += [k for k in r if k not in cols and k not in ("reason", "trial_dir")]

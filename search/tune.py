@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ae_lightning import files, runlock
 from ae_lightning.config import ROOT, cli, parse_value, variants
+from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
 from search import cluster, report
@@ -115,9 +116,6 @@ def _check_batches_fit(space, base: dict, cv: int) -> None:
 
 def _settings_new(args) -> tuple[SweepSettings, object]:
     """Validate everything a fresh sweep needs, before Ray starts: the settings and the space."""
-    # late: data imports torch (seconds), which --help and the settings' checks do without
-    from ae_lightning.data import default_data_dir
-
     if not args.variant:
         raise UserError("no variant given: use --variant NAME (one of " + ", ".join(variants()) + ")")
     given = {field: getattr(args, field) for field, _ in SETTING_FLAGS.values() if getattr(args, field) is not None}
@@ -218,11 +216,12 @@ def run(args) -> int:
     finally:
         ray.shutdown()
 
+    rows = report.collect(exp_dir)
     if not s.keep_checkpoints:  # a finished trial keeps its best checkpoint alone
-        for row in report.collect(exp_dir):
+        for row in rows:
             if row["status"] in ("completed", "stopped", "diverged") and row["trial_dir"]:
                 prune_checkpoints(Path(row["trial_dir"]))
-    info = report.write_outputs(exp_dir)
+    info = report.write_outputs(exp_dir, rows)
     print(f"results: {exp_dir / 'results.csv'}  figure: {exp_dir / 'search.png'}")
     print(f".venv/bin/tensorboard --logdir {exp_dir}")
     if info is None:
