@@ -7,7 +7,7 @@ replaced by a local copy of its checkpoint, as Tune persists it) for ``--trials`
 after another, as one reused worker does. Every phase is timed from inside (wall clock):
 
     imports        torch, lightning, ae_lightning.fit, search.trainable (first trial only)
-    data           reading the IDX files (``ae_lightning.data.load_split``; cached per process)
+    data           reading the IDX files (``ae_lightning.datafiles.load_split``; cached per process)
     setup          config, module, Trainer, TensorBoard logger, up to the first training batch
     train          the training batches of the epochs
     validation     the validation passes
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     import lightning as L
     t_lightning = time.perf_counter() - t
     t = time.perf_counter()
-    from ae_lightning import data as data_module
+    from ae_lightning import datafiles as data_module
     from ae_lightning import fit as fit_module
     from ae_lightning.resolve import load
     t_project = time.perf_counter() - t
