@@ -5,7 +5,7 @@ import math
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from ae_lightning.models import CKPT_KEY
 from ae_lightning.viz import tile
@@ -33,6 +33,38 @@ class BestCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:  # ModelCheckpoint's key, so that a last.ckpt written before still resumes
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+
+class Plateau(EarlyStopping):
+    """Stops a run once ``val/loss`` improved by less than ``min_improvement`` (relative) over its last
+    ``epochs`` epochs: the best of those epochs against the best before them. A rule for a budget the
+    original does not give, which looks at nothing but the validation loss. An ``EarlyStopping``, so
+    that whatever refuses early stopping (the randomized variant's layer stages) refuses it too."""
+
+    def __init__(self, epochs: int, min_improvement: float):
+        super().__init__(monitor="val/loss", mode="min", patience=epochs)
+        self.epochs, self.min_improvement = epochs, min_improvement
+        self.losses: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # the rule runs once per validation
+        pass
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or value is None:
+            return
+        self.losses.append(float(value))  # reduced over the ranks: every rank decides alike
+        if len(self.losses) > self.epochs:
+            before, recent = min(self.losses[:-self.epochs]), min(self.losses[-self.epochs:])
+            if before - recent < self.min_improvement * abs(before):
+                trainer.should_stop = True
+                self.stopped_epoch = trainer.current_epoch
+
+    def state_dict(self) -> dict:
+        return {"losses": list(self.losses)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.losses = list(state_dict["losses"])
 
 
 class DivergedError(RuntimeError):

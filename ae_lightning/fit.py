@@ -29,13 +29,20 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ae_lightning import eventfiles, files, runlock
-from ae_lightning.callbacks import BestCheckpoint, FiniteLossGuard, LossHistory, ReconstructionImages, RunConfigInCheckpoint
+from ae_lightning.callbacks import (
+    BestCheckpoint,
+    FiniteLossGuard,
+    LossHistory,
+    Plateau,
+    ReconstructionImages,
+    RunConfigInCheckpoint,
+)
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
 from ae_lightning.config import CONFIG_DIR, dump_yaml, load_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.generate import GenerationImages
-from ae_lightning.hints import NonNegFloat, NonNegInt, PosInt
+from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
 from ae_lightning.text import plural
 
@@ -55,6 +62,9 @@ class TrainerConfig:
     deterministic: bool = True
     gradient_clip_val: NonNegFloat = 0.0
     early_stopping_patience: NonNegInt = 0  # 0: off; else epochs without val/loss improvement
+    # 0: off; else stop once val/loss improved by less than plateau_min_improvement (relative) over this many epochs
+    plateau_epochs: NonNegInt = 0
+    plateau_min_improvement: Fraction = 0.01
     test_checkpoint: Literal["best", "last"] = "best"  # last: the final epoch's model (Keras' practice)
     progress_bar: bool | None = None  # None: on a terminal only
     # Speed options, measured by benchmarks/bench_options.py (figures in docs/benchmarks.md). Off by
@@ -287,6 +297,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         cbs.append(GenerationImages())
     if tc.early_stopping_patience:
         cbs.append(EarlyStopping("val/loss", patience=tc.early_stopping_patience, mode="min"))
+    if tc.plateau_epochs:
+        cbs.append(Plateau(tc.plateau_epochs, tc.plateau_min_improvement))
     # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
     # layer-wise stages) says so with ``ddp_find_unused_parameters``; the others skip that search
     strategy = "ddp_find_unused_parameters_true" if tc.devices > 1 and getattr(

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from conftest import fixed_val_loss
 
 
@@ -90,3 +91,63 @@ def test_resume_removes_a_best_checkpoint_its_state_does_not_know(cfg_for):
               ckpt_path=ckpts / "last.ckpt", verbose=False)
     names = sorted(p.name for p in ckpts.iterdir())
     assert len(names) == 2 and "last.ckpt" in names and res.metrics["best_checkpoint"].endswith(names[0]), names
+
+
+def test_plateau_rule_stops_on_the_first_epoch_that_improves_less_than_the_threshold():
+    """Plateau(N, r): stop after the first epoch whose last N validations improved on the best before them by
+    less than r (relative); its state is the loss list (a resumed run keeps counting)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ae_lightning.callbacks import Plateau
+
+    def stops(losses, n, r):
+        rule, trainer = Plateau(n, r), SimpleNamespace(sanity_checking=False, should_stop=False, callback_metrics={})
+        for epoch, value in enumerate(losses):
+            trainer.current_epoch, trainer.callback_metrics["val/loss"] = epoch, torch.tensor(value)
+            rule.on_validation_end(trainer, None)
+            if trainer.should_stop:
+                return epoch, rule.state_dict()
+        return None, rule.state_dict()
+
+    losses = [1.0, 0.5, 0.499, 0.498, 0.4]  # epochs 2-3 improve on 0.5 by 0.4 %
+    assert stops(losses, 2, 0.01)[0] == 3
+    assert stops(losses, 2, 0.001)[0] is None  # 0.4 % is enough at 0.1 %
+    assert stops([1.0, 0.9, 0.95, 0.96], 2, 0.0)[0] == 3  # no improvement at all
+    assert stops([2.0, 1.0, 1.5], 1, 0.01)[0] == 2 and stops(losses, 1, 0.01)[1]["losses"] == pytest.approx([1.0, 0.5, 0.499])
+    rule = Plateau(2, 0.01)
+    rule.load_state_dict({"losses": [1.0, 0.5, 0.499]})
+    trainer = SimpleNamespace(sanity_checking=False, should_stop=False, current_epoch=3,
+                              callback_metrics={"val/loss": torch.tensor(0.498)})
+    rule.on_validation_end(trainer, None)
+    assert trainer.should_stop
+
+
+def test_plateau_in_a_run_and_across_resume(cfg_for):
+    """trainer.plateau_epochs in fit: with plateau_min_improvement 1 every epoch after the first N is a plateau;
+    a run resumed from last.ckpt remembers the validations before the kill."""
+    import json
+
+    from ae_lightning.fit import fit
+
+    def epochs(res):
+        return len(json.loads((res.run_dir / "metrics.json").read_text())["history"]["val_loss"])
+
+    over = dict(trainer__plateau_epochs=1, trainer__plateau_min_improvement=1.0, data__subset=300)
+    assert epochs(fit(cfg_for("fc", trainer__max_epochs=5, **over))) == 2
+    res = fit(cfg_for("fc", trainer__max_epochs=1, **over))
+    fit(cfg_for("fc", trainer__max_epochs=5, **over), run_dir=res.run_dir, ckpt_path=res.run_dir / "checkpoints" / "last.ckpt")
+    assert epochs(res) == 2  # without the first epoch's loss it would have trained 3
+    assert epochs(fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300))) == 3  # off by default
+
+
+def test_randomized_refuses_the_plateau_rule(cfg_for):
+    import pytest
+
+    from ae_lightning.errors import UserError
+    from ae_lightning.fit import fit
+
+    with pytest.raises(UserError, match="would stop the layer-wise stages"):
+        fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, trainer__max_epochs=4,
+                    trainer__plateau_epochs=1), verbose=False)

@@ -440,7 +440,7 @@ def test_randomized_layerwise_stages(cfg_for):
 
 
 def test_randomized_refuses_early_stopping(cfg_for):
-    with pytest.raises(UserError, match="early_stopping_patience would stop the layer-wise stages"):
+    with pytest.raises(UserError, match="would stop the layer-wise stages"):
         fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, trainer__max_epochs=4,
                     trainer__early_stopping_patience=1), verbose=False)
 

@@ -107,8 +107,8 @@ class RandomizedAutoencoder(AutoencoderModule):
         self.stage_of_epoch(0, self.trainer.max_epochs)  # a too short schedule fails before any work
         if any(isinstance(cb, EarlyStopping) for cb in self.trainer.callbacks):
             # val/loss rises from stage to stage (see the module docstring): it would stop mid-build
-            raise UserError("randomized: trainer.early_stopping_patience would stop the layer-wise stages "
-                            "before the model is complete; set it to 0")
+            raise UserError("randomized: an early stop (trainer.early_stopping_patience, trainer.plateau_epochs) would "
+                            "stop the layer-wise stages before the model is complete; set it to 0")
 
     def on_train_epoch_start(self) -> None:
         self.stage = self.stage_of_epoch(self.current_epoch, self.trainer.max_epochs)

@@ -64,7 +64,7 @@ from ae_lightning.studies.runner import check_resumable, run_one
 from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
 
 PRESET_DIR = CONFIG_DIR / "studies"
-ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config")  # an entry's keys beside its study's Params
+ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config", "seeds")  # an entry's keys beside its study's Params
 PRESET_KEYS = ("title", "dataset", "studies", "fidelity", "config", "description", "epochs", "findings", "readings",
                "reference_epochs", "setting", "smoke", "source", "variant", "seeds")
 SMOKE_KEYS = ("epochs", "subset", "test_subset", "studies")
@@ -146,6 +146,8 @@ def check_preset(name: str, preset: dict) -> None:
         if not isinstance(spec, dict) or "study" not in spec:
             raise UserError(f"{where}: studies.{entry} must name its 'study'")
         entry_params(where, entry, spec)
+        if "seeds" in spec:
+            check_seeds(spec["seeds"], f"{where}: studies.{entry}.seeds")
     smoke = preset.get("smoke") or {}
     if not isinstance(smoke, dict):
         raise UserError(f"{where}: smoke must be a mapping, got {smoke!r}")
@@ -235,6 +237,14 @@ def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | No
     return opts
 
 
+def same_entry(stored: dict | None, spec: dict) -> bool:
+    """A finished entry is reused when its settings are this call's: compared as JSON wrote them (number keys,
+    e.g. k = 5, come back as strings), without ``seeds``, which picks the runs and is no setting of any."""
+    def settings(d: dict) -> dict:
+        return {k: v for k, v in json.loads(json.dumps(d)).items() if k != "seeds"}
+    return stored is not None and settings(stored) == settings(spec)
+
+
 def check_configs(preset: dict, args) -> None:
     """Every run config a preset implies resolves (a bad key fails in a second, not after hours):
     the preset's and the entry's ``config`` over the entry's variant, with each of its ``choices``
@@ -274,7 +284,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
                 opts.variant = None  # the study fixes its own models (the preset names them in its parameters)
             done = load_report(out / folder) if args.resume else None
             # results.json holds the entry as JSON wrote it (its number keys, e.g. k = 5, as strings)
-            finished = done is not None and done.results.get("preset_entry") == json.loads(json.dumps(spec))
+            finished = done is not None and same_entry(done.results.get("preset_entry"), spec)
             if only is not None and entry not in only and not finished:
                 continue  # not run now; with --resume, an entry outside --only that is finished is read back
             if done is not None and finished:

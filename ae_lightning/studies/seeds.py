@@ -2,7 +2,8 @@
 
 The preset's own seed (``seed``, default 0) writes to ``<out>/<name>/<entry>``, another seed ``s`` to
 ``<entry>.seed<s>``, so the single-seed results already written are read back by ``--resume``. An
-entry whose ``config`` sets ``seed`` (tuned's ``denoising_seed1``) runs at that seed only.
+entry whose ``config`` sets ``seed`` runs at that seed only; an entry's own ``seeds`` replace the call's (a
+measurement beside the rows, e.g. neighbours' weight decay 1e-5 at seed 0).
 """
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def run_seeds(preset: dict, args) -> list[int]:
 
 
 def entry_runs(preset: dict, entry: str, seeds: list[int]) -> list[tuple[int, int, str]]:
-    """(seed the runs train at, seed given to the study, folder name) for each run of the entry."""
+    """(seed the runs train at, seed given to the study, folder name) for each run of the entry. An entry's own
+    ``seeds`` (a measurement beside the rows, e.g. ``[0]``) replace the call's."""
     pinned = pinned_seed(preset, entry)
     if pinned is not None:
         return [(pinned, base_seed(preset), entry)]
+    seeds = preset["studies"][entry].get("seeds") or seeds
     return [(s, s, entry if s == base_seed(preset) else f"{entry}.seed{s}") for s in seeds]
