@@ -95,6 +95,21 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         return ((xte @ w + b).argmax(1) == test_y).float().mean().item()
 
 
+def sklearn_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor) -> float:
+    """Test accuracy of logistic regression as scikit-learn runs it by default: ``LogisticRegression()``
+    (L-BFGS, C = 1, at most 100 iterations, stopped there unconverged if need be) on the raw features, not
+    standardized. The common reading of "a classifier on the codes" in course code; beside ``linear_probe``."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression  # late: scikit-learn takes a second to import
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the default's 100 iterations are part of the reading
+        clf = LogisticRegression().fit(train_x.double().cpu().numpy(), train_y.cpu().numpy())
+    return float((clf.predict(test_x.double().cpu().numpy()) == test_y.cpu().numpy()).mean())
+
+
 def pca(train_x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean (d,), components (d, dim))``: the top principal directions of the training features
     (eigenvectors of the (d, d) covariance, in float64 for a stable order)."""
@@ -107,21 +122,25 @@ def pca(train_x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ----------------------------------------------------------------------------------------------
 def _row(name: str, train: torch.Tensor, test: torch.Tensor, ytr: torch.Tensor, yte: torch.Tensor,
-         k: int, l2: float) -> dict[str, Any]:
+         k: int, l2: float, sklearn: bool = False) -> dict[str, Any]:
     t0 = time.time()
     knn = knn_accuracy(train, ytr, test, yte, k)
     t1 = time.time()
     lin = linear_probe(train, ytr, test, yte, l2)
-    return {"features": name, "dim": int(train.shape[1]), "knn_acc": knn, "linear_acc": lin,
-            "knn_s": round(t1 - t0, 2), "linear_s": round(time.time() - t1, 2)}
+    row = {"features": name, "dim": int(train.shape[1]), "knn_acc": knn, "linear_acc": lin,
+           "knn_s": round(t1 - t0, 2), "linear_s": round(time.time() - t1, 2)}
+    if sklearn:
+        row["sklearn_acc"] = sklearn_probe(train, ytr, test, yte)
+    return row
 
 
 def run_probes(checkpoint: str | Path, *, data_dir: str | None = None, k: PosInt = 5, l2: NonNegFloat = 1e-4,
                train_limit: PosInt | None = None, test_limit: PosInt | None = None, baselines: bool = True,
-               device: Literal["auto", "cpu", "cuda"] = "auto") -> dict[str, Any]:
+               device: Literal["auto", "cpu", "cuda"] = "auto", sklearn: bool = False) -> dict[str, Any]:
     """Probe the encoder of an autoencoder checkpoint (and the pixel / PCA baselines); a result dict
     ``{checkpoint, variant, dataset, latent_dim, k, n_train, n_test, rows: [{features, dim, knn_acc,
-    linear_acc, ...}]}``. Bad checkpoints raise UserError (see ``classifier.load_encoder``)."""
+    linear_acc, ...}]}``; ``sklearn``: the codes' row also has ``sklearn_acc`` (``sklearn_probe``). Bad
+    checkpoints raise UserError (see ``classifier.load_encoder``)."""
     # late: the data module and the models import Lightning (seconds), which --help and the flags'
     # checks do without
     from ae_lightning.data import MNISTDataModule
@@ -147,7 +166,7 @@ def run_probes(checkpoint: str | Path, *, data_dir: str | None = None, k: PosInt
         raise UserError(f"--k {k} exceeds the {len(xtr)} training images")
     ztr, zte = ae.encode_all(xtr).float(), ae.encode_all(xte).float()  # (N, latent)
     dim = ztr.shape[1]
-    rows = [_row("code", ztr, zte, ytr, yte, k, l2)]
+    rows = [_row("code", ztr, zte, ytr, yte, k, l2, sklearn)]
     if baselines:
         ptr, pte = xtr.flatten(1), xte.flatten(1)  # (N, 784)
         rows.append(_row("pixels", ptr, pte, ytr, yte, k, l2))
