@@ -107,8 +107,8 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         res = json.loads((d / "results.json").read_text())["studies"]
         assert set(res["classifier"]["by_variant"]["conv"]["heads"]) == {"adam80", "sgd80", "sgd80_lr1e-2"}
         # entries that run the same study are told apart by their headings
-        assert "## Denoising (`denoising`)" in report and "## Denoising (`denoising_seed1`)" in report
-        assert [r["run_dir"] for r in res["denoising_seed1"]["runs"]] != [r["run_dir"] for r in res["denoising"]["runs"]]
+        assert "## Denoising (`denoising`)" in report and "## Denoising (`denoising_latent32`)" in report
+        assert [r["run_dir"] for r in res["denoising_latent32"]["runs"]] != [r["run_dir"] for r in res["denoising"]["runs"]]
         summary = json.loads((d / "summary.json").read_text())
         assert summary["runs"] >= 10 and summary["training_time_s"] > 0
         assert isinstance(res["latent"]["generation"]["order_holds"], bool)

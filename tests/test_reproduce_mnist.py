@@ -130,7 +130,7 @@ def test_bad_output_scale_combinations_are_one_line_errors(cfg_for, over, messag
 def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
     from ae_lightning.fit import build
     from ae_lightning.resolve import load
-    from ae_lightning.studies.reproduce import flat, load_preset
+    from ae_lightning.studies.reproduce import entry_runs, flat, load_preset
 
     preset = load_preset("tuned", [])
     assert preset["epochs"] == 40 and preset["config"]["data"]["batch_size"] == 1024
@@ -140,9 +140,11 @@ def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
     ae = load("conv", None, {**base, **flat(st["latent"]["models"]["ae"]["config"])})
     vae = load("vae", None, {**base, **flat(st["latent"]["models"]["vae"]["config"])})
     den = load("denoising", None, {**base, **flat(st["denoising"]["config"])})
-    for entry, seed in (("denoising", 0), ("denoising_seed1", 1), ("denoising_seed2", 2)):  # the same runs, 3 seeds
-        cfg = load("denoising", None, {**base, **flat(st[entry]["config"])})
-        assert cfg["seed"] == seed and cfg["model"] == den["model"]
+    # every row at the three pre-registered seeds (the config pins none); the latent-32 reading beside, at seed 0
+    assert preset["seeds"] == [0, 1, 2] and "seed" not in flat(preset["config"])
+    assert entry_runs(preset, "denoising", preset["seeds"]) == [(0, 0, "denoising"), (1, 1, "denoising.seed1"),
+                                                              (2, 2, "denoising.seed2")]
+    assert entry_runs(preset, "denoising_latent32", preset["seeds"]) == [(0, 0, "denoising_latent32")]
     clf_ae = load("conv", None, {**base, **flat(st["classifier"]["models"]["conv"]["config"])})
     for cfg in (ae, den, clf_ae):
         m = cfg["model"]
@@ -175,14 +177,25 @@ def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
 # -- zoo: the variants the slides describe ------------------------------------------------------
 def test_zoo_preset_builds_the_slides_networks(data_dir, tmp_path):
     from ae_lightning.fit import build
+    from ae_lightning.studies.reproduce import entry_runs, load_preset
 
     cfgs = _preset_models("zoo", "classifier", data_dir, tmp_path)
-    assert set(cfgs) == {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized",
-                         "shallow_relu_code", "shallow_sigmoid_code"}  # the last two: other readings, beside
-    assert all(c["model"]["latent_dim"] == 10 for c in cfgs.values())
+    assert set(cfgs) == {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
+    readings = _preset_models("zoo", "readings", data_dir, tmp_path)  # the other readings, beside the rows
+    assert set(readings) == {"shallow_relu_code", "shallow_sigmoid_code", "randomized_2_per_stage"}
+    preset = load_preset("zoo", [])
+    assert entry_runs(preset, "readings", preset["seeds"]) == [(0, 0, "readings")] and preset["seeds"] == [0, 1, 2]
+    assert all(c["model"]["latent_dim"] == 10 for c in [*cfgs.values(), *readings.values()])
+    # the stopping rule, fixed before any run: < 1 % over 5 epochs, at most 40; randomized 5 epochs per layer stage
+    assert preset["epochs"] == 40  # the study's epochs: every run's trainer.max_epochs but where a model sets its own
+    for label, c in cfgs.items():
+        own = (preset["studies"]["classifier"]["models"][label].get("config") or {}).get("trainer", {}).get("max_epochs")
+        rule = (c["trainer"]["plateau_epochs"], c["trainer"]["plateau_min_improvement"], own)
+        assert rule == ((0, 0.01, 20) if label == "randomized" else (5, 0.01, None)), label
+    assert readings["randomized_2_per_stage"]["trainer"]["max_epochs"] == 8
     shallow, _ = build(cfgs["shallow"])  # 784-10 with the deep models' linear code
     assert [type(m).__name__ for m in shallow.encoder.children()] == ["Linear"]
-    assert cfgs["shallow_relu_code"]["model"]["code_act"] == "relu"
+    assert readings["shallow_relu_code"]["model"]["code_act"] == "relu"
     deep = [(784, 500), (500, 200), (200, 100), (100, 10)]
     for label in ("deep", "contractive", "denoising", "denoising_occlusion"):
         module, _ = build(cfgs[label])

@@ -168,6 +168,40 @@ def test_an_entry_with_its_own_seed_runs_once(tiny):
     assert entry_runs(preset, "compression", [0, 2]) == [(0, 0, "compression"), (2, 2, "compression.seed2")]
 
 
+def test_an_entry_with_its_own_seeds_runs_at_those_and_resume_reads_it_back_unchanged(tiny, data_dir, tmp_path, capsys):
+    """A measurement beside the rows (``seeds: [0]`` on the entry) runs at its own seeds whatever --seeds
+    says; a bad entry ``seeds`` is one line; adding ``seeds`` to a finished entry does not make --resume
+    train it again (``seeds`` picks runs, it is no setting of any)."""
+    from ae_lightning.studies.reproduce import entry_runs, load_preset
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["reproduce", "tiny", "--smoke", "--out", out, "--runs-dir", runs, "--data-dir", data_dir,
+            "--accelerator", "cpu"]
+    tiny.write_text(TINY.replace("studies:\n", "studies:\n  beside: {study: compression, latents: [2]}\n"))
+    assert _run(argv, capsys)[0] == 0  # both entries at the preset's seed 0
+    assert len(_versions(runs)) == 2
+    tiny.write_text(TINY.replace("studies:\n", "studies:\n  beside: {study: compression, latents: [2], seeds: [0]}\n"))
+    preset = load_preset("tiny", [])
+    assert entry_runs(preset, "beside", [0, 1, 2]) == [(0, 0, "beside")]
+    code, cap = _run(argv + ["--seeds", "0,1", "--resume"], capsys)
+    assert code == 0, cap.err
+    assert "tiny/beside: read back" in cap.err and "beside.seed1" not in cap.err
+    assert "== tiny/compression.seed1 (compression)" in cap.err and len(_versions(runs)) == 3
+    tiny.write_text(TINY.replace("studies:\n", "studies:\n  beside: {study: compression, latents: [2], seeds: [0, 0]}\n"))
+    with pytest.raises(UserError, match="studies.beside.seeds 0,0: a seed is given twice"):
+        load_preset("tiny", [])
+
+
+def test_smoke_runs_the_preset_seed_alone_unless_seeds_is_given(tiny, data_dir, tmp_path, capsys):
+    tiny.write_text(TINY.replace("epochs: 1\n", "epochs: 1\nseeds: [0, 1, 2]\n", 1))
+    argv = ["reproduce", "tiny", "--smoke", "--out", tmp_path / "out", "--runs-dir", tmp_path / "runs",
+            "--data-dir", data_dir, "--accelerator", "cpu"]
+    code, cap = _run(argv, capsys)
+    assert code == 0, cap.err
+    assert len(_versions(tmp_path / "runs")) == 1 and "seed1" not in cap.err
+    assert _run(argv + ["--seeds", "0,1", "--resume"], capsys)[0] == 0
+    assert len(_versions(tmp_path / "runs")) == 2
+
+
 def test_only_with_resume_reads_the_other_finished_entries_back(tiny, data_dir, tmp_path, capsys):
     # an entry added beside finished ones (the fcae 1000-epoch headline) runs alone; the other rows stay
     out = tmp_path / "out"

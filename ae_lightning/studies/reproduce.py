@@ -83,8 +83,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="studies/reproduce", help="output folder (default studies/reproduce)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--fidelity-dir", help="where fidelity.json / fidelity.md of every finished preset go (default --out)")
-    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run; "
-                   "its fidelity rows are marked smoke, not judged")
+    p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run, at "
+                   "the preset's own seed (unless --seeds); its fidelity rows are marked smoke, not judged")
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
@@ -194,7 +194,8 @@ def entry_params(where: str, entry: str, spec: dict):
 
 def smoke_preset(preset: dict) -> dict:
     """The same pipeline, tiny: every ``epochs`` capped, every ``batch_size`` too (at the smoke subset: a
-    batch larger than the training split is refused), the preset's ``smoke.studies`` parameters on top."""
+    batch larger than the training split is refused), the preset's ``smoke.studies`` parameters on top, at the
+    preset's own seed (its ``seeds`` dropped; ``--seeds`` still runs more)."""
     out = copy.deepcopy(preset)
     smoke = {**SMOKE, **{k: v for k, v in (preset.get("smoke") or {}).items() if k != "studies"}}
     out["smoke_settings"] = smoke
@@ -206,6 +207,7 @@ def smoke_preset(preset: dict) -> dict:
                         else cap(v)) for k, v in node.items()}
         return [cap(v) for v in node] if isinstance(node, list) else node
 
+    out.pop("seeds", None)  # one seed, the preset's own: a smoke run checks the pipeline (--seeds still asks for more)
     out["epochs"] = min(out.get("epochs", 1), smoke["epochs"])
     out["studies"] = cap(out["studies"])
     if isinstance(out.get("config"), dict):
