@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 import torch
 
 from ae_lightning import config as config_mod
-from ae_lightning import resolve
+from ae_lightning import dotted, resolve
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
 from ae_lightning.errors import UserError
@@ -237,14 +237,8 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
 def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
     """A preset's nested config overrides ``{model: {lr: 0.01}}`` as dotted keys
     (``{"model.lr": 0.01}``), which ``resolve.load`` and ``ctx.train(**...)`` both take; top-level
-    keys (``seed``, ``variant``) stay as they are."""
-    out: dict[str, Any] = {}
-    for section, value in (nested or {}).items():
-        if isinstance(value, dict):
-            out.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            out[section] = value
-    return out
+    keys (``seed``, ``variant``) stay as they are, a mapping-valued key one value."""
+    return dotted.flatten(nested, levels=1)
 
 
 @dataclasses.dataclass(frozen=True)
