@@ -102,7 +102,8 @@ def test_inversion_measure_on_own_outputs_is_exact_and_on_images_is_not(cfg_for)
 
 # -- neighbours -----------------------------------------------------------------------------------
 def test_score_is_one_for_the_identity_encoder():
-    from ae_lightning.studies.neighbors import compare, knn
+    from ae_lightning.knn import knn
+    from ae_lightning.studies.neighbors import compare
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(300, 784, generator=g)
@@ -124,7 +125,8 @@ def _brute_neighbours(x: torch.Tensor, k: int, p: float) -> list[set[int]]:
 
 
 def test_score_and_same_label_rate_match_a_brute_force_count():
-    from ae_lightning.studies.neighbors import compare, knn
+    from ae_lightning.knn import knn
+    from ae_lightning.studies.neighbors import compare
 
     g = torch.Generator().manual_seed(3)
     x = torch.rand(40, 784, generator=g, dtype=torch.float64).float()
@@ -139,13 +141,6 @@ def test_score_and_same_label_rate_match_a_brute_force_count():
             assert res[k]["score"] == pytest.approx(score, abs=1e-6)
             assert res[k]["same_label_code"] == pytest.approx(same, abs=1e-6)
             assert 0 < score < 1  # a projection to 2-D keeps some neighbours, not all
-
-
-def test_knn_excludes_the_point_itself_and_orders_by_distance():
-    from ae_lightning.studies.neighbors import knn
-
-    x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
-    assert knn(x, 2, 1.0, chunk=3).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
 
 
 # -- smoke runs -----------------------------------------------------------------------------------
