@@ -143,6 +143,26 @@ def test_score_and_same_label_rate_match_a_brute_force_count():
             assert 0 < score < 1  # a projection to 2-D keeps some neighbours, not all
 
 
+# -- shared figures -------------------------------------------------------------------------------
+def test_shared_plots_build_figures_and_maps_keep_two_dimensional_codes():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ae_lightning.studies.plots import bar_plot, line_plot, map_2d, scatter
+
+    z = np.random.default_rng(0).normal(size=(40, 2))
+    pts, method = map_2d(z, seed=0)
+    assert pts is z and method == "codes (k = 2)"
+    one, _ = map_2d(z[:, :1], seed=0)
+    assert one.shape == (40, 2) and not one[:, 1].any()
+    figs = [scatter(pts, np.arange(40) % 10, "t", [str(i) for i in range(10)]),
+            line_plot({"train": ([1, 2], [0.5, None]), "test": ([1, 2], [0.6, 0.4])}, "x", "y", "t", logx=True),
+            bar_plot(["a", "b"], {"ours": [1.0, None], "reference": [0.9, 1.1]}, "y", "t")]
+    assert [len(f.axes[0].get_title()) for f in figs] == [1, 1, 1]
+    for f in figs:
+        plt.close(f)
+
+
 # -- smoke runs -----------------------------------------------------------------------------------
 def _finite(obj) -> bool:
     if isinstance(obj, dict):

@@ -28,7 +28,8 @@ from ae_lightning.hints import PosInt
 from ae_lightning.metrics import ReconMetrics
 from ae_lightning.models import load_checkpoint
 from ae_lightning.studies import Study
-from ae_lightning.studies.report import Report, bar_plot
+from ae_lightning.studies.plots import bar_plot
+from ae_lightning.studies.report import Report
 from ae_lightning.text import plural
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from ae_lightning import config as config_mod
@@ -26,12 +24,12 @@ from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
 from ae_lightning.studies.pixel_classifier import pixel_classifier_config
+from ae_lightning.studies.plots import TSNE_POINTS, map_2d, scatter
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
 
 N_GENERATED = 250
 THRESHOLD = 0.9
-TSNE_POINTS = 2000
 N_SHOWN = 12  # reconstructions shown
 # human count of good digits out of 250 in the original study
 REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
@@ -49,29 +47,6 @@ class Params:
     reconstructions: list[str] = dataclasses.field(default_factory=list)  # models whose reconstructions are shown
     reference: dict[str, int | float] | None = None  # "<model>/<scheme>" -> the original's count
     generation_order: list[str] | None = None  # [key, "<" or "<=", key, ...] (None: strict by the reference)
-
-
-def map_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    """``(points (N, 2), method)``: the codes when k = 2, else their t-SNE embedding."""
-    if z.shape[1] == 2:
-        return z, "codes (k = 2)"
-    if z.shape[1] == 1:
-        return np.concatenate([z, np.zeros_like(z)], 1), "codes (k = 1)"
-    from sklearn.manifold import TSNE
-    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
-    return emb, f"t-SNE (perplexity {perplexity:g})"
-
-
-def scatter(points: np.ndarray, labels: np.ndarray, title: str, names: list[str]) -> "plt.Figure":
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-    cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
-    cbar.ax.set_yticklabels(names, fontsize=7)
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return fig
 
 
 def run(ctx: Context) -> None:

@@ -33,8 +33,7 @@ from ae_lightning.hints import PosInt
 from ae_lightning.knn import knn
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
-from ae_lightning.studies.latent import scatter
-from ae_lightning.studies.report import line_plot
+from ae_lightning.studies.plots import line_plot, scatter
 
 KS = (5, 10, 20, 50)
 METRICS = {"L1": 1.0, "L2": 2.0}
