@@ -49,7 +49,7 @@ class NoParams:
 
 _REGISTRY: dict[str, Study] = {}
 _LOADED = False
-_NOT_STUDIES = {"__main__", "common", "plots", "report", "pixel_classifier", "reproduce", "runner"}
+_NOT_STUDIES = {"__main__", "common", "plots", "report", "reproduce", "runner"}
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,

@@ -7,7 +7,7 @@ For an autoencoder (``--variant``, default ``fc``) and, when the checkout has it
 - 250 decoded random codes per scheme (``ae_lightning.generate``): uniform in each unit's
   [min, max] over the test codes ("per-dim"), uniform in the global [min, max] ("same"), and
   N(0, I) for the VAE ("prior");
-- each scheme scored by how many of its 250 images a pixel CNN (``pixel_classifier``, trained in
+- each scheme scored by how many of its 250 images a pixel CNN (``models/pixel_cnn.py``, trained in
   this study through ``fit``) labels with confidence >= 0.9: an automatic stand-in for the original
   study's human count of recognizable digits.
 """
@@ -23,7 +23,6 @@ from ae_lightning.generate import generate
 from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
-from ae_lightning.studies.pixel_classifier import pixel_classifier_config
 from ae_lightning.studies.plots import TSNE_POINTS, map_2d, scatter
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
@@ -34,6 +33,7 @@ N_SHOWN = 12  # reconstructions shown
 # human count of good digits out of 250 in the original study
 REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
              ("vae", "uniform_global"): 94, ("vae", "uniform_per_dim"): 100}
+PIXEL_CNN = "pixel_cnn"  # the judge: ae_lightning/models/pixel_cnn.py
 SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
 
 
@@ -47,6 +47,16 @@ class Params:
     reconstructions: list[str] = dataclasses.field(default_factory=list)  # models whose reconstructions are shown
     reference: dict[str, int | float] | None = None  # "<model>/<scheme>" -> the original's count
     generation_order: list[str] | None = None  # [key, "<" or "<=", key, ...] (None: strict by the reference)
+
+
+def pixel_classifier_config(base: dict) -> dict:
+    """A resolved config for the pixel CNN, with the data, seed and trainer settings of ``base``
+    (a resolved autoencoder config of the study)."""
+    cfg = {"variant": PIXEL_CNN, "module": PIXEL_CNN, "seed": base["seed"], "data": dict(base["data"]),
+           "model": {"optimizer": "adam", "lr": 1e-3},
+           "trainer": {**base["trainer"], "images_every_n_epochs": 0, "log_embedding": False}}
+    cfg["data"]["binarize"] = "none"  # it judges the decoded means, which are grey-level images
+    return resolve.validate(cfg)
 
 
 def run(ctx: Context) -> None:
