@@ -143,6 +143,17 @@ def test_score_and_same_label_rate_match_a_brute_force_count():
             assert 0 < score < 1  # a projection to 2-D keeps some neighbours, not all
 
 
+def test_a_study_run_takes_a_modules_cheap_evaluation_unless_it_sets_the_key(tmp_path, data_dir):
+    """The VAE declares ``cheap_evaluation`` (10 NLL samples, not 100): studies use it, a run's own value wins."""
+    from ae_lightning.studies import get
+    from ae_lightning.studies.common import Context, Options
+
+    ctx = Context(get("latent"), Options(out=str(tmp_path), data_dir=str(data_dir)), tmp_path, tensorboard=False)
+    assert ctx.config("vae")["model"]["nll_samples"] == 10
+    assert ctx.config("vae", model__nll_samples=3)["model"]["nll_samples"] == 3
+    assert "nll_samples" not in ctx.config("fc")["model"]
+
+
 # -- shared figures -------------------------------------------------------------------------------
 def test_shared_plots_build_figures_and_maps_keep_two_dimensional_codes():
     import matplotlib.pyplot as plt
