@@ -51,6 +51,8 @@ class BaseModule(L.LightningModule):
     # ``model`` values that make a costly evaluation cheap, for runs that read none of its figures (the
     # studies use them unless a run sets the key); e.g. the VAE's importance-sampled test NLL
     cheap_evaluation: ClassVar[dict[str, Any]] = {}
+    # DDP must search for parameters without gradients (e.g. the randomized AE's layer-wise stages)
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(
         self,
