@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from ae_lightning import flags, runlock
+from ae_lightning import dotted, flags, runlock
 from ae_lightning.config import Text, cli, variants
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import config_hint, load
@@ -62,10 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:  # text: the schema reads it as its key's type (config.Text)
             overrides[key] = Text(value)
     for item in args.set:
-        if "=" not in item:
-            raise UserError(f"--set {item}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = Text(v)
+        k, v = dotted.parse_set(item)
+        overrides[k] = Text(v)
     cfg = load(args.variant, args.config, overrides)
 
     from ae_lightning.callbacks import DivergedError

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Callable, Iterable, Literal, Union
 
 import yaml
 
+from ae_lightning import dotted
 from ae_lightning.errors import UserError
 
 # the hints are re-exported: callers written against config keep working (prefer ae_lightning.hints)
@@ -331,16 +332,13 @@ def merge(base: dict, over: dict, where: str = "") -> dict:
     return out
 
 
-def set_key(cfg: dict, dotted: str, value: Any) -> None:
+def set_key(cfg: dict, key: str, value: Any) -> None:
     """Apply ``--set section.key=value`` (or a top-level key) to ``cfg`` in place."""
-    parts = dotted.split(".")
-    if len(parts) == 1 and parts[0] in TOP_LEVEL:
-        cfg[parts[0]] = value
-        return
-    if len(parts) != 2 or parts[0] not in SECTIONS:
-        raise UserError(f"--set {dotted}: keys are section.key with section one of {', '.join(SECTIONS)} "
+    parts = dotted.split(key)
+    if not (len(parts) == 1 and parts[0] in TOP_LEVEL) and (len(parts) != 2 or parts[0] not in SECTIONS):
+        raise UserError(f"--set {key}: keys are section.key with section one of {', '.join(SECTIONS)} "
                         f"(or one of {', '.join(TOP_LEVEL)})")
-    cfg.setdefault(parts[0], {})[parts[1]] = value
+    dotted.set_in(cfg, parts, value)
 
 
 # module name -> {section: the class whose typed signature is the section's schema}, in SECTIONS order.

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ae_lightning import eventfiles, files, runlock
+from ae_lightning import dotted, eventfiles, files, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
     FiniteLossGuard,
@@ -125,7 +125,7 @@ def hparams(cfg: dict, hparam_keys: Sequence[str] | None = None) -> dict[str, An
     """The HParams tab's columns, in order: ``hparam_keys`` (e.g. a sweep's searched keys), the keys
     that matter in every run (:data:`HPARAM_KEYS`), then the variant's own main options. The full
     config stays in config.yaml. The VAE has no ``model.loss`` (its objective is set by likelihood)."""
-    flat = _flat(cfg)
+    flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in dotted.flatten(cfg).items()}
     try:
         own = load_yaml(CONFIG_DIR / f"{cfg['variant']}.yaml")
     except UserError:
@@ -151,16 +151,6 @@ class _TBLogger(TensorBoardLogger):
         here (the HParams session is in the event file, ``config.yaml`` holds the whole config)."""
         if self._experiment is not None:  # never create an event file just to flush it
             self._experiment.flush()
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
 
 
 def run_root(cfg: dict) -> Path:

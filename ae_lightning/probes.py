@@ -30,42 +30,11 @@ from ae_lightning import files, flags
 from ae_lightning.config import cli
 from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegFloat, PosInt
+from ae_lightning.knn import knn_accuracy
 
 
 # ----------------------------------------------------------------------------------------------
-# The probes, on any features (N, d)
-@torch.no_grad()
-def knn_predict(memory: torch.Tensor, memory_labels: torch.Tensor, queries: torch.Tensor, k: int = 5,
-                num_classes: int = 10, max_block: int = 1 << 24) -> torch.Tensor:
-    """Labels (Q,) of ``queries`` (Q, d) by a vote of their ``k`` nearest rows of ``memory`` (N, d).
-
-    Distances in blocks of queries: ``|m|^2 - 2 q.m`` as one fused matmul per block (``|q|^2`` is the
-    same for every row of memory, so the ranking needs no more; a block's (B, N) matrix stays under
-    ``max_block`` floats). Ties go to the class whose neighbours
-    are nearer: each vote weighs 1 + 1e-3 (k - rank) / k, which never outweighs a whole vote.
-    """
-    if not 1 <= k <= len(memory):
-        raise UserError(f"k must be between 1 and the memory size {len(memory)}, got {k}")
-    memory, queries = memory.float(), queries.float()
-    m2 = memory.square().sum(1)  # (N,)
-    weights = 1 + 1e-3 * (k - torch.arange(k, device=memory.device, dtype=torch.float32)) / k  # (k,)
-    block = max(1, max_block // len(memory))
-    out = []
-    for i in range(0, len(queries), block):
-        q = queries[i:i + block]
-        d2 = torch.addmm(m2, q, memory.T, alpha=-2)  # (B, N): squared distance minus |q|^2
-        idx = d2.topk(k, dim=1, largest=False, sorted=True).indices  # (B, k), nearest first
-        votes = torch.zeros(len(q), num_classes, device=q.device).scatter_add_(
-            1, memory_labels[idx], weights.expand(len(q), k))
-        out.append(votes.argmax(1))
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
-
-
-def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 k: int = 5) -> float:
-    return (knn_predict(train_x, train_y, test_x, k) == test_y).float().mean().item()
-
-
+# The probes, on any features (N, d); the kNN vote is ae_lightning.knn.knn_predict
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                  l2: float = 1e-4, max_iter: int = 150, num_classes: int = 10) -> float:
     """Test accuracy of multinomial logistic regression fitted on the training features.

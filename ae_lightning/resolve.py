@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ae_lightning import config
+from ae_lightning import config, dotted
 from ae_lightning.config import TOP_LEVEL, schema_of
 
 
@@ -36,14 +36,15 @@ def validate(cfg: dict) -> dict:
     return config.validate(cfg, section_classes)
 
 
-def config_hint(dotted: str, modules: Sequence[str] = ("mlp",)) -> Any:
+def config_hint(key: str, modules: Sequence[str] = ("mlp",)) -> Any:
     """The type hint of a config key: top-level, ``data.*``, ``trainer.*``, or ``model.*`` of the
     first of ``modules`` (registry names) that takes it."""
-    if "." not in dotted:
-        return TOP_LEVEL[dotted]
-    section, key = dotted.split(".", 1)
+    section, *rest = dotted.split(key)
+    if not rest:
+        return TOP_LEVEL[key]
+    name = dotted.join(*rest)
     for cls in dict.fromkeys(section_classes(m)[section] for m in modules):  # data, trainer: one class
         schema = schema_of(cls)
-        if key in schema:
-            return schema[key][0]
-    raise KeyError(dotted)
+        if name in schema:
+            return schema[name][0]
+    raise KeyError(key)

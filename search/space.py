@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ae_lightning import dotted
 from ae_lightning.config import SECTIONS, coerce, load_yaml, merge, schema_of
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import section_classes, validate
@@ -150,8 +151,7 @@ class Space:
                 dom = tune.lograndint(p.low, p.high + 1)
             else:
                 dom = tune.choice(list(range(len(p.values))) if self.ranked(p) else list(p.values))
-            section, name = split_key(p.key)
-            out.setdefault(section, {})[name] = dom
+            dotted.set_in(out, list(split_key(p.key)), dom)
         return out
 
     def encode(self, flat: dict[str, Any]) -> dict[str, Any]:
@@ -194,10 +194,14 @@ def ax_name(key: str) -> str:
     return "top/seed" if key == "seed" else key.replace(".", "/")
 
 
+TOP = "top"  # a trial's Tune config nests every key: the top-level key seed is top.seed there
+
+
 def split_key(key: str) -> tuple[str, str]:
-    parts = key.split(".")
+    """A space key's (section, name) in a trial's Tune config; ``seed`` is (top, seed)."""
+    parts = dotted.split(key)
     if key == "seed":
-        return "top", "seed"
+        return TOP, "seed"
     if len(parts) != 2 or parts[0] not in SECTIONS or not parts[1]:
         raise UserError(f"search space key {key!r}: keys are section.key with section one of "
                         f"{', '.join(SECTIONS)} (or seed)")
@@ -205,32 +209,20 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 def nest(flat: dict[str, Any]) -> dict:
-    out: dict[str, dict] = {}
-    for k, v in flat.items():
-        section, name = split_key(k)
-        out.setdefault(section, {})[name] = v
-    return out
+    """``{"model.lr": x, "seed": s}`` -> a trial's Tune config ``{"model": {"lr": x}, "top": {"seed": s}}``."""
+    return dotted.nest({dotted.join(*split_key(k)): v for k, v in flat.items()})
 
 
 def flatten(nested: dict) -> dict[str, Any]:
-    """``{"model": {"lr": x}}`` (a trial's Tune config) -> ``{"model.lr": x}``."""
-    out = {}
-    for section, d in nested.items():
-        for name, v in d.items():
-            out["seed" if section == "top" else f"{section}.{name}"] = v
-    return out
+    """``{"model": {"lr": x}}`` (a trial's Tune config) -> ``{"model.lr": x}`` (:func:`nest` undone)."""
+    return {"seed" if k == f"{TOP}.seed" else k: v for k, v in dotted.flatten(nested, levels=1).items()}
 
 
 def apply(base: dict, flat: dict[str, Any]) -> dict:
     """``base`` with the dotted values in ``flat`` set, validated again (a new dict)."""
-    over: dict[str, Any] = {}
-    for k, v in flat.items():
-        section, name = split_key(k)
-        if section == "top":
-            over["seed"] = v
-        else:
-            over.setdefault(section, {})[name] = v
-    return validate(merge(base, over))
+    for k in flat:
+        split_key(k)  # a space's key, or one line saying what keys are
+    return validate(merge(base, dotted.nest(flat)))
 
 
 def _schemas(base: dict) -> dict[str, dict]:

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from ae_lightning import files, runlock
+from ae_lightning import dotted, files, runlock
 from ae_lightning.config import ROOT, cli, parse_value, variants
 from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
@@ -128,10 +128,8 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     if args.subset:
         overrides["data.subset"] = args.subset
     for item in args.set:
-        if "=" not in item:
-            raise UserError(f"--set {item}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = parse_value(v)
+        k, v = dotted.parse_set(item)
+        overrides[k] = parse_value(v)
     base = load(args.variant, None, overrides)
     # one absolute data path for every trial (trials run in other folders, maybe on other nodes)
     data_dir = Path(args.data_dir) if args.data_dir else (Path(base["data"]["data_dir"]) if base["data"]["data_dir"]

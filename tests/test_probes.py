@@ -7,29 +7,6 @@ import pytest
 import torch
 
 
-def test_knn_matches_brute_force():
-    """Two classes and odd k, so no vote ties: exactly the brute-force majority of the 5 nearest."""
-    from ae_lightning.probes import knn_predict
-
-    g = torch.Generator().manual_seed(0)
-    mem, q = torch.randn(300, 6, generator=g), torch.randn(97, 6, generator=g)
-    labels = (mem[:, 0] + 0.8 * torch.randn(300, generator=g) > 0).long()
-    got = knn_predict(mem, labels, q, k=5, max_block=1000)  # blocks of 3 queries: the blocking is exercised
-    nearest = torch.cdist(q, mem).argsort(1)[:, :5]
-    want = (labels[nearest].sum(1) >= 3).long()
-    assert torch.equal(got, want)
-
-
-def test_knn_ties_go_to_the_nearer_class():
-    from ae_lightning.probes import knn_predict
-
-    mem = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
-    # k=4: two votes each for class 7 (the nearer pair) and class 2
-    assert knn_predict(mem, torch.tensor([2, 2, 7, 7]), torch.tensor([[2.6]]), k=4).item() == 7
-    assert knn_predict(mem, torch.tensor([2, 2, 7, 7]), torch.tensor([[0.4]]), k=4).item() == 2
-    assert knn_predict(mem, torch.tensor([1, 3, 3, 1]), torch.tensor([[1.4]]), k=1).item() == 3
-
-
 def test_linear_probe_separable_and_chance():
     from ae_lightning.probes import linear_probe
 

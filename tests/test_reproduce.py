@@ -35,7 +35,8 @@ def _run(argv, capsys):
 def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     """A run config resolved the way ``reproduce`` resolves it: the preset's ``config`` under every run."""
     from ae_lightning.resolve import load
-    from ae_lightning.studies.reproduce import flat, load_preset
+    from ae_lightning.studies.common import overrides_of as flat
+    from ae_lightning.studies.reproduce import load_preset
 
     preset = load_preset(name, [])
     over = {**flat(preset["config"]), "data.data_dir": str(data_dir), "data.download": False,
@@ -176,7 +177,7 @@ def test_bad_names_and_options_give_one_clear_line(argv, message, data_dir, tmp_
 
 
 def test_fidelity_goals_and_paths():
-    from ae_lightning.studies.reproduce import judge, lookup
+    from ae_lightning.studies.fidelity import judge, lookup
     results = {"a": {"by_latent": {8: {"x": 0.1}}, "loss": [0.3, 0.2], "order": ["adam", "sgd"]},
                "b": {"by_latent": {"8": {"x": 0.5}}}}
     assert lookup(results, "a.by_latent.8.x") == 0.1 and lookup(results, "b.by_latent.8.x") == 0.5

@@ -8,7 +8,8 @@ import torch
 def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
     """Every model config of a preset entry's ``models``, resolved the way ``reproduce`` resolves them."""
     from ae_lightning.resolve import load
-    from ae_lightning.studies.reproduce import flat, load_preset
+    from ae_lightning.studies.common import overrides_of as flat
+    from ae_lightning.studies.reproduce import load_preset
 
     preset = load_preset(name, [])
     base = {**flat(preset.get("config")), "data.data_dir": str(data_dir), "data.download": False,
@@ -30,12 +31,13 @@ def _brute(x: torch.Tensor, k: int, p: float) -> list[list[int]]:
 
 @pytest.mark.parametrize("p", [1.0, 2.0])
 def test_chunked_score_at_k_equals_a_brute_force_count(p):
-    from ae_lightning.studies.neighbors import _knn_l1, _knn_l2, knn, score_at_k
+    from ae_lightning.knn import knn, knn_l1, knn_l2
+    from ae_lightning.studies.neighbors import score_at_k
 
     g = torch.Generator().manual_seed(5)
     x = torch.rand(150, 784, generator=g) * (torch.rand(150, 784, generator=g) < 0.3)  # sparse, like digits
     z = x @ torch.randn(784, 2, generator=g)
-    fast = _knn_l1(x, 20, chunk=16, candidates=30) if p == 1.0 else _knn_l2(x, 20, chunk=16)
+    fast = knn_l1(x, 20, chunk=16, candidates=30) if p == 1.0 else knn_l2(x, 20, chunk=16)
     bx, bz = _brute(x, 20, p), _brute(z, 20, p)
     assert [set(r) for r in fast.tolist()] == [set(r) for r in bx]
     code_nn = knn(z, 20, p, chunk=9)
@@ -44,37 +46,6 @@ def test_chunked_score_at_k_equals_a_brute_force_count(p):
         ours = score_at_k(fast, code_nn, k, chunk=7)
         assert float(ours.sum()) * k == pytest.approx(count, abs=1e-4)
         assert 0 < count < k * len(x)
-
-
-def test_fast_l1_is_exact_on_8_bit_pixels_with_ties():
-    """MNIST's pixels / 255: the exact step runs in integer units; with ties, the k distances equal brute force's."""
-    from ae_lightning.studies.neighbors import _knn_l1
-
-    g = torch.Generator().manual_seed(1)
-    u8 = (torch.randint(0, 256, (120, 784), generator=g) * (torch.rand(120, 784, generator=g) < 0.2)).to(torch.uint8)
-    u8[60:70] = u8[50:60]  # duplicates: distance-0 ties
-    x = u8.float() / 255
-    got = _knn_l1(x, 25, chunk=32, candidates=26)  # few candidates: most rows need the second round
-    d = torch.cdist(u8.double(), u8.double(), p=1)
-    d.fill_diagonal_(float("inf"))
-    want = d.topk(25, dim=1, largest=False).values
-    assert torch.equal(d.gather(1, got).sort(1).values, want)
-    capped = _knn_l1(x, 25, chunk=32, candidates=26, wide_cap=30)  # wide rows: a full exact row each
-    assert torch.equal(d.gather(1, capped).sort(1).values, want)
-
-
-def test_l1_bound_features_bound_the_sum_of_minima():
-    from ae_lightning.studies.neighbors import l1_bound_features
-
-    g = torch.Generator().manual_seed(2)
-    u = torch.rand(200, 50, generator=g)
-    u[:, :10] = u[:, :10].round()  # some pixels exactly 0 or 1
-    f = l1_bound_features(u)
-    mins = torch.minimum(u[:, None, :], u[None, :, :]).sum(-1)
-    assert (f @ f.T >= mins - 1e-5).all()
-    l1 = torch.cdist(u, u, p=1)
-    s = u.sum(1)
-    assert (s[:, None] + s[None] - 2 * (f @ f.T) <= l1 + 1e-4).all()
 
 
 # -- neighbours: the original's two architectures ---------------------------------------------
@@ -130,7 +101,8 @@ def test_bad_output_scale_combinations_are_one_line_errors(cfg_for, over, messag
 def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
     from ae_lightning.fit import build
     from ae_lightning.resolve import load
-    from ae_lightning.studies.reproduce import entry_runs, flat, load_preset
+    from ae_lightning.studies.common import overrides_of as flat
+    from ae_lightning.studies.reproduce import entry_runs, load_preset
 
     preset = load_preset("tuned", [])
     assert preset["epochs"] == 40 and preset["config"]["data"]["batch_size"] == 1024

@@ -102,7 +102,8 @@ def test_inversion_measure_on_own_outputs_is_exact_and_on_images_is_not(cfg_for)
 
 # -- neighbours -----------------------------------------------------------------------------------
 def test_score_is_one_for_the_identity_encoder():
-    from ae_lightning.studies.neighbors import compare, knn
+    from ae_lightning.knn import knn
+    from ae_lightning.studies.neighbors import compare
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(300, 784, generator=g)
@@ -124,7 +125,8 @@ def _brute_neighbours(x: torch.Tensor, k: int, p: float) -> list[set[int]]:
 
 
 def test_score_and_same_label_rate_match_a_brute_force_count():
-    from ae_lightning.studies.neighbors import compare, knn
+    from ae_lightning.knn import knn
+    from ae_lightning.studies.neighbors import compare
 
     g = torch.Generator().manual_seed(3)
     x = torch.rand(40, 784, generator=g, dtype=torch.float64).float()
@@ -141,11 +143,35 @@ def test_score_and_same_label_rate_match_a_brute_force_count():
             assert 0 < score < 1  # a projection to 2-D keeps some neighbours, not all
 
 
-def test_knn_excludes_the_point_itself_and_orders_by_distance():
-    from ae_lightning.studies.neighbors import knn
+def test_a_study_run_takes_a_modules_cheap_evaluation_unless_it_sets_the_key(tmp_path, data_dir):
+    """The VAE declares ``cheap_evaluation`` (10 NLL samples, not 100): studies use it, a run's own value wins."""
+    from ae_lightning.studies import get
+    from ae_lightning.studies.common import Context, Options
 
-    x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
-    assert knn(x, 2, 1.0, chunk=3).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
+    ctx = Context(get("latent"), Options(out=str(tmp_path), data_dir=str(data_dir)), tmp_path, tensorboard=False)
+    assert ctx.config("vae")["model"]["nll_samples"] == 10
+    assert ctx.config("vae", model__nll_samples=3)["model"]["nll_samples"] == 3
+    assert "nll_samples" not in ctx.config("fc")["model"]
+
+
+# -- shared figures -------------------------------------------------------------------------------
+def test_shared_plots_build_figures_and_maps_keep_two_dimensional_codes():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ae_lightning.studies.plots import bar_plot, line_plot, map_2d, scatter
+
+    z = np.random.default_rng(0).normal(size=(40, 2))
+    pts, method = map_2d(z, seed=0)
+    assert pts is z and method == "codes (k = 2)"
+    one, _ = map_2d(z[:, :1], seed=0)
+    assert one.shape == (40, 2) and not one[:, 1].any()
+    figs = [scatter(pts, np.arange(40) % 10, "t", [str(i) for i in range(10)]),
+            line_plot({"train": ([1, 2], [0.5, None]), "test": ([1, 2], [0.6, 0.4])}, "x", "y", "t", logx=True),
+            bar_plot(["a", "b"], {"ours": [1.0, None], "reference": [0.9, 1.1]}, "y", "t")]
+    assert [len(f.axes[0].get_title()) for f in figs] == [1, 1, 1]
+    for f in figs:
+        plt.close(f)
 
 
 # -- smoke runs -----------------------------------------------------------------------------------

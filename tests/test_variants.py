@@ -504,3 +504,16 @@ def test_binarize_modes(data_dir):
     p = d.tensors("train")[0]  # train tensors stay grey: the draw happens per batch
     assert len(p.unique()) > 2
     assert abs(float(a.mean()) - float(p[:len(a)].mean())) < 0.01
+
+
+def test_every_registered_module_loads_without_importing_a_study():
+    """The registry alone knows every module a checkpoint may name (e.g. the latent study's pixel_cnn
+    judge): loading a checkpoint never depends on a study module having been imported first."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ae_lightning.models import get_module, module_names; "
+            "cls = get_module('pixel_cnn'); assert cls.registry_name == 'pixel_cnn'; "
+            "assert 'pixel_cnn' in module_names(); "
+            "assert not [m for m in sys.modules if m.startswith('ae_lightning.studies')], sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -47,6 +47,12 @@ def lr_factor(hp: dict[str, Any], max_epochs: int, epoch: int) -> float:
 
 class BaseModule(L.LightningModule):
     """Optimizer and scheduler settings shared by every module of the project."""
+
+    # ``model`` values that make a costly evaluation cheap, for runs that read none of its figures (the
+    # studies use them unless a run sets the key); e.g. the VAE's importance-sampled test NLL
+    cheap_evaluation: ClassVar[dict[str, Any]] = {}
+    # DDP must search for parameters without gradients (e.g. the randomized AE's layer-wise stages)
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -45,6 +45,9 @@ IS_CHUNK = 4_096
 
 @register("vae")
 class VAE(AutoencoderModule):
+    # the test NLL costs nll_samples decoder passes per test image: 10 where no one reads it (the studies)
+    cheap_evaluation = {"nll_samples": 10}
+
     def __init__(
         self,
         encoder: Literal["conv", "fc"] = "conv",

@@ -33,6 +33,7 @@ class Study:
     # "": the study covers every variant unless --variant names one
     summary: str
     params: type  # a frozen dataclass: the parameters a preset entry may set (NoParams: none)
+    reference_budget: str = ""  # the references' training budget, for the combined report of `all`
 
     def make_params(self, given: dict, where: str, also: tuple[str, ...] = (), prefix: str = "") -> object:
         """``given`` (a preset entry's study parameters) checked against :attr:`params`: one line
@@ -49,11 +50,11 @@ class NoParams:
 
 _REGISTRY: dict[str, Study] = {}
 _LOADED = False
-_NOT_STUDIES = {"__main__", "common", "report", "pixel_classifier", "reproduce", "runner"}
+_NOT_STUDIES = {"__main__", "common", "plots", "report", "reproduce", "runner"}
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,
-             summary: str = "", params: type = NoParams) -> Callable[[Callable], Callable]:
+             summary: str = "", params: type = NoParams, reference_budget: str = "") -> Callable[[Callable], Callable]:
     if not (dataclasses.is_dataclass(params) and params.__dataclass_params__.frozen):
         raise TypeError(f"study {name!r}: params must be a frozen dataclass, got {params!r}")
 
@@ -61,7 +62,7 @@ def register(name: str, title: str, order: int, dataset: str = "mnist", variant:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise RuntimeError(f"study {name!r} registered twice")
         _REGISTRY[name] = Study(name, title, fn, order, dataset, variant,
-                                summary or (fn.__doc__ or "").strip().split("\n")[0], params)
+                                summary or (fn.__doc__ or "").strip().split("\n")[0], params, reference_budget)
         return fn
     return deco
 

@@ -3,7 +3,7 @@
     python -m ae_lightning.studies compression [--variant fc] [--dataset fashion_mnist] [--epochs 20]
     python -m ae_lightning.studies all --out studies --epochs 5 --subset 20000
     python -m ae_lightning.studies --list
-    python -m ae_lightning.studies reproduce fcae|keras|all [--smoke] [--resume]   # an original, at its settings
+    python -m ae_lightning.studies reproduce PRESET|all [--smoke] [--resume]   # an original, at its settings
 
 A single study writes ``report.md``, ``results.json``, its PNG figures and ``tensorboard/`` into
 ``--out``; ``all`` writes each study into ``<out>/<study>/`` and the combined ``<out>/report.md`` and
@@ -97,6 +97,7 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
         results[study.name] = ctx.report.results
         summary.append((study, wall, "ok"))
     total = time.time() - t0 + sum(w or 0 for s, w, _ in summary if s.name in reused)
+    budgets = list(dict.fromkeys(s.reference_budget for s in studies if s.reference_budget))  # e.g. 1000 epochs
     shown = [a for a in argv if a != "--resume"]  # a resumed run equals an unbroken one (seeded, deterministic)
     head = ["# Autoencoder studies", "",
             f"Command: `{command_line(shown)}`", ""]
@@ -108,7 +109,7 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
             "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
             "**Reading the references.** The reference figures come from the original studies and are set "
             "beside ours in every table. They differ from ours for three reasons: (1) the epoch budget "
-            f"(the fcAE study trained 1000 epochs; these runs {opts.epochs}"
+            f"({'; '.join([*budgets, f'these runs {opts.epochs}'])}"
             + (f", on {opts.subset} training images" if opts.subset else "") + "), so our errors are "
             "higher and slow optimizers are hit hardest; (2) the preprocessing (here pixels / 255 in [0, 1], "
             "no standardization, float32 PyTorch rather than Keras); (3) the split (here the official test "

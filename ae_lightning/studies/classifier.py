@@ -18,8 +18,7 @@ from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.probes import run_probes
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
-from ae_lightning.studies.latent import TSNE_POINTS, map_2d, scatter
-from ae_lightning.studies.report import bar_plot
+from ae_lightning.studies.plots import TSNE_POINTS, bar_plot, map_2d, scatter
 from ae_lightning.text import plural
 
 ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "randomized", "shallow", "linear"]

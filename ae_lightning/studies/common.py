@@ -3,8 +3,9 @@
 A study never trains by hand: ``ctx.train(variant, **overrides)`` resolves a config with
 ``resolve.load`` (defaults, the variant's yaml, the study's options, the study's overrides), trains
 it with ``fit.fit`` and loads the best checkpoint back with ``models.load_checkpoint``. Runs are
-cached by their resolved config, so inside ``all`` the fc model at latent 8 that ``compression``
-trained is the same one ``optimizers``, ``activations``, ``losses`` and ``inversion`` read.
+cached by their resolved config, so inside ``all`` a model that several studies use (the same
+resolved config) trains once. Nothing here names a variant or a study: what differs by model is a
+declared ability of its class (e.g. ``cheap_evaluation``), what differs by study lives in the study.
 """
 from __future__ import annotations
 
@@ -19,20 +20,18 @@ from typing import Any, Literal, get_args
 import torch
 
 from ae_lightning import config as config_mod
-from ae_lightning import resolve
+from ae_lightning import dotted, resolve
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.fit import RunResult, fit, run_root
-from ae_lightning.hints import PosInt
 from ae_lightning.metrics import ReconMetrics
-from ae_lightning.models import load_checkpoint
+from ae_lightning.models import get_module, load_checkpoint
 from ae_lightning.studies import Study
-from ae_lightning.studies.report import Report, bar_plot
+from ae_lightning.studies.report import Report
 from ae_lightning.text import plural
 
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
-STUDY_NLL_SAMPLES = 10
 
 
 @dataclasses.dataclass
@@ -128,11 +127,10 @@ class Context:
         base.update(o.overrides)
         base.update({k.replace("__", "."): v for k, v in overrides.items()})
         cfg = resolve.load(variant or self.variant, None, base)
-        if "nll_samples" in cfg["model"] and "model.nll_samples" not in base:
-            # the VAE's importance-sampled test NLL costs K decoder passes per test image and no
-            # study reads it: K = STUDY_NLL_SAMPLES keeps the test pass cheap
-            cfg = resolve.load(variant or self.variant, None, {**base, "model.nll_samples": STUDY_NLL_SAMPLES})
-        return cfg
+        # a module's costly evaluation settings that no study reads, made cheap unless a run sets them
+        cheap = {k: v for k, v in dotted.flatten({"model": get_module(cfg["module"]).cheap_evaluation}).items()
+                 if k not in base}
+        return resolve.load(variant or self.variant, None, {**base, **cheap}) if cheap else cfg
 
     def train(self, variant: str | None = None, label: str = "", allow_diverge: bool = False,
               **overrides: Any) -> Trained | None:
@@ -237,14 +235,8 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
 def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
     """A preset's nested config overrides ``{model: {lr: 0.01}}`` as dotted keys
     (``{"model.lr": 0.01}``), which ``resolve.load`` and ``ctx.train(**...)`` both take; top-level
-    keys (``seed``, ``variant``) stay as they are."""
-    out: dict[str, Any] = {}
-    for section, value in (nested or {}).items():
-        if isinstance(value, dict):
-            out.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            out[section] = value
-    return out
+    keys (``seed``, ``variant``) stay as they are, a mapping-valued key one value."""
+    return dotted.flatten(nested, levels=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,61 +245,3 @@ class ModelSpec:
 
     variant: str | None = None  # None: the entry's variant
     config: dict | None = None  # nested config overrides of this model
-
-
-@dataclasses.dataclass(frozen=True)
-class OneVariableParams:
-    """A preset's parameters of an optimizers, activations or losses entry (:func:`one_variable`)."""
-
-    choices: dict[str, dict] | None = None  # label -> nested config overrides (None: the study's own)
-    reference: dict[str, float] = dataclasses.field(default_factory=dict)  # added to the study's references
-    latent: PosInt | None = None  # the code size (None: 8)
-
-
-def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], reference: dict[str, float],
-                 latent: int = 8) -> dict[str, dict]:
-    """The fcAE study's design: one setting changed at a time, everything else held, at latent
-    ``latent``. ``choices`` are ``(label, config overrides)``; a diverged run is reported, not fatal.
-    A preset replaces them with its ``choices`` (label -> nested config overrides) and may add to
-    ``reference``. Writes a table and a bar chart beside the reference test NRMSE; returns the
-    numbers by label."""
-    if ctx.params.choices is not None:
-        choices = [(label, overrides_of(over)) for label, over in ctx.params.choices.items()]
-    reference = {**reference, **ctx.params.reference}
-    latent = ctx.params.latent if ctx.params.latent is not None else latent
-
-    out: dict[str, dict] = {}
-    for label, overrides in choices:
-        run = ctx.train(label=f"{what} {label}", allow_diverge=True, model__latent_dim=latent, **overrides)
-        if run is None:
-            out[label] = {"diverged": True, "overrides": overrides}
-            continue
-        x_train, _ = ctx.tensors(run.cfg, "train")
-        x_test, _ = ctx.tensors(run.cfg, "test")
-        out[label] = {"overrides": overrides, "train": recon_metrics(run.module, x_train),
-                      "test": recon_metrics(run.module, x_test), "test_loss": run.metrics.get("test_loss"),
-                      "epochs": run.metrics.get("epochs")}
-    rows = []
-    for label, _ in choices:
-        r = out[label]
-        if r.get("diverged"):
-            rows.append([label, "diverged", "diverged", None, reference.get(label)])
-        else:
-            rows.append([label, r["train"]["nrmse"], r["test"]["nrmse"], r["test_loss"], reference.get(label)])
-    ctx.report.table([what, "train NRMSE", "test NRMSE", "test loss (its own objective)", "reference test NRMSE"], rows)
-    labels = [label for label, _ in choices]
-    ours = [None if out[lb].get("diverged") else out[lb]["test"]["nrmse"] for lb in labels]
-    ctx.report.figure(f"{what}_nrmse", bar_plot(labels, {"this run": ours, "reference (1000 epochs)":
-                                                         [reference.get(lb) for lb in labels]},
-                                                "test NRMSE", f"test NRMSE by {what}"),
-                      f"Test NRMSE by {what}, beside the reference")
-    ranked = [lb for lb in sorted(labels, key=lambda lb: float("inf") if out[lb].get("diverged")
-                                  else out[lb]["test"]["nrmse"])]
-    ref_ranked = sorted((lb for lb in labels if lb in reference), key=lambda lb: reference[lb])
-    ctx.report.text(f"Order by test NRMSE, best first: this run {' < '.join(ranked)}; "
-                    f"reference {' < '.join(ref_ranked)}.")
-    ctx.report.results.update({"latent_dim": latent, "by_choice": out, "reference_test_nrmse": reference,
-                               "order": ranked, "reference_order": ref_ranked,
-                               "test_nrmse": {lb: None if out[lb].get("diverged") else out[lb]["test"]["nrmse"]
-                                              for lb in labels}})
-    return out

@@ -12,7 +12,7 @@ import dataclasses
 from ae_lightning.hints import NonNegFloat, PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
-from ae_lightning.studies.report import line_plot
+from ae_lightning.studies.plots import line_plot
 from ae_lightning.text import plural
 
 LATENTS = [2, 4, 8, 16, 32, 64]

@@ -15,7 +15,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import PosFloat
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
-from ae_lightning.studies.report import line_plot
+from ae_lightning.studies.plots import line_plot
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ae_lightning import files
+from ae_lightning import dotted, files
 from ae_lightning.errors import UserError
 
 GOALS = ("lower", "higher", "order", "within")
@@ -28,7 +28,7 @@ def lookup(results: dict, path: str) -> Any:
     """``entry.key.key``: dict keys as written or as ints (results read back have string keys);
     list positions as integers, negative from the end."""
     node: Any = results
-    for key in path.split("."):
+    for key in dotted.split(path):
         if isinstance(node, dict):
             for cand in (key, _int(key), str(key)):
                 if cand is not None and cand in node:
@@ -131,7 +131,7 @@ def fidelity_rows(name: str, preset: dict, by_seed: dict[int, dict], entry_seeds
     smoke = preset.get("smoke_settings")
     rows = []
     for row in preset["fidelity"]:
-        entry = row["ours"].split(".")[0]
+        entry = dotted.split(row["ours"])[0]
         spec = preset["studies"][entry]
         seeds = entry_seeds.get(entry, [])
         values = [lookup(by_seed.get(s, {}), row["ours"]) for s in seeds]

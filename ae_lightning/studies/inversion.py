@@ -27,7 +27,7 @@ from ae_lightning.models import get_module
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.compression import LATENTS, PIXELS, train_sizes
-from ae_lightning.studies.report import line_plot
+from ae_lightning.studies.plots import line_plot
 
 OWN_EPS = 1e-7  # own float32 outputs: clip only against float32 rounding at 0 and 1
 OWN_EPS64 = 1e-15  # own outputs decoded in float64

@@ -7,7 +7,7 @@ For an autoencoder (``--variant``, default ``fc``) and, when the checkout has it
 - 250 decoded random codes per scheme (``ae_lightning.generate``): uniform in each unit's
   [min, max] over the test codes ("per-dim"), uniform in the global [min, max] ("same"), and
   N(0, I) for the VAE ("prior");
-- each scheme scored by how many of its 250 images a pixel CNN (``pixel_classifier``, trained in
+- each scheme scored by how many of its 250 images a pixel CNN (``models/pixel_cnn.py``, trained in
   this study through ``fit``) labels with confidence >= 0.9: an automatic stand-in for the original
   study's human count of recognizable digits.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from ae_lightning import config as config_mod
@@ -25,17 +23,17 @@ from ae_lightning.generate import generate
 from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, ModelSpec, overrides_of
-from ae_lightning.studies.pixel_classifier import pixel_classifier_config
+from ae_lightning.studies.plots import TSNE_POINTS, map_2d, scatter
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
 
 N_GENERATED = 250
 THRESHOLD = 0.9
-TSNE_POINTS = 2000
 N_SHOWN = 12  # reconstructions shown
 # human count of good digits out of 250 in the original study
 REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
              ("vae", "uniform_global"): 94, ("vae", "uniform_per_dim"): 100}
+PIXEL_CNN = "pixel_cnn"  # the judge: ae_lightning/models/pixel_cnn.py
 SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
 
 
@@ -51,27 +49,14 @@ class Params:
     generation_order: list[str] | None = None  # [key, "<" or "<=", key, ...] (None: strict by the reference)
 
 
-def map_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    """``(points (N, 2), method)``: the codes when k = 2, else their t-SNE embedding."""
-    if z.shape[1] == 2:
-        return z, "codes (k = 2)"
-    if z.shape[1] == 1:
-        return np.concatenate([z, np.zeros_like(z)], 1), "codes (k = 1)"
-    from sklearn.manifold import TSNE
-    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
-    return emb, f"t-SNE (perplexity {perplexity:g})"
-
-
-def scatter(points: np.ndarray, labels: np.ndarray, title: str, names: list[str]) -> "plt.Figure":
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-    cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
-    cbar.ax.set_yticklabels(names, fontsize=7)
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return fig
+def pixel_classifier_config(base: dict) -> dict:
+    """A resolved config for the pixel CNN, with the data, seed and trainer settings of ``base``
+    (a resolved autoencoder config of the study)."""
+    cfg = {"variant": PIXEL_CNN, "module": PIXEL_CNN, "seed": base["seed"], "data": dict(base["data"]),
+           "model": {"optimizer": "adam", "lr": 1e-3},
+           "trainer": {**base["trainer"], "images_every_n_epochs": 0, "log_embedding": False}}
+    cfg["data"]["binarize"] = "none"  # it judges the decoded means, which are grey-level images
+    return resolve.validate(cfg)
 
 
 def run(ctx: Context) -> None:

@@ -18,7 +18,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ae_lightning import files  # noqa: E402
@@ -143,35 +142,3 @@ def load_report(out_dir: Path) -> Report | None:
     rep.blocks = [(kind, tuple(payload) if kind == "img" else payload) for kind, payload in data["blocks"]]
     rep.results = results
     return rep
-
-
-def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-              title: str, logx: bool = False, marker: str = "o") -> "plt.Figure":
-    """One line per named series of (x, y) points."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, (xs, ys) in series.items():
-        style = "--" if label.startswith("train") else "-"  # train and test often overlap: keep both visible
-        ax.plot(list(xs), [np.nan if y is None else y for y in ys], style, marker=marker, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if logx:
-        ax.set_xscale("log", base=2)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def bar_plot(labels: Sequence[str], groups: dict[str, Sequence[float | None]], ylabel: str, title: str) -> "plt.Figure":
-    """Grouped bars: one group per label, one bar per named series (e.g. ours vs the reference)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    width = 0.8 / max(1, len(groups))
-    x = np.arange(len(labels))
-    for i, (name, values) in enumerate(groups.items()):
-        ax.bar(x + i * width - 0.4 + width / 2, [np.nan if v is None else v for v in values], width, label=name)
-    ax.set_xticks(x, labels, rotation=20)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    return fig

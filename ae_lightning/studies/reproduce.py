@@ -41,19 +41,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ae_lightning import files, resolve
+from ae_lightning import dotted, files, resolve
 from ae_lightning.config import CONFIG_DIR, SECTIONS, load_yaml, parse_value
 from ae_lightning.config import nearest as config_nearest
 from ae_lightning.errors import UserError
 from ae_lightning.studies import get
 from ae_lightning.studies.common import Options, overrides_of
-from ae_lightning.studies.fidelity import (  # noqa: F401
+from ae_lightning.studies.fidelity import (
     GOALS,
     check_findings,
     elapsed,
     fidelity_rows,
-    judge,
-    lookup,
     matched_text,
     rows_table,
     training,
@@ -114,17 +112,15 @@ def load_preset(name: str, sets: list[str]) -> dict:
 def apply_set(preset: dict, item: str) -> None:
     """``--set a.b.c=value``: the leaf must exist, except inside a ``config`` section (data, model, trainer)
     and for a study parameter (``studies.ENTRY.KEY``), which the study's ``Params`` then checks."""
-    if "=" not in item:
-        raise UserError(f"--set {item!r}: expected PATH=VALUE, e.g. config.model.lr=0.01")
-    path, text = item.split("=", 1)
-    keys = path.split(".")
+    path, text = dotted.parse_set(item, "PATH=VALUE, e.g. config.model.lr=0.01", quoted=True)
+    keys = dotted.split(path)
     node: Any = preset
     for i, key in enumerate(keys[:-1]):
         if not isinstance(node, dict) or key not in node:
             if isinstance(node, dict) and key in SECTIONS and i > 0 and keys[i - 1] == "config":
                 node[key] = {}
             else:
-                raise UserError(f"--set {path}: the preset has no {'.'.join(keys[:i + 1])}")
+                raise UserError(f"--set {path}: the preset has no {dotted.join(*keys[:i + 1])}")
         node = node[key]
     leaf = keys[-1]
     in_config = len(keys) >= 2 and keys[-2] in SECTIONS
@@ -172,7 +168,7 @@ def check_preset(name: str, preset: dict) -> None:
             raise UserError(f"{where}: fidelity row {rid}: goal must be one of {', '.join(GOALS)}")
         if row["goal"] == "within" and not isinstance(row.get("tolerance"), (int, float)):
             raise UserError(f"{where}: fidelity row {rid}: goal within needs a numeric tolerance")
-        entry = str(row.get("ours", "")).split(".")[0]
+        entry = dotted.split(str(row.get("ours", "")))[0]
         if entry not in preset["studies"]:
             raise UserError(f"{where}: fidelity row {rid}: 'ours' must start with a studies entry, got {row.get('ours')!r}")
     check_findings(where, preset.get("findings"), ids)
@@ -219,15 +215,10 @@ def smoke_preset(preset: dict) -> dict:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def flat(nested: dict | None) -> dict[str, Any]:
-    """``{model: {lr: 0.01}}`` -> ``{"model.lr": 0.01}`` (``common.overrides_of``)."""
-    return overrides_of(nested)
-
-
 def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | None = None):
     spec = preset["studies"][entry]
     smoke = preset.get("smoke_settings") or {}
-    overrides = {**flat(preset.get("config")), **flat(spec.get("config"))}
+    overrides = {**overrides_of(preset.get("config")), **overrides_of(spec.get("config"))}
     params = {k: v for k, v in spec.items() if k not in ENTRY_KEYS}
     opts = Options(dataset=spec.get("dataset", preset["dataset"]), epochs=spec.get("epochs", preset.get("epochs", 5)),
                    subset=smoke.get("subset"), test_subset=smoke.get("test_subset"),
@@ -252,12 +243,13 @@ def check_configs(preset: dict, args) -> None:
     the preset's and the entry's ``config`` over the entry's variant, with each of its ``choices``
     and each of its ``models``."""
     for entry, spec in preset["studies"].items():
-        base = {**flat(preset.get("config")), **flat(spec.get("config")), "data.dataset": spec.get("dataset", preset["dataset"])}
+        base = {**overrides_of(preset.get("config")), **overrides_of(spec.get("config")),
+                "data.dataset": spec.get("dataset", preset["dataset"])}
         if args.data_dir:
             base["data.data_dir"] = args.data_dir
         variants = [(spec.get("variant", preset.get("variant")), {})]
-        variants += [(spec.get("variant", preset.get("variant")), flat(c)) for c in (spec.get("choices") or {}).values()]
-        variants += [(m.get("variant"), flat(m.get("config"))) for m in (spec.get("models") or {}).values()]
+        variants += [(spec.get("variant", preset.get("variant")), overrides_of(c)) for c in (spec.get("choices") or {}).values()]
+        variants += [(m.get("variant"), overrides_of(m.get("config"))) for m in (spec.get("models") or {}).values()]
         for variant, extra in variants:
             if variant:
                 resolve.load(variant, None, {**base, **extra})

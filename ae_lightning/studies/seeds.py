@@ -13,10 +13,6 @@ from ae_lightning.errors import UserError
 from ae_lightning.studies.common import overrides_of
 
 
-def flat(nested: dict | None) -> dict[str, Any]:
-    return overrides_of(nested)
-
-
 def base_seed(preset: dict) -> int:
     """The preset's own seed (default 0): its runs write to ``<out>/<name>/<entry>``, another seed's to
     ``<entry>.seed<s>``, so the single-seed results already written are reused by ``--resume``."""
@@ -44,7 +40,7 @@ def check_seeds(seeds: Any, where: str) -> list[int]:
 
 def pinned_seed(preset: dict, entry: str) -> int | None:
     """An entry whose ``config`` sets ``seed`` (e.g. tuned's ``denoising_seed1``) runs at that seed only."""
-    seed = {**flat(preset.get("config")), **flat(preset["studies"][entry].get("config"))}.get("seed")
+    seed = {**overrides_of(preset.get("config")), **overrides_of(preset["studies"][entry].get("config"))}.get("seed")
     return None if seed is None else int(seed)
 
 

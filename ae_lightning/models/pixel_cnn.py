@@ -1,9 +1,11 @@
-"""The pixel classifier that scores generated images in the ``latent`` study.
+"""``pixel_cnn``: a classifier of pixels, the judge of generated images in the ``latent`` study.
 
 The project's ``classifier`` variant classifies an autoencoder's *codes*; scoring decoded random
-codes needs a classifier of *pixels*. This is a small CNN, registered in the module registry (it
-is no variant: it has no ``configs/*.yaml``, so ``train.py`` does not list it) and trained through
-``fit.fit`` like every other model of the project:
+codes needs a classifier of *pixels*. This is a small CNN, registered in the module registry like
+every module here (so its checkpoints load with ``models.load_checkpoint`` without importing a
+study), trained through ``fit.fit`` like every other model of the project. It is no variant: it has
+no ``configs/*.yaml``, so ``train.py`` does not list it; the ``latent`` study builds its config
+(``studies.latent.pixel_classifier_config``):
 
     Conv(1→16, 3, p1), ReLU, MaxPool 2  -> (16, 14, 14)
     Conv(16→32, 3, p1), ReLU, MaxPool 2 -> (32, 7, 7)
@@ -18,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_lightning import resolve
 from ae_lightning.data import NUM_CLASSES
 from ae_lightning.hints import Fraction, PosInt
 from ae_lightning.models import register
@@ -84,13 +85,3 @@ class PixelCNN(BaseModule):
         self.train(was)
         conf, cls = probs.max(1)
         return conf, cls
-
-
-def pixel_classifier_config(base: dict) -> dict:
-    """A resolved config for the pixel CNN, with the data, seed and trainer settings of ``base``
-    (a resolved autoencoder config of the study)."""
-    cfg = {"variant": NAME, "module": NAME, "seed": base["seed"], "data": dict(base["data"]),
-           "model": {"optimizer": "adam", "lr": 1e-3},
-           "trainer": {**base["trainer"], "images_every_n_epochs": 0, "log_embedding": False}}
-    cfg["data"]["binarize"] = "none"  # it judges the decoded means, which are grey-level images
-    return resolve.validate(cfg)
