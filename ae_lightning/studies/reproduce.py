@@ -233,9 +233,8 @@ def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | No
 def same_entry(stored: dict | None, spec: dict) -> bool:
     """A finished entry is reused when its settings are this call's: compared as JSON wrote them (number keys,
     e.g. k = 5, come back as strings), without ``seeds``, which picks the runs and is no setting of any."""
-    def settings(d: dict) -> dict:
-        return {k: v for k, v in json.loads(json.dumps(d)).items() if k != "seeds"}
-    return stored is not None and settings(stored) == settings(spec)
+    settings = [{k: v for k, v in json.loads(json.dumps(d)).items() if k != "seeds"} for d in (stored or {}, spec)]
+    return stored is not None and settings[0] == settings[1]
 
 
 def check_configs(preset: dict, args) -> None:
