@@ -17,7 +17,7 @@ from ae_lightning.config import CONFIG_DIR, load_yaml, variants
 from ae_lightning.errors import UserError
 from ae_lightning.fit import build, fit
 from ae_lightning.models import get_module, load_checkpoint
-from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.models.base import AutoencoderModule, LossOutput
 
 
 def _is_autoencoder(variant: str) -> bool:
@@ -79,7 +79,11 @@ def test_output_shapes(variant, make, images):
     if cfg["model"]["output_act"] == "sigmoid":
         assert 0 <= float(x_hat.min()) and float(x_hat.max()) <= 1
     assert loss.ndim == 0 and math.isfinite(float(loss))
-    assert out["x_hat"].shape == (8, 1, 28, 28)
+    assert isinstance(out, LossOutput) and out.x_hat.shape == (8, 1, 28, 28)
+    assert all(v.ndim == 0 for v in out.log.values())
+    # the abilities every module declares, read plainly: a prior only for the VAE
+    assert (m.sample(2) is None) == (cfg["module"] != "vae")
+    assert m.encode_all(x).shape == (8, cfg["model"]["latent_dim"]) and m.confusion_matrix("val") is None
 
 
 @pytest.mark.parametrize("variant", AE_VARIANTS)
@@ -259,10 +263,10 @@ def test_sparse_penalty_and_logs(make, images):
 
     m, _ = make("sparse", model__sparsity_weight=0.01)
     loss, out = m.loss(images[:32], "train")
-    z = out["z"]
-    assert torch.allclose(out["log"]["sparsity_penalty"], 0.01 * z.abs().sum(1).mean())
-    assert torch.allclose(loss, out["log"]["recon"] + out["log"]["sparsity_penalty"])
-    assert float(out["log"]["active_fraction"]) == pytest.approx(float((z > 0.01).float().mean()))
+    z = out.z
+    assert torch.allclose(out.log["sparsity_penalty"], 0.01 * z.abs().sum(1).mean())
+    assert torch.allclose(loss, out.log["recon"] + out.log["sparsity_penalty"])
+    assert float(out.log["active_fraction"]) == pytest.approx(float((z > 0.01).float().mean()))
     zs = torch.full((10, 4), 0.05)
     assert float(kl_sparsity(0.05, zs)) == pytest.approx(0.0, abs=1e-6)
     zs = torch.full((10, 4), 0.2)
@@ -280,7 +284,7 @@ def test_sparsity_weight_lowers_activation(make, images):
             m.loss(images[(i * 50) % 200:(i * 50) % 200 + 50], "train")[0].backward()
             opt.step()
         with torch.no_grad():
-            means.append(float(m.loss(images, "val")[1]["log"]["mean_activation"]))
+            means.append(float(m.loss(images, "val")[1].log["mean_activation"]))
     assert means[1] < 0.5 * means[0]
 
 
@@ -321,8 +325,8 @@ def test_contractive_weights_penalty_is_the_linear_jacobian(make, images):
     # with identity activations the Jacobian is the weight product at every input
     assert torch.allclose(m.jacobian_norm(images[:2]), w.square().sum().expand(2), rtol=1e-4)
     loss, out = m.loss(images[:8], "train")
-    assert torch.allclose(out["log"]["contractive_penalty"], 0.5 * w.square().sum())
-    assert torch.allclose(loss, out["log"]["recon"] + out["log"]["contractive_penalty"])
+    assert torch.allclose(out.log["contractive_penalty"], 0.5 * w.square().sum())
+    assert torch.allclose(loss, out.log["recon"] + out.log["contractive_penalty"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +340,7 @@ def test_vae_kl_matches_closed_form_and_loss_composition(make, images):
     assert torch.allclose(m.kl_divergence(mu, logvar), want, atol=1e-5)
     torch.manual_seed(0)
     loss, out = m.loss(images[:16], "val")
-    log = out["log"]
+    log = out.log
     assert torch.allclose(loss, log["recon"] + 2.5 * log["kl"], rtol=1e-5)
     assert torch.allclose(log["elbo"], -(log["recon"] + log["kl"]), rtol=1e-5)
     assert float(log["recon"].detach()) > 100  # nats per image (summed over 784 pixels), not a per-pixel mean
@@ -504,3 +508,4 @@ def test_binarize_modes(data_dir):
     p = d.tensors("train")[0]  # train tensors stay grey: the draw happens per batch
     assert len(p.unique()) > 2
     assert abs(float(a.mean()) - float(p[:len(a)].mean())) < 0.01
+

@@ -30,7 +30,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
 from ae_lightning.metrics import all_reduce_
 from ae_lightning.models import register
-from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.models.base import AutoencoderModule, LossOutput
 from ae_lightning.models.blocks import ConvLayout, conv_decoder, conv_encoder
 from ae_lightning.models.conv import check_conv
 from ae_lightning.models.layers import mlp
@@ -41,6 +41,8 @@ IS_CHUNK = 25_600  # importance-sampling decodes per chunk: K * images (memory ~
 
 @register("vae")
 class VAE(AutoencoderModule):
+    hparam_options_unused = ("model.loss",)  # the objective is -ELBO, set by model.likelihood
+
     def __init__(
         self,
         encoder: Literal["conv", "fc"] = "conv",
@@ -70,7 +72,6 @@ class VAE(AutoencoderModule):
                                          nn.Unflatten(1, (1, 28, 28)))
         self.mu = nn.Linear(hidden[-1], k)
         self.logvar = nn.Linear(hidden[-1], k)
-        self._nll_sum, self._nll_n = None, 0
 
     @classmethod
     def check_config(cls, model: dict[str, Any]) -> None:
@@ -117,7 +118,7 @@ class VAE(AutoencoderModule):
         steps = max(1, hp.kl_warmup_epochs * max(1, int(self.trainer.num_training_batches)))
         return hp.beta * min(1.0, (self.global_step + 1) / steps)
 
-    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, LossOutput]:
         mu, logvar = self.posterior(x)
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)  # reparameterized sample (B,k)
         logits = self.decode(z)
@@ -130,7 +131,7 @@ class VAE(AutoencoderModule):
         log = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
         if stage == "train":
             log["beta"] = torch.tensor(beta)
-        return loss, {"x_hat": x_hat, "z": mu, "log": log}
+        return loss, LossOutput(x_hat, mu, log)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
