@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,6 +58,11 @@ def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor, logi
         t, o = target.clamp(EPS, 1), out.clamp(EPS, 1)
         return (t * (t.log() - o.log())).mean()
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Recall of each class from a (C, C) confusion matrix (rows = true class); 0 for an absent class."""
+    return np.diag(cm) / np.maximum(cm.sum(1), 1)
 
 
 def distributed_world() -> int:
