@@ -170,11 +170,12 @@ class ConfusionFigures(L.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         cm = self._figure(trainer, pl_module, "test")
-        if cm is None or not trainer.is_global_zero or not trainer.log_dir:
+        log_dir = trainer.log_dir  # a broadcast from rank 0 under DDP: every rank asks
+        if cm is None or not trainer.is_global_zero or not log_dir:
             return
         names = class_names(trainer)
-        files.write_bytes(Path(trainer.log_dir) / "confusion_test.png", figure_png(confusion_figure(cm, names)))
-        files.write_json(Path(trainer.log_dir) / "confusion_test.json", {
+        files.write_bytes(Path(log_dir) / "confusion_test.png", figure_png(confusion_figure(cm, names)))
+        files.write_json(Path(log_dir) / "confusion_test.json", {
             "classes": names, "rows": "true class", "columns": "predicted class",
             "matrix": cm.tolist(), "per_class_acc": dict(zip(names, per_class_accuracy(cm).tolist()))})
 
