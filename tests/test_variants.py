@@ -16,6 +16,7 @@ from conftest import fixed_val_loss, synthetic_digits
 from ae_lightning.config import CONFIG_DIR, load_yaml, variants
 from ae_lightning.errors import UserError
 from ae_lightning.fit import build, fit
+from ae_lightning.metrics import BatchMeans, ReconMetrics
 from ae_lightning.models import get_module, load_checkpoint
 from ae_lightning.models.base import AutoencoderModule, LossOutput
 
@@ -509,3 +510,33 @@ def test_binarize_modes(data_dir):
     assert len(p.unique()) > 2
     assert abs(float(a.mean()) - float(p[:len(a)].mean())) < 0.01
 
+
+def test_split_metrics_are_exact_float64_torchmetrics_over_uneven_batches(images):
+    """ReconMetrics and BatchMeans are torchmetrics Metrics with float64 sum / min / max states: fed
+    in uneven batches they give the one-shot figures of the whole split; a module cast to bf16
+    (Lightning's bf16-true) leaves them float64, as they are not submodules."""
+    from torchmetrics import Metric
+
+    x = images[:150]
+    x_hat = (x + 0.1 * torch.sin(torch.arange(x.numel()).view_as(x).float())).clamp(0, 1)
+    rm, bm = ReconMetrics(), BatchMeans()
+    for lo, hi in [(0, 7), (7, 64), (64, 150)]:  # uneven
+        rm.update(x_hat[lo:hi], x[lo:hi])
+        bm.update({"loss": (x_hat[lo:hi] - x[lo:hi]).square().mean()}, hi - lo)
+    assert isinstance(rm, Metric) and isinstance(bm, Metric) and rm.sse.dtype == torch.float64
+    d = (x_hat.double() - x.double())
+    mse = d.square().mean()
+    got = rm.compute()
+    assert float(got["mse"]) == pytest.approx(float(mse), rel=1e-6)
+    assert float(got["nrmse"]) == pytest.approx(float(mse.sqrt() / (x.max() - x.min())), rel=1e-6)
+    assert float(got["rel_error"]) == pytest.approx(float(d.norm() / x.double().norm()), rel=1e-6)
+    assert float(bm.compute()["loss"]) == pytest.approx(float(mse), rel=1e-6)
+    rm.reset()
+    with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' own warning
+        assert rm.compute() == {} and float(rm.n) == 0
+
+
+def test_metric_states_stay_float64_in_a_bf16_module(make):
+    m, _ = make("fc")
+    m.to(torch.bfloat16)
+    assert m.metrics["val"].sse.dtype == torch.float64 and m.eval_means["val"].n.dtype == torch.float64

@@ -144,10 +144,11 @@ class BaseModule(L.LightningModule):
         return None
 
     def log_reduced(self, name: str, value: Any, **kwargs) -> None:
-        """Log an epoch-level figure that is already reduced over every DDP rank (the exact split
-        metrics of ``ae_lightning.metrics``, confusion counts, NLL sums): identical on each rank, so
-        Lightning's ``sync_dist`` with ``max`` returns it unchanged (and keeps Lightning from warning
-        that an epoch-level value is not synced). One process: a plain ``self.log``."""
+        """Log an epoch-level figure that is already reduced over every DDP rank (the computed
+        torchmetrics of ``ae_lightning.metrics``, whose states are summed / min'ed / max'ed exactly
+        over the ranks): identical on each rank, so Lightning's ``sync_dist`` with ``max`` returns it
+        unchanged (and keeps Lightning from warning that an epoch-level value is not synced). One
+        process: a plain ``self.log``."""
         self.log(name, value, sync_dist=True, reduce_fx="max", **kwargs)
 
 
