@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from ae_lightning import files
 from ae_lightning.data import NUM_CLASSES
@@ -182,9 +183,8 @@ class ConfusionFigures(L.Callback):
     @staticmethod
     def _figure(trainer, pl_module, stage: str):
         cm = pl_module.confusion_matrix(stage)
-        experiment = getattr(trainer.logger, "experiment", None)
-        if cm is not None and trainer.is_global_zero and hasattr(experiment, "add_figure"):
-            experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(cm, class_names(trainer)),
+        if cm is not None and trainer.is_global_zero and isinstance(trainer.logger, TensorBoardLogger):
+            trainer.logger.experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(cm, class_names(trainer)),
                                   global_step=trainer.current_epoch)  # closes the figure
         return cm
 
