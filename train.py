@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     from ae_lightning.callbacks import DivergedError
     from ae_lightning.checkpoint_io import resume_point
     from ae_lightning.files import WriteError
-    from ae_lightning.fit import fit, latest_run_dir, process_rank, summary_line
+    from ae_lightning.fit import fit, summary_line
+    from ae_lightning.rundir import latest_run_dir, process_rank
 
     # DDP (--devices N): Lightning starts this script again for ranks 1..N-1; rank 0 alone prints
     rank = process_rank()

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 
+from ae_lightning import files
+from ae_lightning.data import NUM_CLASSES
+from ae_lightning.metrics import per_class_accuracy
 from ae_lightning.models import CKPT_KEY
-from ae_lightning.viz import tile
+from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.viz import confusion_figure, figure_png, tile
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -18,8 +24,7 @@ class BestCheckpoint(ModelCheckpoint):
 
     @staticmethod
     def _selectable(trainer, pl_module) -> bool:
-        selectable = getattr(pl_module, "selectable_epoch", None)
-        return selectable is None or selectable(trainer.current_epoch)
+        return pl_module.selectable_epoch(trainer.current_epoch)
 
     # ModelCheckpoint saves in one of the two hooks, depending on the validation schedule
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -118,7 +123,7 @@ class ReconstructionImages(L.Callback):
         if not trainer.is_global_zero:  # DDP: rank 0 writes the images (the others log nothing)
             return
         experiment = getattr(trainer.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image") or not hasattr(pl_module, "corrupt"):
+        if experiment is None or not hasattr(experiment, "add_image") or not isinstance(pl_module, AutoencoderModule):
             return
         x, _ = trainer.datamodule.tensors("val", pl_module.device, limit=self.n)
         with torch.no_grad():
@@ -152,3 +157,38 @@ class LossHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = {k: list(state_dict.get("history", {}).get(k, [])) for k in self.KEYS}
+
+
+class ConfusionFigures(L.Callback):
+    """The confusion matrix of a module that has one (``BaseModule.confusion_matrix``, the latent
+    classifier): a TensorBoard figure ``<stage>/confusion_matrix`` after the last epoch's validation
+    and after the test, and ``confusion_test.json`` / ``confusion_test.png`` in the run folder.
+    Rank 0 draws and writes (the matrix is already summed over every DDP rank)."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the module's epoch-end hook
+        if not trainer.sanity_checking and trainer.current_epoch + 1 >= (trainer.max_epochs or 0):
+            self._figure(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        cm = self._figure(trainer, pl_module, "test")
+        log_dir = trainer.log_dir  # a broadcast from rank 0 under DDP: every rank asks
+        if cm is None or not trainer.is_global_zero or not log_dir:
+            return
+        names = class_names(trainer)
+        files.write_bytes(Path(log_dir) / "confusion_test.png", figure_png(confusion_figure(cm, names)))
+        files.write_json(Path(log_dir) / "confusion_test.json", {
+            "classes": names, "rows": "true class", "columns": "predicted class",
+            "matrix": cm.tolist(), "per_class_acc": dict(zip(names, per_class_accuracy(cm).tolist()))})
+
+    @staticmethod
+    def _figure(trainer, pl_module, stage: str):
+        cm = pl_module.confusion_matrix(stage)
+        if cm is not None and trainer.is_global_zero and isinstance(trainer.logger, TensorBoardLogger):
+            trainer.logger.experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(cm, class_names(trainer)),
+                                  global_step=trainer.current_epoch)  # closes the figure
+        return cm
+
+
+def class_names(trainer) -> list[str]:
+    dm = trainer.datamodule
+    return list(dm.class_names) if dm is not None else [str(i) for i in range(NUM_CLASSES)]

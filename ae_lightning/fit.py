@@ -31,19 +31,21 @@ from lightning.pytorch.utilities import rank_zero_only
 from ae_lightning import dotted, eventfiles, files, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
+    ConfusionFigures,
     FiniteLossGuard,
     LossHistory,
     Plateau,
     ReconstructionImages,
     RunConfigInCheckpoint,
 )
-from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
-from ae_lightning.config import CONFIG_DIR, dump_yaml, load_yaml
+from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits
+from ae_lightning.config import CONFIG_DIR, load_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.generate import GenerationImages
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
+from ae_lightning.rundir import SharedRunDir, open_run_dir, process_rank
 from ae_lightning.text import plural
 
 
@@ -92,29 +94,6 @@ class RunResult:
     rank: int = 0  # DDP: this process's global rank; only rank 0 writes files (and train.py prints)
 
 
-# DDP: the run folder rank 0 chose, for the processes Lightning's launcher starts (they inherit it)
-RUN_DIR_ENV = "AE_LIGHTNING_RUN_DIR"
-
-
-def process_rank() -> int:
-    """This process's global rank as its launcher set it, before any process group exists (0 in a
-    plain run; Lightning's DDP script launcher sets LOCAL_RANK in the processes it starts, torchrun
-    RANK): Lightning's own ``rank_zero_only.rank``."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
-
-
-class _SharedRunDir(L.Callback):
-    """Every DDP rank takes rank 0's run folder, broadcast once the process group exists (a process
-    started by another launcher than Lightning's, e.g. torchrun, has no RUN_DIR_ENV)."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir), src=0))
-
-
 # HParams of a plain run (dotted keys; missing ones skipped), then the variant's own options: the
 # model and data keys its configs/<variant>.yaml sets. A sweep's searched keys (``hparam_keys``) first.
 HPARAM_KEYS = ("variant", "data.dataset", "model.optimizer", "model.lr", "model.weight_decay", "data.batch_size",
@@ -124,16 +103,16 @@ HPARAM_KEYS = ("variant", "data.dataset", "model.optimizer", "model.lr", "model.
 def hparams(cfg: dict, hparam_keys: Sequence[str] | None = None) -> dict[str, Any]:
     """The HParams tab's columns, in order: ``hparam_keys`` (e.g. a sweep's searched keys), the keys
     that matter in every run (:data:`HPARAM_KEYS`), then the variant's own main options. The full
-    config stays in config.yaml. The VAE has no ``model.loss`` (its objective is set by likelihood)."""
+    config stays in config.yaml. Keys the module declares unused (``hparam_options_unused``: the
+    VAE has no ``model.loss``, its objective is set by likelihood) are left out unless searched."""
     flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in dotted.flatten(cfg).items()}
     try:
         own = load_yaml(CONFIG_DIR / f"{cfg['variant']}.yaml")
     except UserError:
         own = {}
     variant_keys = [f"{section}.{k}" for section in ("model", "data") for k in (own.get(section) or {})]
-    keys = [*(hparam_keys or ()), *HPARAM_KEYS, *variant_keys]
-    if cfg.get("module") == "vae":
-        keys = [k for k in keys if k != "model.loss" or k in (hparam_keys or ())]
+    unused = set(get_module(cfg["module"]).hparam_options_unused) - set(hparam_keys or ())
+    keys = [k for k in (*(hparam_keys or ()), *HPARAM_KEYS, *variant_keys) if k not in unused]
     return {k: flat[k] for k in dict.fromkeys(keys) if k in flat}
 
 
@@ -153,45 +132,6 @@ class _TBLogger(TensorBoardLogger):
             self._experiment.flush()
 
 
-def run_root(cfg: dict) -> Path:
-    return Path(cfg["trainer"]["output_dir"]) / cfg["data"]["dataset"] / cfg["variant"]
-
-
-def new_run_dir(cfg: dict) -> Path:
-    """The next free ``version_N`` (created exclusively, so concurrent runs never share one)."""
-    root = run_root(cfg)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # e.g. --output-dir names a file
-        raise UserError(f"trainer.output_dir {cfg['trainer']['output_dir']}: cannot create the run folder "
-                        f"{root} ({e.strerror or e})") from None
-    taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
-    n = max(taken, default=-1) + 1
-    while True:
-        try:
-            (root / f"version_{n}").mkdir()
-            return root / f"version_{n}"
-        except FileExistsError:
-            n += 1
-
-
-def latest_run_dir(cfg: dict) -> Path:
-    """The run ``--resume`` continues: the latest version with a ``last.ckpt`` and no metrics.json.
-
-    Folders of runs that never wrote a checkpoint (killed before their first epoch ended) are
-    skipped: there is nothing in them to continue."""
-    root = run_root(cfg)
-    runs = sorted((p for p in root.glob("version_*") if p.name[8:].isdigit() and
-                   ((p / "metrics.json").exists() or (p / "checkpoints" / "last.ckpt").is_file())),
-                  key=lambda p: int(p.name[8:]))
-    if not runs:
-        raise UserError(f"--resume: nothing to resume, no run in {root}")
-    run = runs[-1]
-    if (run / "metrics.json").exists():
-        raise UserError(f"--resume: the latest run {run} already finished (metrics.json exists)")
-    if not (run / "checkpoints" / "last.ckpt").is_file():
-        raise UserError(f"--resume: {run} has no checkpoints/last.ckpt (it stopped before its first epoch ended)")
-    return run
 
 
 def _quiet_lightning(verbose: bool) -> None:
@@ -209,9 +149,7 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
     """The module and datamodule of a resolved config (no training)."""
     dm = MNISTDataModule(**cfg["data"])
     module = get_module(cfg["module"])(**cfg["model"])
-    prepare = getattr(module, "prepare_for_data", None)  # e.g. the classifier checks the dataset
-    if prepare is not None:
-        prepare(dm)
+    module.prepare_for_data(dm)  # e.g. the classifier checks the dataset
     return module, dm
 
 
@@ -237,105 +175,33 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     verbose = on_tty if verbose is None else verbose
     _quiet_lightning(verbose)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    columns = hparams(cfg, hparam_keys)  # the HParams tab's columns, from the config alone
 
     module, dm = build(cfg)
-    if tc.channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
-        module.loss = torch.compile(module.loss)
-    resume_step = None
-    if ckpt_path:  # a checkpoint of another model is refused before the run folder is touched
-        resume_step = check_fits(module, ckpt_path)
-    rank = process_rank()
-    created = not run_dir and rank == 0
-    if run_dir:
-        run_dir = Path(run_dir)
-    elif rank == 0:
-        dm.prepare_data()  # missing or corrupt data stops the run before its folder exists
-        run_dir = new_run_dir(cfg)
-        if tc.devices > 1:
-            os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the DDP processes Lightning starts
-    else:  # a DDP process: rank 0's folder (from the launcher's environment; else broadcast at setup)
-        run_dir = Path(os.environ.get(RUN_DIR_ENV) or run_root(cfg) / "version_unknown")
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runlock.hold(run_dir)  # one writer per run: a second process on this folder is refused here
-        remove_stale_temps(run_dir / "checkpoints")  # a kill -9 mid-save left them; we are the writer now
-        files.write_text(run_dir / "config.yaml", dump_yaml(cfg))
-
-    # resumed: what the interrupted try logged after its checkpoint is superseded (TensorBoard
-    # drops earlier events from the purge step on), so every step shows once; started over in a
-    # used folder (a trial retried or resumed before its first checkpoint reached Tune): all of it
-    if resume_step is not None:
-        purge = {"purge_step": resume_step + 1}
-    elif not created and any(run_dir.glob("events.out.tfevents.*")):
-        purge = {"purge_step": 0}
-    else:
-        purge = {}
-    logger = _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
-    # no version counter: an epoch trained again after a kill -9 replaces its best file (atomically)
-    best = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", enable_version_counter=False,
-                           monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
-    # last.ckpt after every epoch, improved or not (Lightning 2.6's save_last=True writes it only in
-    # an epoch that also saved a best one: a kill after a plateau would lose those epochs);
-    # no version counter, so that a resumed run overwrites it
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
-    history = LossHistory()
-    cbs: list[L.Callback] = [best, last, RunConfigInCheckpoint(cfg), FiniteLossGuard(), history,
-                             ReconstructionImages(tc.images_every_n_epochs), *callbacks]
-    if tc.images_every_n_epochs:  # decoded random codes at the end of the test (ae_lightning.generate)
-        cbs.append(GenerationImages())
-    if tc.early_stopping_patience:
-        cbs.append(EarlyStopping("val/loss", patience=tc.early_stopping_patience, mode="min"))
-    if tc.plateau_epochs:
-        cbs.append(Plateau(tc.plateau_epochs, tc.plateau_min_improvement))
-    # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
-    # layer-wise stages) says so with ``ddp_find_unused_parameters``; the others skip that search
-    strategy = "ddp_find_unused_parameters_true" if tc.devices > 1 and getattr(
-        module, "ddp_find_unused_parameters", False) else "auto"
-    trainer = L.Trainer(
-        max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
-        strategy=strategy,
-        logger=logger, callbacks=cbs, log_every_n_steps=tc.log_every_n_steps,
-        deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
-        enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
-        enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
-    )
-    shared = _SharedRunDir(run_dir)
-    trainer.callbacks.append(shared)
-    if verbose and rank == 0:
+    module = _speed_options(module, tc)
+    # a checkpoint of another model is refused before the run folder is touched
+    resume_step = check_fits(module, ckpt_path) if ckpt_path else None
+    run_dir, created = open_run_dir(cfg, tc.devices, dm, run_dir)
+    logger = _logger(run_dir, resume_step, created)
+    ckpts = _Checkpoints(run_dir)
+    shared = SharedRunDir(run_dir)
+    trainer = _trainer(tc, module, logger, [*ckpts.callbacks(cfg, tc, callbacks), shared], run_dir, verbose, on_tty)
+    if verbose and process_rank() == 0:
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
-    events = eventfiles.listed(run_dir)
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    except BaseException:
-        if created and not (run_dir / "checkpoints" / "last.ckpt").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: no folder
-        elif rank == 0:
-            # the writer flushes in a thread of its own, reopening its file by name: closed first,
-            # or a late flush brings back the file removed here
-            logger.finalize("failed")
-            eventfiles.remove_empty(run_dir, keep=events)  # this try's, if it logged nothing
-        raise
-    run_dir = shared.run_dir
-    epochs = trainer.current_epoch
-    if trainer.is_global_zero and best.best_model_path:
-        # a kill -9 between the best and the last checkpoint of one epoch leaves a best file that the
-        # resumed run's checkpoint state does not know of: only the best one stays
-        for stale in (run_dir / "checkpoints").glob("best-*.ckpt"):
-            if stale.resolve() != Path(best.best_model_path).resolve():
-                stale.unlink(missing_ok=True)
+
+    _train(trainer, module, dm, ckpt_path, run_dir, created, logger)
+    run_dir, epochs = shared.run_dir, trainer.current_epoch
+    if trainer.is_global_zero:
+        ckpts.remove_stale_best()
     # trainer.test(ckpt_path=...) restores the callbacks' state too: without this copy, the history
     # would end at the tested checkpoint's epoch (a best epoch before the last)
-    loss_history = {k: list(v) for k, v in history.history.items()}
-    test_ckpt = (last.best_model_path if tc.test_checkpoint == "last" else best.best_model_path) or \
-        last.best_model_path or None
+    loss_history = {k: list(v) for k, v in ckpts.history.history.items()}
+    test_ckpt = ckpts.tested(tc.test_checkpoint)
     results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
     test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
     metrics = {
         **test,
-        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+        "best_val_loss": ckpts.best_score(),
         "epochs": epochs,
         "history": loss_history,
         "wall_time_s": round(time.time() - t0, 3),
@@ -344,20 +210,126 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         "data_dir": str(dm.data_dir),
         "config": cfg,
     }
-    if tc.log_embedding and trainer.is_global_zero:
-        _log_embedding(logger, module, dm)
-    logger.log_hyperparams(hparams(cfg, hparam_keys), {f"hp/{k}": v for k, v in test.items()})  # rank 0 only
-    logger.finalize("success")
+    _finish_logging(logger, trainer, tc, module, dm, columns, test)
     if trainer.is_global_zero:
         files.write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics, trainer.global_rank)
 
 
+def _speed_options(module: L.LightningModule, tc: TrainerConfig) -> L.LightningModule:
+    if tc.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if tc.compile:  # an instance attribute: the state_dict and checkpoints keep their plain keys
+        module.loss = torch.compile(module.loss)
+    return module
+
+
+def _logger(run_dir: Path, resume_step: int | None, created: bool) -> _TBLogger:
+    """The run's TensorBoard logger. Resumed: what the interrupted try logged after its checkpoint
+    is superseded (TensorBoard drops earlier events from the purge step on), so every step shows
+    once; started over in a used folder (a trial retried or resumed before its first checkpoint
+    reached Tune): all of it."""
+    if resume_step is not None:
+        purge = {"purge_step": resume_step + 1}
+    elif not created and any(run_dir.glob("events.out.tfevents.*")):
+        purge = {"purge_step": 0}
+    else:
+        purge = {}
+    return _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
+
+
+def _finish_logging(logger: _TBLogger, trainer: L.Trainer, tc: TrainerConfig, module: L.LightningModule,
+                    dm: MNISTDataModule, columns: dict[str, Any], test: dict[str, float]) -> None:
+    """After the test: the embedding (``trainer.log_embedding``), the HParams session with the test
+    metrics (rank 0 only), and the event file closed."""
+    if tc.log_embedding and trainer.is_global_zero:
+        _log_embedding(logger, module, dm)
+    logger.log_hyperparams(columns, {f"hp/{k}": v for k, v in test.items()})  # rank 0 only
+    logger.finalize("success")
+
+
+class _Checkpoints:
+    """The run's checkpoint callbacks and loss history, and the choice of the tested checkpoint."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir / "checkpoints"
+        # no version counter: an epoch trained again after a kill -9 replaces its best file (atomically)
+        self.best = BestCheckpoint(dirpath=self.dir, filename="best-{epoch:03d}", enable_version_counter=False,
+                                   monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
+        # last.ckpt after every epoch, improved or not (Lightning 2.6's save_last=True writes it only
+        # in an epoch that also saved a best one: a kill after a plateau would lose those epochs);
+        # no version counter, so that a resumed run overwrites it
+        self.last = ModelCheckpoint(dirpath=self.dir, filename="last", enable_version_counter=False)
+        self.history = LossHistory()
+
+    def callbacks(self, cfg: dict, tc: TrainerConfig, extra: Sequence[L.Callback]) -> list[L.Callback]:
+        """Every callback of the run, in a fixed order: these, the run's own, then ``extra``'s."""
+        cbs: list[L.Callback] = [self.best, self.last, RunConfigInCheckpoint(cfg), FiniteLossGuard(), self.history,
+                                 ReconstructionImages(tc.images_every_n_epochs), ConfusionFigures(), *extra]
+        if tc.images_every_n_epochs:  # decoded random codes at the end of the test (ae_lightning.generate)
+            cbs.append(GenerationImages())
+        if tc.early_stopping_patience:
+            cbs.append(EarlyStopping("val/loss", patience=tc.early_stopping_patience, mode="min"))
+        if tc.plateau_epochs:
+            cbs.append(Plateau(tc.plateau_epochs, tc.plateau_min_improvement))
+        return cbs
+
+    def remove_stale_best(self) -> None:
+        """A kill -9 between the best and the last checkpoint of one epoch leaves a best file that the
+        resumed run's checkpoint state does not know of: only the best one stays."""
+        if self.best.best_model_path:
+            for stale in self.dir.glob("best-*.ckpt"):
+                if stale.resolve() != Path(self.best.best_model_path).resolve():
+                    stale.unlink(missing_ok=True)
+
+    def tested(self, which: Literal["best", "last"]) -> str | None:
+        return (self.last.best_model_path if which == "last" else self.best.best_model_path) or \
+            self.last.best_model_path or None
+
+    def best_score(self) -> float | None:
+        return float(self.best.best_model_score) if self.best.best_model_score is not None else None
+
+
+def _trainer(tc: TrainerConfig, module: L.LightningModule, logger: _TBLogger, callbacks: list[L.Callback],
+             run_dir: Path, verbose: bool, on_tty: bool) -> L.Trainer:
+    # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
+    # layer-wise stages) says so with ``ddp_find_unused_parameters``; the others skip that search
+    ddp_unused = tc.devices > 1 and module.ddp_find_unused_parameters
+    return L.Trainer(
+        max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+        strategy="ddp_find_unused_parameters_true" if ddp_unused else "auto",
+        logger=logger, callbacks=callbacks, log_every_n_steps=tc.log_every_n_steps,
+        deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
+        enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
+        enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
+    )
+
+
+def _train(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ckpt_path: str | Path | None,
+           run_dir: Path, created: bool, logger: _TBLogger) -> None:
+    """``trainer.fit``; a failed run leaves no folder if it created one and never checkpointed, else
+    no empty event file of its own."""
+    events = eventfiles.listed(run_dir)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except BaseException:
+        if created and not (run_dir / "checkpoints" / "last.ckpt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: no folder
+        elif process_rank() == 0:
+            # the writer flushes in a thread of its own, reopening its file by name: closed first,
+            # or a late flush brings back the file removed here
+            logger.finalize("failed")
+            eventfiles.remove_empty(run_dir, keep=events)  # this try's, if it logged nothing
+        raise
+
+
 def _log_embedding(logger: TensorBoardLogger, module: L.LightningModule, dm: MNISTDataModule, n: int = 2000) -> None:
-    if not hasattr(module, "encode_all"):
-        return
     x, y = dm.tensors("test", limit=n)
-    z = module.encode_all(x).cpu()
+    z = module.encode_all(x)
+    if z is None:  # a module without codes
+        return
+    z = z.cpu()
     names = [dm.class_names[i] for i in y.tolist()]
     logger.experiment.add_embedding(z, metadata=names, label_img=x, tag="test_codes")
 

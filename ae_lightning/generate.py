@@ -49,8 +49,9 @@ def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[
     g = torch.Generator().manual_seed(seed)
     codes = sample_codes(z, n, g)
     out = {name: module.output(module.decode(c.to(module.device))).cpu() for name, c in codes.items()}
-    if hasattr(module, "sample"):
-        out["prior"] = module.sample(n, generator=g).cpu()
+    prior = module.sample(n, generator=g)  # None: the model has no prior (only the VAE has one)
+    if prior is not None:
+        out["prior"] = prior.cpu()
     module.train(was)
     ranges = {"per_dim_min": z.min(0).values.tolist(), "per_dim_max": z.max(0).values.tolist(),
               "global_min": float(z.min()), "global_max": float(z.max()), "n_codes": len(z)}

@@ -23,16 +23,18 @@ averaged per batch), on the reconstruction ``x_hat`` against the target ``x``:
     nrmse      sqrt(mse) / (max(x) - min(x)), max and min over the split's targets
     rel_error  ||x - x_hat||_F / ||x||_F over the split
 
-Logged as ``<stage>/mse``, ``<stage>/nrmse``, ``<stage>/rel_error``; in ``metrics.json`` as
+The split metrics are torchmetrics ``Metric``s with float64 sum / min / max states, reduced exactly
+over the DDP ranks at ``compute``. Logged as ``<stage>/mse``, ``<stage>/nrmse``, ``<stage>/rel_error``; in ``metrics.json`` as
 ``test_mse``, ``test_nrmse``, ``test_rel_error``.
 """
 from __future__ import annotations
 
-import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics import Metric
 
 EPS = 1e-7
 LOSSES = ("mse", "bce", "bce_clipped", "bce_logits", "l1", "kl")
@@ -59,102 +61,99 @@ def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor, logi
     raise ValueError(f"unknown loss {kind!r}")
 
 
-def distributed_world() -> int:
-    """The number of processes of the initialized ``torch.distributed`` group (1 without one)."""
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Recall of each class from a (C, C) confusion matrix (rows = true class); 0 for an absent class."""
+    return np.diag(cm) / np.maximum(cm.sum(1), 1)
 
 
-def all_reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """``t`` reduced in place over every rank (``sum``, ``min`` or ``max``); a no-op in one process.
+class _SplitMetric(Metric):
+    """A torchmetrics ``Metric`` whose float64 states follow its inputs' device (a plain attribute of
+    a module, not a submodule: Lightning's ``.to(dtype)`` of a bf16 or fp64 run never casts them)."""
 
-    Every rank must call it, with the same shape and dtype. The split-level metrics reduce their
-    sums, counts and extremes with it, so a DDP evaluation equals a one-process one (not a mean of
-    per-rank figures)."""
-    if distributed_world() > 1:
-        torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, op.upper()))
-    return t
+    full_state_update = False
+    is_differentiable = False
 
-
-def _dist_device() -> torch.device:
-    """Where a collective's tensors must live: the current CUDA device under NCCL, else the CPU."""
-    if distributed_world() > 1 and torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    def _follow(self, t: torch.Tensor) -> None:
+        if t.device != self.device:
+            self.to(t.device)
 
 
-class BatchMeans:
+class BatchMeans(_SplitMetric):
     """Exact means over a split of per-batch means (an evaluation loss and its terms), weighted by
-    batch size: ``update`` adds ``mean * batch_size`` into one float64 device tensor (no sync);
-    ``compute`` reduces the sums and the image count over the DDP ranks (one collective), so uneven
-    shards weigh exactly as in one process (Lightning's ``sync_dist`` mean truncates an uneven
-    count: gloo divides its integer batch-size total by the world size in place)."""
+    batch size: ``update`` adds ``mean * batch_size`` into one float64 state (no sync); ``compute``
+    sums the states and the image count over the DDP ranks (torchmetrics, ``dist_reduce_fx="sum"``),
+    so uneven shards weigh exactly as in one process (Lightning's ``sync_dist`` mean truncates an
+    uneven count: gloo divides its integer batch-size total by the world size in place)."""
 
     def __init__(self) -> None:
-        self.reset()
+        super().__init__()
+        self.add_state("sums", torch.zeros(0, dtype=torch.float64), dist_reduce_fx="sum")  # one per name
+        self.add_state("n", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.names: list[str] = []
 
-    def reset(self) -> None:
-        self.sums, self.n, self.names = None, 0, []
-
-    @torch.no_grad()
     def update(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
         ref = next(iter(values.values()))
-        dev = ref.device if isinstance(ref, torch.Tensor) else None
-        vals = torch.stack([torch.as_tensor(v).detach().to(dev, torch.float64) for v in values.values()])
-        self.sums = vals * batch_size if self.sums is None else self.sums.add_(vals, alpha=batch_size)
-        self.n, self.names = self.n + batch_size, list(values)
+        if isinstance(ref, torch.Tensor):
+            self._follow(ref)
+        vals = torch.stack([torch.as_tensor(v).detach().to(self.device, torch.float64) for v in values.values()])
+        self.sums = vals * batch_size if not self.sums.numel() else self.sums.add_(vals, alpha=batch_size)
+        self.n += batch_size
+        self.names = list(values)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        if self.sums is None:  # every DDP rank has batches (MNISTDataModule refuses smaller splits)
+        if not float(self.n):
             return {}
-        total = all_reduce_(torch.cat([self.sums, self.sums.new_tensor([float(self.n)])]), "sum")
-        return {name: (total[i] / total[-1]).float() for i, name in enumerate(self.names)}
+        return {name: (self.sums[i] / self.n).float() for i, name in enumerate(self.names)}
 
 
-class ReconMetrics:
+class ExactMean(_SplitMetric):
+    """The mean of per-image values over a split (the VAE's test NLL): float64 sum and count,
+    summed over the DDP ranks at ``compute``; None without values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, values: torch.Tensor) -> None:
+        self._follow(values)
+        self.total += values.detach().sum(dtype=torch.float64)
+        self.n += values.numel()
+
+    def compute(self) -> torch.Tensor | None:
+        return (self.total / self.n).float() if float(self.n) else None
+
+
+class ReconMetrics(_SplitMetric):
     """Exact split-level mse / nrmse / rel_error, accumulated on the device without syncing.
 
     ``update`` only adds into device tensors; ``compute`` (once per epoch) is the only sync. Under
-    DDP (an initialized ``torch.distributed`` group), ``compute`` first reduces the sums and counts
-    (sum) and the target's extremes (min / max) over the ranks: every rank must call it, and every
-    rank then gets the figures of the whole split, exactly as one process would.
+    DDP, torchmetrics first reduces the float64 sums and count (``sum``) and the target's extremes
+    (``min`` / ``max``) over the ranks: every rank must call it, and every rank then gets the figures
+    of the whole split, exactly as one process would.
     """
 
     def __init__(self) -> None:
-        self.reset()
+        super().__init__()
+        for name in ("sse", "sx2", "n"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("lo", torch.tensor(math.inf, dtype=torch.float64), dist_reduce_fx="min")
+        self.add_state("hi", torch.tensor(-math.inf, dtype=torch.float64), dist_reduce_fx="max")
 
-    def reset(self) -> None:
-        self.sse = self.sx2 = self.n = None
-        self.lo = self.hi = None
-
-    @torch.no_grad()
     def update(self, out: torch.Tensor, target: torch.Tensor) -> None:
+        self._follow(target)
         out, target = out.detach().float(), target.detach().float()
-        sse = (out - target).square().sum(dtype=torch.float64)
-        sx2 = target.square().sum(dtype=torch.float64)
-        lo, hi = target.min(), target.max()
-        if self.sse is None:
-            self.sse, self.sx2, self.lo, self.hi = sse, sx2, lo, hi
-            self.n = torch.zeros((), dtype=torch.float64, device=out.device)
-        else:
-            self.sse, self.sx2 = self.sse + sse, self.sx2 + sx2
-            self.lo, self.hi = torch.minimum(self.lo, lo), torch.maximum(self.hi, hi)
+        self.sse += (out - target).square().sum(dtype=torch.float64)
+        self.sx2 += target.square().sum(dtype=torch.float64)
+        self.lo = torch.minimum(self.lo, target.min().double())
+        self.hi = torch.maximum(self.hi, target.max().double())
         self.n += target.numel()
 
     def compute(self) -> dict[str, torch.Tensor]:
-        sse, sx2, n, lo, hi = self.sse, self.sx2, self.n, self.lo, self.hi
-        if distributed_world() > 1:  # every rank joins the collectives, one without batches too
-            dev = sse.device if sse is not None else _dist_device()
-            f64 = functools.partial(torch.full, (), dtype=torch.float64, device=dev)
-            sums = torch.stack([f64(0.0)] * 3 if sse is None else [sse, sx2, n])
-            ext = torch.stack([f64(-math.inf)] * 2 if sse is None else [-lo.double(), hi.double()])
-            all_reduce_(sums, "sum")
-            all_reduce_(ext, "max")  # [-min, max]: one collective for both extremes
-            sse, sx2, n, lo, hi = (None,) * 5 if not float(sums[2]) else (*sums, -ext[0], ext[1])
-        if sse is None:
+        if not float(self.n):
             return {}
-        mse = sse / n
-        span = (hi - lo).double().clamp_min(EPS)
+        mse = self.sse / self.n
+        span = (self.hi - self.lo).clamp_min(EPS)
         return {"mse": mse.float(),
                 "nrmse": (mse.sqrt() / span).float(),
-                "rel_error": (sse.sqrt() / sx2.sqrt().clamp_min(EPS)).float()}
+                "rel_error": (self.sse.sqrt() / self.sx2.sqrt().clamp_min(EPS)).float()}

@@ -196,7 +196,7 @@ def plain_run(cfg: dict, device: torch.device, data: tuple[torch.Tensor, torch.T
             for i in range(0, len(x_val), ebs):
                 x = x_val[i:i + ebs]
                 _, o = module.loss(x, "val")
-                sse += (o["x_hat"] - x).square().sum(dtype=torch.float64)
+                sse += (o.x_hat - x).square().sum(dtype=torch.float64)
             float(sse)  # read once per epoch, as the project's epoch-end metrics do
         sync(device)
         t2, c2 = time.perf_counter(), time.process_time()

@@ -63,6 +63,51 @@ def test_confusion_matrix_image_in_tensorboard(trained):
     assert {"val/loss", "val/acc", "test/acc", "test/acc_3", "train/loss_epoch"} <= set(ea.Tags()["scalars"])
 
 
+def test_confusion_figure_read_back_from_the_event_file(trained):
+    """The callback (not the model) draws the matrix with add_figure: an RGB(A) image of the figure's
+    size at the last epoch (val) and the test, the same counts as confusion_test.json."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    res, _, _ = trained
+    ea = EventAccumulator(str(res.run_dir), size_guidance={"images": 0})
+    ea.Reload()
+    (val,) = ea.Images("val/confusion_matrix")  # only at the last epoch
+    assert val.step == 5
+    (test,) = ea.Images("test/confusion_matrix")
+    img = np.asarray(Image.open(io.BytesIO(test.encoded_image_string)))
+    assert (test.width, test.height) == (640, 560) and img.shape[:2] == (560, 640)
+    assert img.std() > 10  # drawn, not blank
+    png = Image.open(res.run_dir / "confusion_test.png")
+    assert png.size == (640, 560)
+
+
+def test_encoder_config_is_a_hyperparameter_of_the_checkpoint(trained, encoder_ckpt, tmp_path):
+    """The encoder's run config is in the classifier checkpoint's hparams; a checkpoint of the former
+    layout (config beside the hparams, under classifier_encoder) still loads."""
+    from ae_lightning.models import load_checkpoint
+    from ae_lightning.models.classifier import LEGACY_ENCODER_KEY, load_encoder
+
+    res, _, _ = trained
+    best = res.metrics["best_checkpoint"]
+    ckpt = torch.load(best, weights_only=False)
+    enc_cfg = load_encoder(encoder_ckpt)[1]
+    assert ckpt["hyper_parameters"]["encoder_config"] == enc_cfg
+    clf, _ = load_checkpoint(best)
+    assert clf.hparams.encoder_config == enc_cfg and clf.encoder_config == enc_cfg
+    legacy = tmp_path / "legacy.ckpt"
+    del ckpt["hyper_parameters"]["encoder_config"]
+    ckpt[LEGACY_ENCODER_KEY] = {"config": enc_cfg, "path": str(encoder_ckpt)}
+    torch.save(ckpt, legacy)
+    old, _ = load_checkpoint(legacy)
+    assert old.encoder_config == enc_cfg
+    for k, v in clf.state_dict().items():
+        assert torch.equal(old.state_dict()[k], v)
+
+
 def test_frozen_encoder_unchanged_and_encoded_once(trained):
     from ae_lightning.models import load_checkpoint
 

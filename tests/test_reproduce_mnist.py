@@ -83,8 +83,8 @@ def test_symmetric_pixel_scale_trains_in_minus_one_one_and_reports_on_unit_pixel
     loss, out = module.loss(x, "train")
     logits = module.decode(module.encoder(2 * x.flatten(1) - 1))
     assert torch.allclose(loss, (torch.tanh(logits) - (2 * x - 1)).abs().mean())  # the original's L1Loss in [-1, 1]
-    assert torch.allclose(out["x_hat"], (torch.tanh(logits) + 1) / 2)  # metrics on [0, 1]
-    assert torch.allclose(module(x), out["x_hat"])
+    assert torch.allclose(out.x_hat, (torch.tanh(logits) + 1) / 2)  # metrics on [0, 1]
+    assert torch.allclose(module(x), out.x_hat)
 
 
 @pytest.mark.parametrize("over, message", [

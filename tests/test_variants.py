@@ -16,8 +16,9 @@ from conftest import fixed_val_loss, synthetic_digits
 from ae_lightning.config import CONFIG_DIR, load_yaml, variants
 from ae_lightning.errors import UserError
 from ae_lightning.fit import build, fit
+from ae_lightning.metrics import BatchMeans, ReconMetrics
 from ae_lightning.models import get_module, load_checkpoint
-from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.models.base import AutoencoderModule, LossOutput
 
 
 def _is_autoencoder(variant: str) -> bool:
@@ -79,7 +80,11 @@ def test_output_shapes(variant, make, images):
     if cfg["model"]["output_act"] == "sigmoid":
         assert 0 <= float(x_hat.min()) and float(x_hat.max()) <= 1
     assert loss.ndim == 0 and math.isfinite(float(loss))
-    assert out["x_hat"].shape == (8, 1, 28, 28)
+    assert isinstance(out, LossOutput) and out.x_hat.shape == (8, 1, 28, 28)
+    assert all(v.ndim == 0 for v in out.log.values())
+    # the abilities every module declares, read plainly: a prior only for the VAE
+    assert (m.sample(2) is None) == (cfg["module"] != "vae")
+    assert m.encode_all(x).shape == (8, cfg["model"]["latent_dim"]) and m.confusion_matrix("val") is None
 
 
 @pytest.mark.parametrize("variant", AE_VARIANTS)
@@ -259,10 +264,10 @@ def test_sparse_penalty_and_logs(make, images):
 
     m, _ = make("sparse", model__sparsity_weight=0.01)
     loss, out = m.loss(images[:32], "train")
-    z = out["z"]
-    assert torch.allclose(out["log"]["sparsity_penalty"], 0.01 * z.abs().sum(1).mean())
-    assert torch.allclose(loss, out["log"]["recon"] + out["log"]["sparsity_penalty"])
-    assert float(out["log"]["active_fraction"]) == pytest.approx(float((z > 0.01).float().mean()))
+    z = out.z
+    assert torch.allclose(out.log["sparsity_penalty"], 0.01 * z.abs().sum(1).mean())
+    assert torch.allclose(loss, out.log["recon"] + out.log["sparsity_penalty"])
+    assert float(out.log["active_fraction"]) == pytest.approx(float((z > 0.01).float().mean()))
     zs = torch.full((10, 4), 0.05)
     assert float(kl_sparsity(0.05, zs)) == pytest.approx(0.0, abs=1e-6)
     zs = torch.full((10, 4), 0.2)
@@ -280,7 +285,7 @@ def test_sparsity_weight_lowers_activation(make, images):
             m.loss(images[(i * 50) % 200:(i * 50) % 200 + 50], "train")[0].backward()
             opt.step()
         with torch.no_grad():
-            means.append(float(m.loss(images, "val")[1]["log"]["mean_activation"]))
+            means.append(float(m.loss(images, "val")[1].log["mean_activation"]))
     assert means[1] < 0.5 * means[0]
 
 
@@ -321,8 +326,8 @@ def test_contractive_weights_penalty_is_the_linear_jacobian(make, images):
     # with identity activations the Jacobian is the weight product at every input
     assert torch.allclose(m.jacobian_norm(images[:2]), w.square().sum().expand(2), rtol=1e-4)
     loss, out = m.loss(images[:8], "train")
-    assert torch.allclose(out["log"]["contractive_penalty"], 0.5 * w.square().sum())
-    assert torch.allclose(loss, out["log"]["recon"] + out["log"]["contractive_penalty"])
+    assert torch.allclose(out.log["contractive_penalty"], 0.5 * w.square().sum())
+    assert torch.allclose(loss, out.log["recon"] + out.log["contractive_penalty"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ def test_vae_kl_matches_closed_form_and_loss_composition(make, images):
     assert torch.allclose(m.kl_divergence(mu, logvar), want, atol=1e-5)
     torch.manual_seed(0)
     loss, out = m.loss(images[:16], "val")
-    log = out["log"]
+    log = out.log
     assert torch.allclose(loss, log["recon"] + 2.5 * log["kl"], rtol=1e-5)
     assert torch.allclose(log["elbo"], -(log["recon"] + log["kl"]), rtol=1e-5)
     assert float(log["recon"].detach()) > 100  # nats per image (summed over 784 pixels), not a per-pixel mean
@@ -517,3 +522,34 @@ def test_every_registered_module_loads_without_importing_a_study():
             "assert 'pixel_cnn' in module_names(); "
             "assert not [m for m in sys.modules if m.startswith('ae_lightning.studies')], sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_split_metrics_are_exact_float64_torchmetrics_over_uneven_batches(images):
+    """ReconMetrics and BatchMeans are torchmetrics Metrics with float64 sum / min / max states: fed
+    in uneven batches they give the one-shot figures of the whole split; a module cast to bf16
+    (Lightning's bf16-true) leaves them float64, as they are not submodules."""
+    from torchmetrics import Metric
+
+    x = images[:150]
+    x_hat = (x + 0.1 * torch.sin(torch.arange(x.numel()).view_as(x).float())).clamp(0, 1)
+    rm, bm = ReconMetrics(), BatchMeans()
+    for lo, hi in [(0, 7), (7, 64), (64, 150)]:  # uneven
+        rm.update(x_hat[lo:hi], x[lo:hi])
+        bm.update({"loss": (x_hat[lo:hi] - x[lo:hi]).square().mean()}, hi - lo)
+    assert isinstance(rm, Metric) and isinstance(bm, Metric) and rm.sse.dtype == torch.float64
+    d = (x_hat.double() - x.double())
+    mse = d.square().mean()
+    got = rm.compute()
+    assert float(got["mse"]) == pytest.approx(float(mse), rel=1e-6)
+    assert float(got["nrmse"]) == pytest.approx(float(mse.sqrt() / (x.max() - x.min())), rel=1e-6)
+    assert float(got["rel_error"]) == pytest.approx(float(d.norm() / x.double().norm()), rel=1e-6)
+    assert float(bm.compute()["loss"]) == pytest.approx(float(mse), rel=1e-6)
+    rm.reset()
+    with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' own warning
+        assert rm.compute() == {} and float(rm.n) == 0
+
+
+def test_metric_states_stay_float64_in_a_bf16_module(make):
+    m, _ = make("fc")
+    m.to(torch.bfloat16)
+    assert m.metrics["val"].sse.dtype == torch.float64 and m.eval_means["val"].n.dtype == torch.float64

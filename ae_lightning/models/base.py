@@ -6,19 +6,26 @@ test loop of every autoencoder and its logging. A variant overrides only what di
 
     encode(x)  (B,1,28,28) in [0,1]  -> code z (B, latent_dim)
     decode(z)  (B, latent_dim)       -> logits (B,1,28,28), before the output activation
-    loss(x, stage)                   -> (scalar loss, {"x_hat": ..., "log": {name: scalar}})
+    loss(x, stage)                   -> (scalar loss, LossOutput(x_hat, z, log={name: scalar}))
     corrupt(x, stage)                -> the model's input (the identity but for denoising)
+
+Optional abilities are declared on ``BaseModule`` with their "absent" default, so callers read
+them plainly (no probing): ``encode_all`` (None: no codes), ``sample`` (None: no prior to sample),
+``prepare_for_data``, ``selectable_epoch``, ``ddp_find_unused_parameters``,
+``hparam_options_unused``; an autoencoder's ``corrupt``, ``encoder`` and ``decoder``.
 
 Conventions (losses per element, metrics exact over a split) are in ``ae_lightning.metrics``.
 Batches are ``(x, y)`` from ``MNISTDataModule``; labels are ignored by autoencoders.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, ClassVar, Literal
 
 import lightning as L
+import numpy as np
 import torch
 
 from ae_lightning.errors import UserError
@@ -28,6 +35,17 @@ from ae_lightning.models.layers import Activation
 
 Optimizer = Literal["adam", "adamw", "sgd", "adagrad", "adadelta", "rmsprop"]
 Scheduler = Literal["none", "cosine", "step", "exponential", "plateau"]
+
+
+@dataclasses.dataclass
+class LossOutput:
+    """What ``loss(x, stage)`` returns beside the scalar loss: the reconstruction ``x_hat`` in pixel
+    scale (None where a step has none, e.g. a deeper layer stage of ``randomized``), the code ``z``
+    (None where there is none) and the scalars to log as ``<stage>/<name>``."""
+
+    x_hat: torch.Tensor | None
+    z: torch.Tensor | None = None
+    log: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 def lr_factor(hp: dict[str, Any], max_epochs: int, epoch: int) -> float:
@@ -46,7 +64,15 @@ def lr_factor(hp: dict[str, Any], max_epochs: int, epoch: int) -> float:
 
 
 class BaseModule(L.LightningModule):
-    """Optimizer and scheduler settings shared by every module of the project."""
+    """Optimizer and scheduler settings shared by every module of the project, and the optional
+    abilities a module may have, each declared here as absent."""
+
+    # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
+    # layer-wise stages) sets this; the others skip DDP's search for them
+    ddp_find_unused_parameters: ClassVar[bool] = False
+    # dotted config keys that mean nothing for this module, left out of the HParams tab (the VAE's
+    # objective is set by model.likelihood, not model.loss)
+    hparam_options_unused: ClassVar[tuple[str, ...]] = ()
 
     # ``model`` values that make a costly evaluation cheap, for runs that read none of its figures (the
     # studies use them unless a run sets the key); e.g. the VAE's importance-sampled test NLL
@@ -104,11 +130,31 @@ class BaseModule(L.LightningModule):
         Every epoch, except in a model built in stages that is not complete yet (``randomized``)."""
         return True
 
+    def prepare_for_data(self, dm) -> None:
+        """Called by ``fit.build`` with the run's datamodule before training (e.g. the classifier
+        checks the dataset and serves cached codes). Nothing by default."""
+
+    def encode_all(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor | None:
+        """Codes of a whole tensor of images (for the embedding, probes and studies); None for a
+        module without codes."""
+        return None
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """``n`` images (n,1,28,28) from the model's prior; None for a module without one (only the
+        VAE has one)."""
+        return None
+
+    def confusion_matrix(self, stage: str) -> np.ndarray | None:
+        """The last ``stage`` epoch's (C, C) confusion counts over the whole split (rows = true
+        class), for ``callbacks.ConfusionFigures``; None for a module that does not classify."""
+        return None
+
     def log_reduced(self, name: str, value: Any, **kwargs) -> None:
-        """Log an epoch-level figure that is already reduced over every DDP rank (the exact split
-        metrics of ``ae_lightning.metrics``, confusion counts, NLL sums): identical on each rank, so
-        Lightning's ``sync_dist`` with ``max`` returns it unchanged (and keeps Lightning from warning
-        that an epoch-level value is not synced). One process: a plain ``self.log``."""
+        """Log an epoch-level figure that is already reduced over every DDP rank (the computed
+        torchmetrics of ``ae_lightning.metrics``, whose states are summed / min'ed / max'ed exactly
+        over the ranks): identical on each rank, so Lightning's ``sync_dist`` with ``max`` returns it
+        unchanged (and keeps Lightning from warning that an epoch-level value is not synced). One
+        process: a plain ``self.log``."""
         self.log(name, value, sync_dist=True, reduce_fx="max", **kwargs)
 
 
@@ -121,6 +167,11 @@ MAX_LATENT = 16 * PIXELS
 class AutoencoderModule(BaseModule):
     """The loop of every autoencoder: loss, exact reconstruction metrics, logging."""
 
+    # the variant's encoder and decoder as one module each (studies read their layers), or None where
+    # it has no single one (the VAE's encoder, the randomized variant's per-layer stages)
+    encoder: torch.nn.Module | None
+    decoder: torch.nn.Module | None
+
     def __init__(
         self,
         latent_dim: PosInt = 32,
@@ -131,6 +182,9 @@ class AutoencoderModule(BaseModule):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # None until the variant assigns its module (nn.Module then registers it as a submodule; a
+        # class attribute would shadow that)
+        self.encoder = self.decoder = None
         self.metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
         self.eval_means = {"val": BatchMeans(), "test": BatchMeans()}  # <stage>/loss and its terms
 
@@ -167,16 +221,16 @@ class AutoencoderModule(BaseModule):
         sigmoid_logits = logits if self.hparams.output_act == "sigmoid" and self.hparams.loss == "bce" else None
         return x_hat, reconstruction_loss(self.hparams.loss, x_hat, x, sigmoid_logits)
 
-    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, LossOutput]:
         z = self.encode(self.corrupt(x, stage))
         x_hat, rec = self.reconstruction(self.decode(z), x)
-        return rec, {"x_hat": x_hat, "z": z, "log": {}}
+        return rec, LossOutput(x_hat, z)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def _log_terms(self, stage: str, loss: torch.Tensor, out: dict, batch_size: int) -> None:
+    def _log_terms(self, stage: str, loss: torch.Tensor, out: LossOutput, batch_size: int) -> None:
         """Evaluation: ``<stage>/loss`` and its terms, summed on the device (no sync per batch) and
         logged as exact split means, reduced over the DDP ranks, at the epoch's end (_log_metrics)."""
-        self.eval_means[stage].update({"loss": loss, **out.get("log", {})}, batch_size)
+        self.eval_means[stage].update({"loss": loss, **out.log}, batch_size)
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
@@ -184,7 +238,7 @@ class AutoencoderModule(BaseModule):
         self._log_train(loss, out, x.shape[0], batch_idx)
         return loss
 
-    def _log_train(self, loss: torch.Tensor, out: dict, batch_size: int, batch_idx: int) -> None:
+    def _log_train(self, loss: torch.Tensor, out: LossOutput, batch_size: int, batch_idx: int) -> None:
         """The training scalars of ``self.log(on_step=True, on_epoch=True)`` without its per-step cost.
 
         Profiled (docs/benchmarks.md): every ``self.log`` call is Python work (metadata checks,
@@ -199,7 +253,7 @@ class AutoencoderModule(BaseModule):
             return
         if getattr(self, "_train_acc_epoch", None) != self.current_epoch:
             self._train_acc_epoch, self._train_sum, self._train_n = self.current_epoch, None, 0
-        terms = {"loss": loss, **out.get("log", {})}
+        terms = {"loss": loss, **out.log}
         vals = torch.stack([torch.as_tensor(v).detach().to(loss.device, torch.float32) for v in terms.values()])
         self._train_sum = vals * batch_size if self._train_sum is None else self._train_sum.add_(vals, alpha=batch_size)
         self._train_n, self._train_names = self._train_n + batch_size, list(terms)
@@ -228,7 +282,7 @@ class AutoencoderModule(BaseModule):
         x, _ = batch
         loss, out = self.loss(x, stage)
         self._log_terms(stage, loss, out, x.shape[0])
-        self.metrics[stage].update(out["x_hat"], x)
+        self.metrics[stage].update(out.x_hat, x)
         return out
 
     def validation_step(self, batch, batch_idx):

@@ -5,8 +5,9 @@
 
 The encoder is rebuilt from its checkpoint's run config (variant, latent size, weights); its
 weights are then part of this module's ``state_dict``, so a classifier checkpoint is
-self-contained: the encoder's run config travels in ``checkpoint["classifier_encoder"]`` and
-:meth:`LatentClassifier.load_from_checkpoint` rebuilds from it, never from the original file.
+self-contained: the encoder's run config is a hyperparameter (``hparams.encoder_config``, in the
+checkpoint's ``hyper_parameters``) and ``load_from_checkpoint`` rebuilds from it, never from the
+original file.
 
 Frozen (the default): the encoder runs once per split, in eval mode, when the data module asks for
 the split's batches (``MNISTDataModule.features``); the head then trains on the cached codes, so an
@@ -14,13 +15,12 @@ epoch costs the head only. ``finetune: true`` trains the encoder too, on image b
 
 Head: codes, standardized with the training codes' mean and std (fixed buffers), then
 Linear(k, 128), ReLU, Linear(128, 10) by default (``hidden`` lists the hidden sizes).
-Metrics, exact over a split: ``acc``, ``acc_<i>`` per class i, the confusion matrix (TensorBoard
-image ``<stage>/confusion_matrix``; ``confusion_test.{png,json}`` in the run folder).
+Metrics, exact over a split: ``acc``, ``acc_<i>`` per class i, and the confusion matrix
+(``confusion_matrix(stage)``), which ``callbacks.ConfusionFigures`` draws into TensorBoard
+(``<stage>/confusion_matrix``) and writes as ``confusion_test.{png,json}`` into the run folder.
 """
 from __future__ import annotations
 
-import contextvars
-import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ae_lightning import files
 from ae_lightning.data import NUM_CLASSES
 from ae_lightning.errors import UserError
 from ae_lightning.hints import Fraction, NonNegInt
-from ae_lightning.metrics import BatchMeans
+from ae_lightning.metrics import BatchMeans, per_class_accuracy
 from ae_lightning.models import CKPT_KEY, get_module, read_checkpoint, register
 from ae_lightning.models.base import AutoencoderModule, BaseModule
 
-ENCODER_KEY = "classifier_encoder"  # checkpoint[ENCODER_KEY] = {"config": encoder run config, "path": str}
-# Set only while load_from_checkpoint rebuilds a classifier: the encoder's run config stored in the
-# classifier's own checkpoint, so the rebuild does not read (or need) the original encoder file.
-_STORED_ENCODER: contextvars.ContextVar[dict | None] = contextvars.ContextVar("stored_encoder", default=None)
+# where checkpoints written before the encoder config was a hyperparameter kept it:
+# checkpoint[LEGACY_ENCODER_KEY] = {"config": encoder run config, "path": str}
+LEGACY_ENCODER_KEY = "classifier_encoder"
 # Lightning warns about submodules in eval mode when training starts: a frozen encoder is, on purpose.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
@@ -89,13 +88,16 @@ class LatentClassifier(BaseModule):
         augment_shift: NonNegInt = 0,  # finetune: random shifts of up to N pixels of training images
         **kwargs,
     ):
+        # the encoder's run config: given back by load_from_checkpoint from the saved hyperparameters
+        # (architecture from there, weights from the state_dict); a new classifier reads the file.
+        # Not a parameter of the signature, so no config key: the run config names the file only.
+        stored = kwargs.pop("encoder_config", None)
         super().__init__(**kwargs)  # saves the hyperparameters (all plain values) and checks them
-        stored = _STORED_ENCODER.get()
-        if stored is not None:  # reload: architecture from the classifier checkpoint, weights follow
+        if stored is not None:
             self.autoencoder, self.encoder_config = build_autoencoder(stored, "the classifier checkpoint"), stored
         else:
             self.autoencoder, self.encoder_config = load_encoder(encoder)
-        self.encoder_path = str(Path(encoder).resolve())
+        self.hparams["encoder_config"] = self.encoder_config  # saved in every checkpoint
         k = int(self.encoder_config["model"]["latent_dim"])
         self.latent_dim = k
         layers: list[nn.Module] = []
@@ -113,7 +115,9 @@ class LatentClassifier(BaseModule):
             self._freeze_unused_parameters()
         self._datamodule = None
         self._codes: dict[str, torch.Tensor] = {}  # split -> (N, k) codes of the frozen encoder
-        self._confusion: dict[str, torch.Tensor] = {}
+        # (10, 10) counts, rows = true class, columns = prediction; summed over the DDP ranks at compute
+        self.confusion = nn.ModuleDict({s: MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False) for s in ("val", "test")})
+        self._confusion: dict[str, np.ndarray] = {}  # stage -> the last epoch's matrix
         self._eval_loss = {"val": BatchMeans(), "test": BatchMeans()}
 
     @classmethod
@@ -130,19 +134,13 @@ class LatentClassifier(BaseModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
-        """Rebuild from the checkpoint alone: the encoder's architecture comes from the run config
-        stored inside it and its weights from the state_dict, not from the original encoder file."""
+        """Rebuild from the checkpoint alone (the encoder config in its hyperparameters). A checkpoint
+        written before that kept the config beside them, under ``LEGACY_ENCODER_KEY``."""
         ckpt = read_checkpoint(checkpoint_path)
-        stored = (ckpt.get(ENCODER_KEY) or {}).get("config")
-        token = _STORED_ENCODER.set(stored)
-        try:
-            return super().load_from_checkpoint(checkpoint_path, map_location=map_location,
-                                                hparams_file=hparams_file, strict=strict, **kwargs)
-        finally:
-            _STORED_ENCODER.reset(token)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[ENCODER_KEY] = {"config": self.encoder_config, "path": self.encoder_path}
+        if "encoder_config" not in (ckpt.get("hyper_parameters") or {}) and "encoder_config" not in kwargs:
+            kwargs["encoder_config"] = (ckpt.get(LEGACY_ENCODER_KEY) or {}).get("config")
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location,
+                                            hparams_file=hparams_file, strict=strict, **kwargs)
 
     def _freeze_unused_parameters(self) -> None:
         """Finetuning trains what ``encode`` uses: one backward pass finds it; the decoder stays frozen
@@ -232,10 +230,7 @@ class LatentClassifier(BaseModule):
         logits = self(x)
         # summed on the device, logged as the exact split mean (over the DDP ranks) at the epoch's end
         self._eval_loss[stage].update({"loss": F.cross_entropy(logits, y)}, len(y))
-        # (10, 10) counts, rows = true class, columns = prediction; one bincount, no sync
-        counts = torch.bincount(y * NUM_CLASSES + logits.argmax(1), minlength=NUM_CLASSES ** 2)
-        cm = self._confusion.get(stage)
-        self._confusion[stage] = counts if cm is None else cm + counts
+        self.confusion[stage].update(logits.argmax(1), y)  # counts on the device, no sync
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -244,60 +239,39 @@ class LatentClassifier(BaseModule):
         self._eval_step(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self._confusion.pop("val", None)
-        self._eval_loss["val"].reset()
+        self._start_epoch("val")
 
     def on_test_epoch_start(self) -> None:
-        self._confusion.pop("test", None)
-        self._eval_loss["test"].reset()
+        self._start_epoch("test")
+
+    def _start_epoch(self, stage: str) -> None:
+        self.confusion[stage].reset()
+        self._confusion.pop(stage, None)
+        self._eval_loss[stage].reset()
 
     def on_validation_epoch_end(self) -> None:
-        trainer = self._trainer
-        last = trainer is not None and trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
-        self._epoch_metrics("val", image=last)
+        self._epoch_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        cm = self._epoch_metrics("test", image=True)
-        log_dir = getattr(self._trainer, "log_dir", None) if self._trainer is not None else None
-        if cm is not None and log_dir and self.global_rank == 0:
-            names = self._class_names()
-            files.write_json(Path(log_dir) / "confusion_test.json", {
-                "classes": names, "rows": "true class", "columns": "predicted class",
-                "matrix": cm.tolist(), "per_class_acc": dict(zip(names, per_class_accuracy(cm).tolist()))})
-            files.write_bytes(Path(log_dir) / "confusion_test.png", confusion_png(cm, names))
+        self._epoch_metrics("test")
 
-    def _class_names(self) -> list[str]:
-        dm = self._datamodule
-        return list(dm.class_names) if dm is not None else [str(i) for i in range(NUM_CLASSES)]
+    def confusion_matrix(self, stage: str) -> np.ndarray | None:
+        """The last ``stage`` epoch's (10, 10) counts over the whole split (rows = true class)."""
+        return self._confusion.get(stage)
 
-    def _epoch_metrics(self, stage: str, image: bool) -> np.ndarray | None:
+    def _epoch_metrics(self, stage: str) -> None:
         for name, value in self._eval_loss[stage].compute().items():
             self.log_reduced(f"{stage}/{name}", value, prog_bar=stage == "val")
         self._eval_loss[stage].reset()
-        counts = self._confusion.pop(stage, None)
-        if counts is None and getattr(self._trainer, "world_size", 1) == 1:
-            return None
-        if counts is None:  # a DDP rank without batches still joins the gather
-            counts = torch.zeros(NUM_CLASSES ** 2, dtype=torch.long, device=self.device)
-        # the counts of every DDP rank: the accuracies are those of the whole split
-        cm = self.all_gather(counts).reshape(-1, NUM_CLASSES, NUM_CLASSES).sum(0).cpu().numpy()
+        # every DDP rank's counts (torchmetrics sums the state over the ranks): the whole split's accuracies
+        cm = self.confusion[stage].compute().cpu().numpy()
+        self.confusion[stage].reset()
         if not cm.sum():
-            return None
+            return
+        self._confusion[stage] = cm
         self.log_reduced(f"{stage}/acc", float(np.trace(cm) / max(cm.sum(), 1)))
         for i, acc in enumerate(per_class_accuracy(cm)):
             self.log_reduced(f"{stage}/acc_{i}", float(acc))
-        experiment = getattr(self.logger, "experiment", None) if self._trainer is not None else None
-        if image and experiment is not None and hasattr(experiment, "add_image") and self.global_rank == 0:
-            png = confusion_png(cm, self._class_names())
-            import matplotlib.image as mpimg
-            rgb = mpimg.imread(io.BytesIO(png), format="png")[..., :3]  # (H, W, 3) in [0, 1]
-            experiment.add_image(f"{stage}/confusion_matrix", rgb, self.current_epoch, dataformats="HWC")
-        return cm
-
-
-def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
-    """Recall of each class from a (10, 10) confusion matrix (rows = true class); 0 for an absent class."""
-    return np.diag(cm) / np.maximum(cm.sum(1), 1)
 
 
 def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
@@ -310,30 +284,3 @@ def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
     rows = dy + torch.arange(h, device=x.device).view(1, h, 1)  # (B, h, 1)
     cols = dx + torch.arange(w, device=x.device).view(1, 1, w)  # (B, 1, w)
     return padded[torch.arange(b, device=x.device).view(b, 1, 1), 0, rows, cols].unsqueeze(1)
-
-
-def confusion_png(cm: np.ndarray, class_names: list[str]) -> bytes:
-    """A (10, 10) confusion matrix as an annotated PNG: colour = share of the true class, text = count."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    n = len(class_names)
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"accuracy {np.trace(cm) / max(cm.sum(), 1):.2%} ({int(cm.sum())} images)", fontsize=10)
-    for i in range(n):
-        for j in range(n):
-            if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()

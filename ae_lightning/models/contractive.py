@@ -18,7 +18,7 @@ Logged: ``<stage>/recon`` and ``<stage>/contractive_penalty`` (the weighted term
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from ae_lightning.hints import NonNegFloat
 from ae_lightning.models import register
+from ae_lightning.models.base import LossOutput
 from ae_lightning.models.mlp import MLPAutoencoder
 
 
@@ -61,7 +62,7 @@ class ContractiveAutoencoder(MLPAutoencoder):
                 prod = m.weight if prod is None else m.weight @ prod  # (n_out, 784)
         return prod.square().sum()
 
-    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, LossOutput]:
         hp = self.hparams
         z = self.encode(x)
         x_hat, rec = self.reconstruction(self.decode(z), x)
@@ -72,4 +73,4 @@ class ContractiveAutoencoder(MLPAutoencoder):
         else:
             pen = self.weight_norm()
         pen = hp.contractive_weight * pen
-        return rec + pen, {"x_hat": x_hat, "z": z, "log": {"recon": rec.detach(), "contractive_penalty": pen.detach()}}
+        return rec + pen, LossOutput(x_hat, z, {"recon": rec.detach(), "contractive_penalty": pen.detach()})

@@ -34,7 +34,7 @@ from torch import nn
 from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegInt, PosFloat
 from ae_lightning.models import register
-from ae_lightning.models.base import AutoencoderModule
+from ae_lightning.models.base import AutoencoderModule, LossOutput
 from ae_lightning.models.layers import activation, check_layers
 
 
@@ -124,14 +124,14 @@ class RandomizedAutoencoder(AutoencoderModule):
             return loss, x_hat
         return F.mse_loss(self.act(out), h), None
 
-    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, LossOutput]:
         if stage == "train" and self.stage < self.n_stages:
             loss, x_hat = self.stage_loss(x, self.stage)
             log = {"stage": torch.tensor(float(self.stage)), f"stage{self.stage}_loss": loss.detach()}
-            return loss, {"x_hat": x_hat, "z": None, "log": log}
+            return loss, LossOutput(x_hat, None, log)
         loss, out = super().loss(x, stage)  # the deep autoencoder end to end
         if stage == "train":
-            out["log"]["stage"] = torch.tensor(float(self.n_stages))
+            out.log["stage"] = torch.tensor(float(self.n_stages))
         return loss, out
 
     @torch.no_grad()

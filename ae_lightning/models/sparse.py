@@ -22,6 +22,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import Fraction, NonNegFloat
 from ae_lightning.metrics import EPS
 from ae_lightning.models import register
+from ae_lightning.models.base import LossOutput
 from ae_lightning.models.mlp import MLPAutoencoder
 
 
@@ -48,7 +49,7 @@ class SparseAutoencoder(MLPAutoencoder):
                 raise UserError("model.sparsity_target needs model.code_act sigmoid (the KL target compares "
                                 "mean activations in (0, 1))")
 
-    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, LossOutput]:
         hp = self.hparams
         z = self.encode(self.corrupt(x, stage))  # (B,k)
         x_hat, rec = self.reconstruction(self.decode(z), x)
@@ -57,4 +58,4 @@ class SparseAutoencoder(MLPAutoencoder):
             penalty = penalty + hp.kl_weight * kl_sparsity(hp.sparsity_target, z)
         log = {"recon": rec.detach(), "sparsity_penalty": penalty.detach(), "mean_activation": z.detach().mean(),
                "active_fraction": (z.detach() > hp.active_threshold).float().mean()}
-        return rec + penalty, {"x_hat": x_hat, "z": z, "log": log}
+        return rec + penalty, LossOutput(x_hat, z, log)

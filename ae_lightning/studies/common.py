@@ -24,9 +24,10 @@ from ae_lightning import dotted, resolve
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
 from ae_lightning.errors import UserError
-from ae_lightning.fit import RunResult, fit, run_root
+from ae_lightning.fit import RunResult, fit
 from ae_lightning.metrics import ReconMetrics
 from ae_lightning.models import get_module, load_checkpoint
+from ae_lightning.rundir import run_root
 from ae_lightning.studies import Study
 from ae_lightning.studies.report import Report
 from ae_lightning.text import plural

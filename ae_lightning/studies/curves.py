@@ -77,7 +77,7 @@ def run(ctx: Context) -> None:
         strip = [x] + ([inp] if not torch.equal(inp, x) else []) + [out]
         rep.image(f"reconstructions_{label}", tile(torch.cat(strip), nrow=N_SHOWN),
                   f"{label}: test images" + (", their noisy inputs" if len(strip) == 3 else "") + " and the outputs")
-        enc = linear_layers(m, "encoder")
+        enc = linear_layers(m.encoder)
         units = list(spec.get("units") or range(N_UNITS))
         if enc and enc[0].in_features == 784:
             w = enc[0].weight

@@ -24,6 +24,7 @@ from torch import nn
 from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
 from ae_lightning.models import get_module
+from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.compression import LATENTS, PIXELS, train_sizes
@@ -47,7 +48,7 @@ def decoder_steps(module) -> list[nn.Module]:
     """The decoder's layers in forward order, checked to be invertible; a UserError names the first
     that is not. The output activation comes last as ``nn.Sigmoid`` (or nothing, for a linear output)."""
     name = type(module).__name__
-    dec = getattr(module, "decoder", None)
+    dec = module.decoder if isinstance(module, AutoencoderModule) else None
     if not isinstance(dec, nn.Sequential):
         raise UserError(f"inversion: {name} has no fully connected decoder (an nn.Sequential `decoder` of Linear "
                         "and LeakyReLU layers); only MLP decoders can be inverted, e.g. --variant fc or linear")

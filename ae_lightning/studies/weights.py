@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ae_lightning.errors import UserError
+from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
 from ae_lightning.text import plural
@@ -26,16 +27,16 @@ def unit_images(w: torch.Tensor) -> torch.Tensor:
     return ((w - lo) / (hi - lo).clamp_min(1e-12)).view(-1, 1, 28, 28)
 
 
-def linear_layers(module, name: str) -> list[nn.Linear]:
-    part = getattr(module, name, None)
-    return [m for m in part.modules() if isinstance(m, nn.Linear)] if isinstance(part, nn.Module) else []
+def linear_layers(part: nn.Module | None) -> list[nn.Linear]:
+    """The Linear layers of an autoencoder's ``encoder`` or ``decoder`` (none where it has no such module)."""
+    return [m for m in part.modules() if isinstance(m, nn.Linear)] if part is not None else []
 
 
 def run(ctx: Context) -> None:
     """First-layer encoder weights (and last-layer decoder weights) as images."""
     run_ = ctx.train(label=ctx.variant)
     m = run_.module
-    enc, dec = linear_layers(m, "encoder"), linear_layers(m, "decoder")
+    enc, dec = (linear_layers(m.encoder), linear_layers(m.decoder)) if isinstance(m, AutoencoderModule) else ([], [])
     if not enc or enc[0].in_features != 784:
         raise UserError(f"weights: variant {ctx.variant!r} has no fully connected first layer on the 784 pixels "
                         "(use an fc, shallow, deep or linear model)")
