@@ -26,7 +26,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from ae_lightning import eventfiles, files, runlock
 from ae_lightning.callbacks import (
@@ -38,12 +37,14 @@ from ae_lightning.callbacks import (
     RunConfigInCheckpoint,
 )
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits, remove_stale_temps
-from ae_lightning.config import CONFIG_DIR, dump_yaml, load_yaml
+from ae_lightning.config import dump_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.generate import GenerationImages
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
+from ae_lightning.tblog import TBLogger as _TBLogger
+from ae_lightning.tblog import hparams  # noqa: F401  (search.trainable, tests: fit.hparams)
 from ae_lightning.text import plural
 
 
@@ -113,54 +114,6 @@ class _SharedRunDir(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir), src=0))
-
-
-# HParams of a plain run (dotted keys; missing ones skipped), then the variant's own options: the
-# model and data keys its configs/<variant>.yaml sets. A sweep's searched keys (``hparam_keys``) first.
-HPARAM_KEYS = ("variant", "data.dataset", "model.optimizer", "model.lr", "model.weight_decay", "data.batch_size",
-               "trainer.max_epochs", "model.latent_dim", "model.loss", "model.likelihood")
-
-
-def hparams(cfg: dict, hparam_keys: Sequence[str] | None = None) -> dict[str, Any]:
-    """The HParams tab's columns, in order: ``hparam_keys`` (e.g. a sweep's searched keys), the keys
-    that matter in every run (:data:`HPARAM_KEYS`), then the variant's own main options. The full
-    config stays in config.yaml. The VAE has no ``model.loss`` (its objective is set by likelihood)."""
-    flat = _flat(cfg)
-    try:
-        own = load_yaml(CONFIG_DIR / f"{cfg['variant']}.yaml")
-    except UserError:
-        own = {}
-    variant_keys = [f"{section}.{k}" for section in ("model", "data") for k in (own.get(section) or {})]
-    keys = [*(hparam_keys or ()), *HPARAM_KEYS, *variant_keys]
-    if cfg.get("module") == "vae":
-        keys = [k for k in keys if k != "model.loss" or k in (hparam_keys or ())]
-    return {k: flat[k] for k in dict.fromkeys(keys) if k in flat}
-
-
-class _TBLogger(TensorBoardLogger):
-    """Writes the HParams session once, at the end, together with the final metrics (Lightning
-    would also write one at the start without metrics, which the HParams tab then shows empty)."""
-
-    def log_hyperparams(self, params, metrics=None) -> None:  # noqa: D401
-        if metrics is not None:
-            super().log_hyperparams(params, metrics)
-
-    @rank_zero_only
-    def save(self) -> None:
-        """Flush the event file only: Lightning would also write ``hparams.yaml``, which holds ``{}``
-        here (the HParams session is in the event file, ``config.yaml`` holds the whole config)."""
-        if self._experiment is not None:  # never create an event file just to flush it
-            self._experiment.flush()
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
 
 
 def run_root(cfg: dict) -> Path:
@@ -356,7 +309,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     }
     if tc.log_embedding and trainer.is_global_zero:
         _log_embedding(logger, module, dm)
-    logger.log_hyperparams(hparams(cfg, hparam_keys), {f"hp/{k}": v for k, v in test.items()})  # rank 0 only
+    logger.log_session(cfg, hparam_keys, test)  # rank 0 only: HParams columns, the test metrics
     logger.finalize("success")
     if trainer.is_global_zero:
         files.write_json(run_dir / "metrics.json", metrics)

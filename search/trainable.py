@@ -42,7 +42,6 @@ from typing import Any, Sequence
 from lightning.pytorch.callbacks import Checkpoint
 
 from ae_lightning import files, runlock
-from ae_lightning import fit as fit_module  # on_exception: hparams there is TensorBoard's
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.fit import fit
 from search.results import DIVERGED, FINAL, METRIC
@@ -74,17 +73,12 @@ class ReportToTune(Checkpoint):
         the stopped trial shows in the HParams tab with those columns blank."""
         if not isinstance(exception, SystemExit) or self.cfg is None:
             return
-        from torch.utils.tensorboard.summary import hparams
+        from ae_lightning.tblog import write_session
 
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "_get_file_writer"):
             return
-        # the columns of fit's own HParams session: the searched keys first
-        _, start, end = hparams(fit_module.hparams(self.cfg, self.hparam_keys), {})
-        writer = experiment._get_file_writer()
-        writer.add_summary(start)
-        writer.add_summary(end)
-        writer.flush()
+        write_session(experiment, self.cfg, self.hparam_keys, None)  # fit's columns: the searched keys first
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t_epoch = time.perf_counter()
