@@ -10,8 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ae_lightning import config
+from ae_lightning import config, sourceschema
 from ae_lightning.config import TOP_LEVEL, schema_of
+
+# where the data and trainer sections' classes live (section_classes imports them; schema_sources
+# reads their signatures from these files without importing them)
+DATA_CLASS = ("ae_lightning.data", "MNISTDataModule")
+TRAINER_CLASS = ("ae_lightning.fit", "TrainerConfig")
 
 
 def section_classes(module: str) -> dict[str, type]:
@@ -21,14 +26,26 @@ def section_classes(module: str) -> dict[str, type]:
     # checks and a config file's mistakes answer before that
     from ae_lightning import data, fit, models
 
-    return {"data": data.MNISTDataModule, "model": models.get_module(module), "trainer": fit.TrainerConfig}
+    return {"data": getattr(data, DATA_CLASS[1]), "model": models.get_module(module),
+            "trainer": getattr(fit, TRAINER_CLASS[1])}
+
+
+def schema_sources(module: str) -> dict[str, type]:
+    """:func:`section_classes` as stand-ins read from the source (:mod:`ae_lightning.sourceschema`):
+    the same schemas, without importing torch and Lightning, and without cross-field checks."""
+    return {"data": sourceschema.class_stub(*DATA_CLASS), "model": sourceschema.model_stub(module),
+            "trainer": sourceschema.class_stub(*TRAINER_CLASS)}
 
 
 def load(variant: str, config_file: str | Path | None = None,
          overrides: dict[str, Any] | None = None) -> dict:
     """Resolve and validate a run's configuration (:func:`ae_lightning.config.load`): layers, then
-    every key, type and range checked against its class's signature. ``overrides``: dotted keys."""
-    return config.load(variant, config_file, overrides, sections=section_classes)
+    every key, type and range checked against its class's signature. ``overrides``: dotted keys.
+
+    Checked twice: first against the signatures read from the source (a mistake is one line before
+    torch is imported), then against the classes themselves, with their cross-field checks."""
+    cfg = config.load(variant, config_file, overrides, sections=schema_sources)
+    return config.validate(cfg, section_classes)
 
 
 def validate(cfg: dict) -> dict:
@@ -42,7 +59,7 @@ def config_hint(dotted: str, modules: Sequence[str] = ("mlp",)) -> Any:
     if "." not in dotted:
         return TOP_LEVEL[dotted]
     section, key = dotted.split(".", 1)
-    for cls in dict.fromkeys(section_classes(m)[section] for m in modules):  # data, trainer: one class
+    for cls in dict.fromkeys(schema_sources(m)[section] for m in modules):  # data, trainer: one class
         schema = schema_of(cls)
         if key in schema:
             return schema[key][0]

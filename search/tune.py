@@ -166,8 +166,6 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 
 @runlock.scoped
 def run(args) -> int:
-    from search.trainable import prune_checkpoints  # late: trainable imports Lightning (seconds)
-
     storage = Path(args.storage).resolve()
     if args.resume:
         if not args.name and not args.variant:
@@ -215,6 +213,8 @@ def run(args) -> int:
         _tune(args, s, space, exp_dir, storage)
     finally:
         ray.shutdown()
+
+    from search.trainable import prune_checkpoints  # late: trainable imports Lightning (seconds)
 
     rows = report.collect(exp_dir)
     if not s.keep_checkpoints:  # a finished trial keeps its best checkpoint alone

@@ -1,0 +1,52 @@
+"""Fast errors (issue 21.4): a config or flag mistake is refused before torch, Lightning or Ray is
+imported, from schemas read from the source (ae_lightning.sourceschema) that are the real ones."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "lightning", "ray", "ax")
+
+
+def test_the_source_schemas_are_the_classes_schemas():
+    from ae_lightning import sourceschema
+    from ae_lightning.config import schema_of
+    from ae_lightning.models import module_names
+    from ae_lightning.resolve import schema_sources, section_classes
+
+    assert sorted(sourceschema.registry()) == module_names()
+    for module in module_names():
+        stand_in, real = schema_sources(module), section_classes(module)
+        for section in real:
+            assert schema_of(stand_in[section]) == schema_of(real[section]), (module, section)
+
+
+def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:
+    """Exit code, stderr lines (import times left out) and the heavy top-level packages imported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    times = [line for line in p.stderr.splitlines() if line.startswith("import time:")]
+    other = [line for line in p.stderr.splitlines() if not line.startswith("import time:")]
+    heavy = {line.rsplit("|", 1)[1].strip() for line in times} & set(HEAVY)
+    return p.returncode, other, heavy
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train.py", "--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
+    (["train.py", "--variant", "vae", "--lr", "-1"], "model.lr: expected float > 0"),
+    (["train.py", "--variant", "fc", "--max-epochs", "ten"], "trainer.max_epochs: expected int > 0"),
+    (["train.py", "--variant", "conv", "--set", "data.normalise=unit"], "(did you mean 'normalize'?)"),
+    (["train.py", "--variant", "fc", "--set", "trainer.precision=8"], "trainer.precision: expected one of"),
+    (["train.py", "--variant", "nope"], "unknown variant 'nope'"),
+    (["-m", "search.tune", "--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
+])
+def test_a_bad_key_or_flag_is_one_line_before_torch_lightning_and_ray(args, message):
+    rc, err, heavy = imported_by(args)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not heavy, f"imported {heavy} before the error"
