@@ -13,12 +13,10 @@ A run folder ``<output_dir>/<dataset>/<variant>/version_N/`` holds:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -27,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ae_lightning import eventfiles, files, runlock
+from ae_lightning import eventfiles, files, quiet, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
     FiniteLossGuard,
@@ -158,14 +156,7 @@ def latest_run_dir(cfg: dict) -> Path:
 
 
 def _quiet_lightning(verbose: bool) -> None:
-    if not verbose:
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (r".*smaller than the logging interval.*", r".*does not have many workers.*",
-                    r".*Checkpoint directory .* exists and is not empty.*", r".*LeafSpec.*",
-                    r".*The `srun` command is available.*", r".*which may be a bottleneck.*",
-                    r".*module\(s\) in eval mode at the start of training.*"):  # frozen encoders
-        warnings.filterwarnings("ignore", message=pattern)
+    quiet.apply(verbose)  # Lightning's banners and repeated warnings: --verbose only
 
 
 def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
@@ -197,7 +188,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     t0 = time.time()
     tc = TrainerConfig(**cfg["trainer"])
     on_tty = sys.stderr.isatty() and not os.environ.get("CI")
-    verbose = on_tty if verbose is None else verbose
+    verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose
     _quiet_lightning(verbose)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
 
@@ -267,7 +258,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     )
     shared = _SharedRunDir(run_dir)
     trainer.callbacks.append(shared)
-    if verbose and rank == 0:
+    if (verbose or on_tty) and rank == 0:  # the project's own line: on a terminal
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
     events = eventfiles.listed(run_dir)
     try:

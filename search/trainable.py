@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 from lightning.pytorch.callbacks import Checkpoint
 
-from ae_lightning import files, runlock
+from ae_lightning import files, quiet, runlock
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.fit import fit
 from search.results import DIVERGED, FINAL, METRIC
@@ -160,11 +160,16 @@ LEFTOVER_WORKER_WAIT_S = 120.0
 
 
 @runlock.scoped
-def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, gpus: float = 0) -> None:
+def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, gpus: float = 0,
+                verbose: bool = False) -> None:
     """The Tune function trainable. ``config`` holds the searchers' values, nested by section;
-    ``space`` (a ``search.space.Space``) turns them into config values."""
+    ``space`` (a ``search.space.Space``) turns them into config values. ``verbose``: the driver's
+    --verbose (else Ray Train's per-epoch "Checkpoint successfully created" and Lightning's banners
+    stay in the worker)."""
     import torch
     from ray import tune
+
+    quiet.set_verbose(verbose)
 
     torch.set_num_threads(max(1, int(cpus)))
     trial_dir = _trial_folder()
@@ -200,7 +205,7 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
             state["fold_best"][fold] = json.loads(done.read_text())["best_val_loss"]
             continue
         try:
-            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=False, hparam_keys=keys,
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=verbose, hparam_keys=keys,
                 callbacks=[ReportToTune(run_dir, state, fold_cfg, keys, trial_dir / STATE)])
         except DivergedError as e:
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)

@@ -234,3 +234,21 @@ def test_every_tensorboard_command_shown_to_a_user_works_after_the_readme_setup(
             found.setdefault(str(path.relative_to(ROOT)), []).append(m.group(1))
     assert {"README.md", "docs/search.md", "search/tune.py"} <= set(found)
     assert all(prefix == ".venv/bin/" for prefixes in found.values() for prefix in prefixes), found
+
+
+BANNERS = ("GPU available", "TPU available", "litlogger", "Total params", "Restoring states from the checkpoint")
+
+
+def test_quiet_by_default_and_banners_back_with_verbose(data_dir, tmp_path):
+    """Lightning's banners, advert and model summary only with --verbose (in a subprocess: Lightning's
+    log handler writes to the stderr it found at import)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    errs = {}
+    for extra in ([], ["--verbose"]):
+        p = subprocess.run([sys.executable, str(ROOT / "train.py"), *tiny_args(data_dir, tmp_path / str(len(extra)),
+                           "--max-epochs", "1", *extra)], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.splitlines()[-1].startswith("fc on mnist (latent 4): test_loss=")  # the project's lines
+        errs[bool(extra)] = p.stderr
+    assert not [b for b in BANNERS if b in errs[False]], errs[False]
+    assert all(b in errs[True] for b in BANNERS), errs[True]

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ae_lightning import files, flags
+from ae_lightning import files, flags, quiet
 from ae_lightning.config import Text, cli, coerce
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import config_hint
@@ -59,6 +59,7 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
+    p.add_argument("--verbose", action="store_true", help="Lightning's banners and repeated warnings too")
     return p
 
 
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
     args = parser([s.name for s in studies()]).parse_args(argv)
+    quiet.set_verbose(args.verbose)
     flags.check(args, flag_hints(), FLAGS)
     if args.list:
         for s in studies():

@@ -1,0 +1,48 @@
+"""Quiet by default: progress bars and the project's own lines, not third-party banners.
+
+At the default verbosity of train.py, ``python -m ae_lightning.studies`` and ``python -m search.tune``,
+Lightning's INFO lines ("GPU available: ...", "TPU available: ...", the litlogger "Tip" advert, the
+model summary, "Restoring states from the checkpoint ...") and warnings that repeat every run (Ax's
+seed notes, Lightning's worker and logging-interval notes) are not shown; ``--verbose`` brings them
+back. A torch-free leaf: the commands call :func:`set_verbose` before anything heavy is imported.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+# INFO and below of these loggers are banners and adverts (warnings and errors still show)
+LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "ax", "ray.tune.search.ax",
+           "ray.train")  # a trial's "Checkpoint successfully created at: ..." every epoch
+# warnings that every run would repeat, and that say nothing about this run
+WARNINGS = (r".*smaller than the logging interval.*", r".*does not have many workers.*",
+            r".*Checkpoint directory .* exists and is not empty.*", r".*LeafSpec.*",
+            r".*The `srun` command is available.*", r".*which may be a bottleneck.*",
+            r".*module\(s\) in eval mode at the start of training.*",  # frozen encoders
+            r".*[Ss]eed.*")  # Ax: "... seed ..." notes of its generation strategy
+AX_WARNING_MODULES = r"ax(\..*)?"
+
+_verbose = False
+
+
+def verbose() -> bool:
+    """The command's ``--verbose`` (False unless it was given)."""
+    return _verbose
+
+
+def set_verbose(on: bool) -> None:
+    """The command's verbosity, applied now and read by :func:`ae_lightning.fit.fit` later."""
+    global _verbose
+    _verbose = bool(on)
+    apply(_verbose)
+
+
+def apply(on: bool) -> None:
+    """Third-party INFO lines and repeated warnings off (``on`` False) or back (True)."""
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if on else logging.WARNING)
+    if on:
+        return
+    for pattern in WARNINGS[:-1]:
+        warnings.filterwarnings("ignore", message=pattern)
+    warnings.filterwarnings("ignore", message=WARNINGS[-1], module=AX_WARNING_MODULES)
