@@ -84,7 +84,7 @@ def _cell(value: Any) -> Any:
 
 
 def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value).replace(", ", ",")  # [8,16,32]
 
 
 def columns(cfg: dict, hparam_keys: Sequence[str] | None = None) -> list[Column]:

@@ -206,7 +206,7 @@ def test_hparams_tab_ticks_the_run_its_variant_config_and_searched_keys_first(cf
     # who the run is, what its variant sets, then the usual suspects while TensorBoard ticks more
     assert tab["ticked"] == ["run", "fc.yaml", "lr", "batch_size", "max_epochs"]
     assert tab["values"]["run"] == "fc on mnist"
-    assert tab["values"]["fc.yaml"].startswith("latent_dim=4 layers=[784, 32] hidden_act=leaky_relu")
+    assert tab["values"]["fc.yaml"].startswith("latent_dim=4 layers=[784,32] hidden_act=leaky_relu")
     # integers read as written (a float64 column prints 256.00); floats stay numbers
     assert tab["values"]["batch_size"] == "100" and tab["values"]["max_epochs"] == "1"
     assert tab["values"]["lr"] == 1e-3
