@@ -149,6 +149,7 @@ def parse_latents(text: str | None) -> list[int] | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["reproduce"]:
+        quiet.set_verbose(False)  # reproduce has no --verbose yet
         try:
             return reproduce.main(argv[1:])
         except KeyboardInterrupt:
