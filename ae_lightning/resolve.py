@@ -38,14 +38,15 @@ def schema_sources(module: str) -> dict[str, type]:
 
 
 def load(variant: str, config_file: str | Path | None = None,
-         overrides: dict[str, Any] | None = None) -> dict:
+         overrides: dict[str, Any] | None = None, classes: bool = True) -> dict:
     """Resolve and validate a run's configuration (:func:`ae_lightning.config.load`): layers, then
     every key, type and range checked against its class's signature. ``overrides``: dotted keys.
 
     Checked twice: first against the signatures read from the source (a mistake is one line before
-    torch is imported), then against the classes themselves, with their cross-field checks."""
+    torch is imported), then against the classes themselves, with their cross-field checks;
+    ``classes=False``: the first check alone (the caller runs :func:`validate` later)."""
     cfg = config.load(variant, config_file, overrides, sections=schema_sources)
-    return config.validate(cfg, section_classes)
+    return config.validate(cfg, section_classes) if classes else cfg
 
 
 def validate(cfg: dict) -> dict:

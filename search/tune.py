@@ -133,7 +133,7 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
             raise UserError(f"--set {item}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k.strip()] = parse_value(v)
-    base = load(args.variant, None, overrides)
+    base = load(args.variant, None, overrides, classes=False)  # the classes' checks: load_space, after its keys
     # one absolute data path for every trial (trials run in other folders, maybe on other nodes)
     data_dir = Path(args.data_dir) if args.data_dir else (Path(base["data"]["data_dir"]) if base["data"]["data_dir"]
                                                           else default_data_dir(base["data"]["dataset"]))

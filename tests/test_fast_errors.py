@@ -50,3 +50,17 @@ def test_a_bad_key_or_flag_is_one_line_before_torch_lightning_and_ray(args, mess
     rc, err, heavy = imported_by(args)
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not heavy, f"imported {heavy} before the error"
+
+
+def test_a_bad_key_of_a_search_space_is_one_line_before_torch_lightning_and_ray(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("space:\n  model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
+                     "  model.latnet_dim: {type: choice, values: [2, 4]}\n")
+    rc, err, heavy = imported_by(["-m", "search.tune", "--variant", "fc", "--space", str(space)])
+    assert rc == 2 and len(err) == 1 and "unknown config key model.latnet_dim" in err[0], err
+    assert not heavy, f"imported {heavy} before the error"
+    # the base config's own cross-field checks still run (after the space's keys, with the classes)
+    space.write_text("space:\n  model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    rc, err, _ = imported_by(["-m", "search.tune", "--variant", "fc", "--space", str(space),
+                              "--set", "model.optimizer=sgd", "--set", "model.eps=1.0e-7"])
+    assert rc == 2 and len(err) == 1 and "model.eps: sgd has no epsilon" in err[0], err
