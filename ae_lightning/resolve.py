@@ -7,11 +7,13 @@ that resolves a config calls :func:`load` or :func:`validate` here; the dependen
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from ae_lightning import config, sourceschema
 from ae_lightning.config import TOP_LEVEL, schema_of
+from ae_lightning.errors import UserError
 
 # where the data and trainer sections' classes live (section_classes imports them; schema_sources
 # reads their signatures from these files without importing them)
@@ -33,7 +35,14 @@ def section_classes(module: str) -> dict[str, type]:
 def schema_sources(module: str) -> dict[str, type]:
     """:func:`section_classes` as stand-ins read from the source (:mod:`ae_lightning.sourceschema`):
     the same schemas, without importing torch and Lightning, and without cross-field checks."""
-    return {"data": sourceschema.class_stub(*DATA_CLASS), "model": sourceschema.model_stub(module),
+    try:
+        model = sourceschema.model_stub(module)
+    except UserError:  # a module registered outside ae_lightning/models (a study's pixel CNN), once imported
+        live = sys.modules.get("ae_lightning.models")
+        if live is None:
+            raise
+        model = live.get_module(module)
+    return {"data": sourceschema.class_stub(*DATA_CLASS), "model": model,
             "trainer": sourceschema.class_stub(*TRAINER_CLASS)}
 
 
