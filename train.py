@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from ae_lightning import dotted, flags, runlock
+from ae_lightning import dotted, flags, quiet, runlock
 from ae_lightning.config import Text, cli, variants
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import config_hint, load
@@ -49,6 +49,8 @@ def parser(variants: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this variant")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set model.beta=4 --set trainer.images_every_n_epochs=0")
+    p.add_argument("--verbose", action="store_true",
+                   help="Lightning's banners, model summary and repeated warnings too (default: progress and results)")
     return p
 
 
@@ -56,6 +58,7 @@ def parser(variants: list[str]) -> argparse.ArgumentParser:
 @runlock.scoped  # the run's lock ends with the command, however it ends
 def main(argv: list[str] | None = None) -> int:
     args = parser(variants()).parse_args(argv)
+    quiet.set_verbose(args.verbose)
     overrides = {}
     for name, key in FLAGS.items():
         value = getattr(args, name)

@@ -13,12 +13,10 @@ A run folder ``<output_dir>/<dataset>/<variant>/version_N/`` holds:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -26,9 +24,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 
-from ae_lightning import dotted, eventfiles, files, runlock
+from ae_lightning import eventfiles, files, quiet, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
     ConfusionFigures,
@@ -39,13 +36,16 @@ from ae_lightning.callbacks import (
     RunConfigInCheckpoint,
 )
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits
-from ae_lightning.config import CONFIG_DIR, load_yaml
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.generate import GenerationImages
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
 from ae_lightning.rundir import SharedRunDir, open_run_dir, process_rank
+from ae_lightning.tblog import (
+    TBLogger,
+    hparams,  # noqa: F401  (fit.hparams: search.trainable and the tests read it here)
+)
 from ae_lightning.text import plural
 
 
@@ -94,57 +94,6 @@ class RunResult:
     rank: int = 0  # DDP: this process's global rank; only rank 0 writes files (and train.py prints)
 
 
-# HParams of a plain run (dotted keys; missing ones skipped), then the variant's own options: the
-# model and data keys its configs/<variant>.yaml sets. A sweep's searched keys (``hparam_keys``) first.
-HPARAM_KEYS = ("variant", "data.dataset", "model.optimizer", "model.lr", "model.weight_decay", "data.batch_size",
-               "trainer.max_epochs", "model.latent_dim", "model.loss", "model.likelihood")
-
-
-def hparams(cfg: dict, hparam_keys: Sequence[str] | None = None) -> dict[str, Any]:
-    """The HParams tab's columns, in order: ``hparam_keys`` (e.g. a sweep's searched keys), the keys
-    that matter in every run (:data:`HPARAM_KEYS`), then the variant's own main options. The full
-    config stays in config.yaml. Keys the module declares unused (``hparam_options_unused``: the
-    VAE has no ``model.loss``, its objective is set by likelihood) are left out unless searched."""
-    flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in dotted.flatten(cfg).items()}
-    try:
-        own = load_yaml(CONFIG_DIR / f"{cfg['variant']}.yaml")
-    except UserError:
-        own = {}
-    variant_keys = [f"{section}.{k}" for section in ("model", "data") for k in (own.get(section) or {})]
-    unused = set(get_module(cfg["module"]).hparam_options_unused) - set(hparam_keys or ())
-    keys = [k for k in (*(hparam_keys or ()), *HPARAM_KEYS, *variant_keys) if k not in unused]
-    return {k: flat[k] for k in dict.fromkeys(keys) if k in flat}
-
-
-class _TBLogger(TensorBoardLogger):
-    """Writes the HParams session once, at the end, together with the final metrics (Lightning
-    would also write one at the start without metrics, which the HParams tab then shows empty)."""
-
-    def log_hyperparams(self, params, metrics=None) -> None:  # noqa: D401
-        if metrics is not None:
-            super().log_hyperparams(params, metrics)
-
-    @rank_zero_only
-    def save(self) -> None:
-        """Flush the event file only: Lightning would also write ``hparams.yaml``, which holds ``{}``
-        here (the HParams session is in the event file, ``config.yaml`` holds the whole config)."""
-        if self._experiment is not None:  # never create an event file just to flush it
-            self._experiment.flush()
-
-
-
-
-def _quiet_lightning(verbose: bool) -> None:
-    if not verbose:
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (r".*smaller than the logging interval.*", r".*does not have many workers.*",
-                    r".*Checkpoint directory .* exists and is not empty.*", r".*LeafSpec.*",
-                    r".*The `srun` command is available.*", r".*which may be a bottleneck.*",
-                    r".*module\(s\) in eval mode at the start of training.*"):  # frozen encoders
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
     """The module and datamodule of a resolved config (no training)."""
     dm = MNISTDataModule(**cfg["data"])
@@ -172,10 +121,9 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     t0 = time.time()
     tc = TrainerConfig(**cfg["trainer"])
     on_tty = sys.stderr.isatty() and not os.environ.get("CI")
-    verbose = on_tty if verbose is None else verbose
-    _quiet_lightning(verbose)
+    verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose
+    quiet.apply(verbose)  # Lightning's banners and repeated warnings: --verbose only
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    columns = hparams(cfg, hparam_keys)  # the HParams tab's columns, from the config alone
 
     module, dm = build(cfg)
     module = _speed_options(module, tc)
@@ -186,7 +134,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     ckpts = _Checkpoints(run_dir)
     shared = SharedRunDir(run_dir)
     trainer = _trainer(tc, module, logger, [*ckpts.callbacks(cfg, tc, callbacks), shared], run_dir, verbose, on_tty)
-    if verbose and process_rank() == 0:
+    if (verbose or on_tty) and process_rank() == 0:  # the project's own line: on a terminal
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
 
     _train(trainer, module, dm, ckpt_path, run_dir, created, logger)
@@ -210,7 +158,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
         "data_dir": str(dm.data_dir),
         "config": cfg,
     }
-    _finish_logging(logger, trainer, tc, module, dm, columns, test)
+    _finish_logging(logger, trainer, tc, module, dm, cfg, hparam_keys, test)
     if trainer.is_global_zero:
         files.write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics, trainer.global_rank)
@@ -224,7 +172,7 @@ def _speed_options(module: L.LightningModule, tc: TrainerConfig) -> L.LightningM
     return module
 
 
-def _logger(run_dir: Path, resume_step: int | None, created: bool) -> _TBLogger:
+def _logger(run_dir: Path, resume_step: int | None, created: bool) -> TBLogger:
     """The run's TensorBoard logger. Resumed: what the interrupted try logged after its checkpoint
     is superseded (TensorBoard drops earlier events from the purge step on), so every step shows
     once; started over in a used folder (a trial retried or resumed before its first checkpoint
@@ -235,16 +183,16 @@ def _logger(run_dir: Path, resume_step: int | None, created: bool) -> _TBLogger:
         purge = {"purge_step": 0}
     else:
         purge = {}
-    return _TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
+    return TBLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
 
 
-def _finish_logging(logger: _TBLogger, trainer: L.Trainer, tc: TrainerConfig, module: L.LightningModule,
-                    dm: MNISTDataModule, columns: dict[str, Any], test: dict[str, float]) -> None:
+def _finish_logging(logger: TBLogger, trainer: L.Trainer, tc: TrainerConfig, module: L.LightningModule,
+                    dm: MNISTDataModule, cfg: dict, hparam_keys: Sequence[str] | None, test: dict[str, float]) -> None:
     """After the test: the embedding (``trainer.log_embedding``), the HParams session with the test
-    metrics (rank 0 only), and the event file closed."""
+    metrics (rank 0 only; ``ae_lightning.tblog``), and the event file closed."""
     if tc.log_embedding and trainer.is_global_zero:
         _log_embedding(logger, module, dm)
-    logger.log_hyperparams(columns, {f"hp/{k}": v for k, v in test.items()})  # rank 0 only
+    logger.log_session(cfg, hparam_keys, test)  # rank 0 only: the HParams columns, the test metrics
     logger.finalize("success")
 
 
@@ -290,7 +238,7 @@ class _Checkpoints:
         return float(self.best.best_model_score) if self.best.best_model_score is not None else None
 
 
-def _trainer(tc: TrainerConfig, module: L.LightningModule, logger: _TBLogger, callbacks: list[L.Callback],
+def _trainer(tc: TrainerConfig, module: L.LightningModule, logger: TBLogger, callbacks: list[L.Callback],
              run_dir: Path, verbose: bool, on_tty: bool) -> L.Trainer:
     # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
     # layer-wise stages) says so with ``ddp_find_unused_parameters``; the others skip that search
@@ -307,7 +255,7 @@ def _trainer(tc: TrainerConfig, module: L.LightningModule, logger: _TBLogger, ca
 
 
 def _train(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ckpt_path: str | Path | None,
-           run_dir: Path, created: bool, logger: _TBLogger) -> None:
+           run_dir: Path, created: bool, logger: TBLogger) -> None:
     """``trainer.fit``; a failed run leaves no folder if it created one and never checkpointed, else
     no empty event file of its own."""
     events = eventfiles.listed(run_dir)

@@ -8,8 +8,8 @@ Codes are drawn from three distributions, each decoded to a grid of images:
     uniform_global   z_j ~ U[min, max], the range over all units and test images
     prior            z ~ N(0, I), for modules with ``sample(n)`` (the VAE)
 
-``fit`` writes the same grids to TensorBoard (``generated/<kind>``) at the end of every run whose
-``trainer.images_every_n_epochs`` is not 0 (callback :class:`GenerationImages`).
+``fit`` writes the same grids to TensorBoard (``z_generated/<kind>``: a closed group after the loss
+curves) at the end of every run whose ``trainer.images_every_n_epochs`` is not 0 (callback :class:`GenerationImages`).
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class GenerationImages(L.Callback):
         x, _ = trainer.datamodule.tensors("test", pl_module.device, limit=self.limit)
         images, _ = generate(pl_module, x, self.n)
         for name, imgs in images.items():
-            experiment.add_image(f"generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)
+            experiment.add_image(f"z_generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)
 
 
 def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,

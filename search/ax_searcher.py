@@ -38,6 +38,7 @@ from typing import Sequence
 
 from ray.tune.search.ax import AxSearch
 
+from ae_lightning import quiet
 from search.objectives import Objective
 from search.results import FINAL
 from search.space import Space, ax_name
@@ -90,8 +91,8 @@ def make_client(space: Space, objectives: Sequence[Objective], seed: int, init_t
     from ax.utils.common.logger import set_ax_logger_levels
 
     # Ax logs every generator choice at INFO, and warns at every start that a seed is set and
-    # that thresholds will be inferred (search.json and the sweep's first line say both)
-    set_ax_logger_levels(logging.ERROR)
+    # that thresholds will be inferred (search.json and the sweep's first line say both): --verbose only
+    set_ax_logger_levels(logging.INFO if quiet.verbose() else logging.ERROR)
 
     client = AxClient(generation_strategy=generation_strategy(init_trials, seed, num_restarts, raw_samples),
                       random_seed=seed, verbose_logging=False, enforce_sequential_optimization=False)

@@ -41,8 +41,7 @@ from typing import Any, Sequence
 
 from lightning.pytorch.callbacks import Checkpoint
 
-from ae_lightning import files, runlock
-from ae_lightning import fit as fit_module  # on_exception: hparams there is TensorBoard's
+from ae_lightning import files, quiet, runlock
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.fit import fit
 from search.results import DIVERGED, FINAL, METRIC
@@ -74,17 +73,12 @@ class ReportToTune(Checkpoint):
         the stopped trial shows in the HParams tab with those columns blank."""
         if not isinstance(exception, SystemExit) or self.cfg is None:
             return
-        from torch.utils.tensorboard.summary import hparams
+        from ae_lightning.tblog import write_session
 
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "_get_file_writer"):
             return
-        # the columns of fit's own HParams session: the searched keys first
-        _, start, end = hparams(fit_module.hparams(self.cfg, self.hparam_keys), {})
-        writer = experiment._get_file_writer()
-        writer.add_summary(start)
-        writer.add_summary(end)
-        writer.flush()
+        write_session(experiment, self.cfg, self.hparam_keys, None)  # fit's columns: the searched keys first
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t_epoch = time.perf_counter()
@@ -166,11 +160,16 @@ LEFTOVER_WORKER_WAIT_S = 120.0
 
 
 @runlock.scoped
-def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, gpus: float = 0) -> None:
+def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, gpus: float = 0,
+                verbose: bool = False) -> None:
     """The Tune function trainable. ``config`` holds the searchers' values, nested by section;
-    ``space`` (a ``search.space.Space``) turns them into config values."""
+    ``space`` (a ``search.space.Space``) turns them into config values. ``verbose``: the driver's
+    --verbose (else Ray Train's per-epoch "Checkpoint successfully created" and Lightning's banners
+    stay in the worker)."""
     import torch
     from ray import tune
+
+    quiet.set_verbose(verbose)
 
     torch.set_num_threads(max(1, int(cpus)))
     trial_dir = _trial_folder()
@@ -206,7 +205,7 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
             state["fold_best"][fold] = json.loads(done.read_text())["best_val_loss"]
             continue
         try:
-            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=False, hparam_keys=keys,
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=verbose, hparam_keys=keys,
                 callbacks=[ReportToTune(run_dir, state, fold_cfg, keys, trial_dir / STATE)])
         except DivergedError as e:
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from ae_lightning import dotted, files, runlock
+from ae_lightning import dotted, files, quiet, runlock
 from ae_lightning.config import ROOT, cli, parse_value, variants
 from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
@@ -85,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any other config key for every trial, e.g. --set model.beta=2")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
+    p.add_argument("--verbose", action="store_true", help="Ax's, Ray Tune's and Lightning's notes and repeated warnings too")
     p.add_argument("--keep-checkpoints", action="store_true", default=None,
                    help="a finished trial keeps its last.ckpt and Tune's checkpoint beside its best one "
                         "(default: the best checkpoint alone, about 1/3 of the disk)")
@@ -130,7 +131,7 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     for item in args.set:
         k, v = dotted.parse_set(item)
         overrides[k] = parse_value(v)
-    base = load(args.variant, None, overrides)
+    base = load(args.variant, None, overrides, classes=False)  # the classes' checks: load_space, after its keys
     # one absolute data path for every trial (trials run in other folders, maybe on other nodes)
     data_dir = Path(args.data_dir) if args.data_dir else (Path(base["data"]["data_dir"]) if base["data"]["data_dir"]
                                                           else default_data_dir(base["data"]["dataset"]))
@@ -164,8 +165,6 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 
 @runlock.scoped
 def run(args) -> int:
-    from search.trainable import prune_checkpoints  # late: trainable imports Lightning (seconds)
-
     storage = Path(args.storage).resolve()
     if args.resume:
         if not args.name and not args.variant:
@@ -214,6 +213,8 @@ def run(args) -> int:
     finally:
         ray.shutdown()
 
+    from search.trainable import prune_checkpoints  # late: trainable imports Lightning (seconds)
+
     rows = report.collect(exp_dir)
     if not s.keep_checkpoints:  # a finished trial keeps its best checkpoint alone
         for row in rows:
@@ -245,7 +246,7 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=s.base, space=space, cv=s.cv, cpus=s.cpus_per_trial,
-                             gpus=s.gpus_per_trial),
+                             gpus=s.gpus_per_trial, verbose=quiet.verbose()),
         {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
     if args.resume:
         print(f"resuming {exp_dir} (its own settings: {s.algo}, {s.num_samples} trials)", file=sys.stderr)
@@ -281,6 +282,7 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet.set_verbose(args.verbose)
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -60,7 +60,7 @@ def test_confusion_matrix_image_in_tensorboard(trained):
     ea = EventAccumulator(str(res.run_dir), size_guidance={"images": 0})
     ea.Reload()
     assert {"test/confusion_matrix", "val/confusion_matrix"} <= set(ea.Tags()["images"])
-    assert {"val/loss", "val/acc", "test/acc", "test/acc_3", "train/loss_epoch"} <= set(ea.Tags()["scalars"])
+    assert {"val/loss", "val/acc", "z_test/test_acc", "z_test/test_acc_3", "train/loss_epoch"} <= set(ea.Tags()["scalars"])
 
 
 def test_confusion_figure_read_back_from_the_event_file(trained):

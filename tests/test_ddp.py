@@ -87,7 +87,7 @@ def test_ddp_run_is_one_run_with_exact_metrics_and_resumes(data_dir, tmp_path):
         for kind, names in acc.Tags().items():
             if isinstance(names, list):
                 tags.setdefault(kind, set()).update(names)
-    assert {"val/loss", "val/mse", "test/mse", "train/loss_epoch"} <= tags["scalars"]
+    assert {"val/loss", "val/mse", "z_test/test_mse", "train/loss_epoch"} <= tags["scalars"]
     assert "val/reconstructions" in tags["images"]
     # resume under DDP: continue the same folder from last.ckpt (metrics.json removed: unfinished)
     (run / "metrics.json").unlink()

@@ -21,8 +21,10 @@ from ae_lightning.studies import studies  # noqa: E402
 # flags outside the schema, each with a value that must be refused (None: no value can be wrong:
 # a switch, or a free path)
 SPECIAL = {
-    "train": {"variant": "nope", "config": "/nonexistent.yaml", "set": "novalue", "resume": None, "finetune": None},
-    "studies": {"variant": "nope", "latents": "2,x", "list": None, "resume": None, "out": None, "runs_dir": None},
+    "train": {"variant": "nope", "config": "/nonexistent.yaml", "set": "novalue", "resume": None, "finetune": None,
+              "verbose": None},
+    "studies": {"variant": "nope", "latents": "2,x", "list": None, "resume": None, "out": None, "runs_dir": None,
+                "verbose": None},
     "probes": {"out": None, "no_baselines": None},
     "generate": {"out": None},
 }

@@ -69,7 +69,7 @@ def test_fit_writes_generated_grids_to_tensorboard(vae_run):
     ea = EventAccumulator(str(vae_run.run_dir), size_guidance={"images": 0})
     ea.Reload()
     tags = set(ea.Tags()["images"])
-    assert {"generated/uniform_per_dim", "generated/uniform_global", "generated/prior"} <= tags
+    assert {"z_generated/uniform_per_dim", "z_generated/uniform_global", "z_generated/prior"} <= tags
 
 
 def test_generate_cli_errors_are_one_line(tmp_path, capsys):

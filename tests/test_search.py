@@ -41,17 +41,10 @@ def sweep_args(data_dir, storage, name, space, *extra) -> list[str]:
 
 
 def hparam_columns(run_dir: Path) -> list[str]:
-    """The HParams tab's columns of a run, in order (its experiment summary in the events)."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.plugins.hparams import plugin_data_pb2
+    """The HParams tab's ticked columns of a run, in order (read back from its event files)."""
+    from ae_lightning.eventfiles import hparams_tab
 
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(path)).Load():
-            for v in event.summary.value:
-                if v.tag == "_hparams_/experiment":
-                    data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
-                    return [h.name for h in data.experiment.hparam_infos]
-    return []
+    return hparams_tab(run_dir)["ticked"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -273,7 +266,7 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     for r in done:
         events = list(Path(r["trial_dir"]).glob("events.out.tfevents.*"))
         assert events and any(b"_hparams_/session_start_info" in e.read_bytes() for e in events)
-        assert hparam_columns(Path(r["trial_dir"]))[:2] == ["model.lr", "model.latent_dim"]
+        assert hparam_columns(Path(r["trial_dir"]))[:3] == ["lr", "latent_dim", "run"]
 
     # best.yaml: the best values as a full run (every training image, the variant's own epochs, the
     # data folder relative); best_trial.yaml: the trial's config exactly
@@ -492,7 +485,7 @@ def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
     for r in rows:  # every trial is in the HParams tab, stopped ones too (with no test metrics)
         events = b"".join(e.read_bytes() for e in Path(r["trial_dir"]).glob("events.out.tfevents.*"))
         assert b"_hparams_/session_start_info" in events
-        assert (b"hp/test_loss" in events) == (r["status"] == "completed")
+        assert (b"z_test/test_loss" in events) == (r["status"] == "completed")
 
 
 def test_each_report_carries_the_checkpoint_of_its_own_epoch(monkeypatch, cfg_for, tmp_path):

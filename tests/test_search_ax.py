@@ -321,7 +321,7 @@ def test_search_bench_runs_every_part_and_writes_its_outputs(tmp_path, data_dir)
 # every flag of search.tune through the schema (tests/test_flags.py walks the other commands)
 SEARCH_SPECIAL = {"variant": "nope", "dataset": "nope", "space": "/nonexistent/space.yaml", "objective": "bogus",
                   "set": "novalue", "address": "nohost", "resume": None, "quiet": None, "data_dir": None,
-                  "storage": None, "name": None, "keep_checkpoints": None}  # None: a switch, or any value is valid
+                  "storage": None, "name": None, "keep_checkpoints": None, "verbose": None}  # None: a switch, any value
 
 
 def search_flag_cases():

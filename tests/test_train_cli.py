@@ -145,8 +145,12 @@ def test_tensorboard_has_scalars_images_and_hparams(data_dir, tmp_path):
             if isinstance(names, list):
                 tags.setdefault(kind, set()).update(names)
     scalars = tags["scalars"]
-    assert {"train/loss_step", "train/loss_epoch", "val/loss", "val/mse", "val/nrmse", "test/mse",
-            "test/nrmse", "test/rel_error", "hp/test_mse"} <= scalars
+    assert {"train/loss_step", "train/loss_epoch", "val/loss", "val/mse", "val/nrmse", "z_test/test_mse",
+            "z_test/test_nrmse", "z_test/test_rel_error"} <= scalars
+    # the loss curves are the first two tag groups, which TensorBoard opens: no epoch counter, no
+    # one-point test/* or hp/* charts before them; what is written once sorts after val/
+    groups = sorted({t.split("/", 1)[0] for t in scalars | set(tags["images"])})
+    assert groups[:2] == ["train", "val"] and all(g > "val" for g in groups[2:]), groups
     assert "val/reconstructions" in tags["images"]
     plugins = set().union(*(mux.GetAccumulator(n).PluginTagToContent("hparams").keys() for n in mux.Runs()))
     assert "_hparams_/session_start_info" in plugins
@@ -194,40 +198,29 @@ def test_resume_skips_folders_of_runs_that_never_wrote_a_checkpoint(data_dir, tm
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
 
 
-def _hparam_columns(run: Path) -> list[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    for ev in run.glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(ev))
-        acc.Reload()
-        try:
-            content = acc.PluginTagToContent("hparams").get("_hparams_/experiment")
-        except KeyError:  # an event file without HParams (Lightning writes fit and test apart)
-            continue
-        if content:
-            exp = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
-            return [h.name for h in exp.hparam_infos] + [m.name.tag for m in exp.metric_infos]
-    raise AssertionError(f"no HParams in {run}")
-
-
-def test_hparams_tab_logs_the_keys_that_matter_searched_keys_first(cfg_for):
+def test_hparams_tab_ticks_the_run_its_variant_config_and_searched_keys_first(cfg_for):
+    from ae_lightning.eventfiles import hparams_tab
     from ae_lightning.fit import fit, hparams
 
-    common = ["variant", "data.dataset", "model.optimizer", "model.lr", "model.weight_decay", "data.batch_size",
-              "trainer.max_epochs", "model.latent_dim"]
-    cols = _hparam_columns(fit(cfg_for("fc", model__latent_dim=4, model__layers=[784, 32])).run_dir)
-    assert cols == [*common, "model.loss", "model.layers", "model.hidden_act", "model.leaky_slope",
-                    "model.code_act", "model.output_act", "hp/test_loss", "hp/test_mse", "hp/test_nrmse",
-                    "hp/test_rel_error"]
+    tab = hparams_tab(fit(cfg_for("fc", model__latent_dim=4, model__layers=[784, 32])).run_dir)
+    # who the run is, what its variant sets, then the usual suspects while TensorBoard ticks more
+    assert tab["ticked"] == ["run", "fc.yaml", "lr", "batch_size", "max_epochs"]
+    assert tab["values"]["run"] == "fc on mnist"
+    assert tab["values"]["fc.yaml"].startswith("latent_dim=4 layers=[784,32] hidden_act=leaky_relu")
+    # integers read as written (a float64 column prints 256.00); floats stay numbers
+    assert tab["values"]["batch_size"] == "100" and tab["values"]["max_epochs"] == "1"
+    assert tab["values"]["lr"] == 1e-3
+    assert {"variant", "dataset", "optimizer", "lr", "weight_decay", "latent_dim", "loss"} <= set(tab["columns"])
+    assert tab["metrics"] == ["test_loss", "test_mse", "test_nrmse", "test_rel_error"]
     vae = list(hparams(cfg_for("vae")))
-    assert vae[:9] == [*common, "model.likelihood"] and "model.loss" not in vae and "model.beta" in vae
+    assert "model.loss" not in vae and "model.beta" in vae and "model.likelihood" in vae
     assert "data.binarize" in hparams(cfg_for("vae_fc"))  # the variant's own data option
-    # a sweep: its searched keys first, then the rest, each once
-    cols = _hparam_columns(fit(cfg_for("fc", model__latent_dim=4, model__layers=[784, 32]),
-                               hparam_keys=["model.leaky_slope", "model.lr"]).run_dir)
-    assert cols[:3] == ["model.leaky_slope", "model.lr", "variant"] and cols.count("model.lr") == 1
-    assert len(cols) < 25
+    # a sweep: its searched keys first (four of them and the run fill the five ticked columns)
+    keys = ["model.lr", "model.weight_decay", "data.batch_size", "model.latent_dim"]
+    tab = hparams_tab(fit(cfg_for("fc", model__latent_dim=4, model__layers=[784, 32]), hparam_keys=keys).run_dir)
+    assert tab["ticked"] == ["lr", "weight_decay", "batch_size", "latent_dim", "run"]
+    assert tab["columns"].count("lr") == 1 and len(tab["columns"]) < 25
+    assert tab["values"]["latent_dim"] == "4"
 
 
 def test_every_tensorboard_command_shown_to_a_user_works_after_the_readme_setup():
@@ -241,3 +234,21 @@ def test_every_tensorboard_command_shown_to_a_user_works_after_the_readme_setup(
             found.setdefault(str(path.relative_to(ROOT)), []).append(m.group(1))
     assert {"README.md", "docs/search.md", "search/tune.py"} <= set(found)
     assert all(prefix == ".venv/bin/" for prefixes in found.values() for prefix in prefixes), found
+
+
+BANNERS = ("GPU available", "TPU available", "litlogger", "Total params", "Restoring states from the checkpoint")
+
+
+def test_quiet_by_default_and_banners_back_with_verbose(data_dir, tmp_path):
+    """Lightning's banners, advert and model summary only with --verbose (in a subprocess: Lightning's
+    log handler writes to the stderr it found at import)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # run from ROOT: its modules come first on sys.path
+    errs = {}
+    for extra in ([], ["--verbose"]):
+        p = subprocess.run([sys.executable, str(ROOT / "train.py"), *tiny_args(data_dir, tmp_path / str(len(extra)),
+                           "--max-epochs", "1", *extra)], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.splitlines()[-1].startswith("fc on mnist (latent 4): test_loss=")  # the project's lines
+        errs[bool(extra)] = p.stderr
+    assert not [b for b in BANNERS if b in errs[False]], errs[False]
+    assert all(b in errs[True] for b in BANNERS), errs[True]

@@ -76,6 +76,26 @@ def _import_all() -> None:
         _LOADED = True
 
 
+def study_names() -> list[str]:
+    """The registered studies' names in report order, read from the package's source (its
+    ``register("name", ..., order=N)`` calls) without importing the studies, torch and Lightning:
+    the command line is checked before they load. ``studies()`` gives the same names."""
+    import ast
+    from pathlib import Path
+
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in _NOT_STUDIES:
+            continue
+        tree = ast.parse((Path(__path__[0]) / f"{info.name}.py").read_text())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "register"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                order = next((k.value.value for k in node.keywords if k.arg == "order"), 0)
+                found.append((order, node.args[0].value))
+    return [name for _, name in sorted(found)]
+
+
 def studies() -> list[Study]:
     """Every registered study, in report order."""
     _import_all()

@@ -19,14 +19,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ae_lightning import files, flags
+from ae_lightning import files, flags, quiet
 from ae_lightning.config import Text, cli, coerce
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import config_hint
-from ae_lightning.studies import get, reproduce, studies
-from ae_lightning.studies.common import Options, command_line
-from ae_lightning.studies.report import load_report, slug
-from ae_lightning.studies.runner import check_resumable, run_one
+from ae_lightning.studies import get, studies, study_names
 from ae_lightning.text import plural
 
 # flag -> the config key it sets in every run of a study: its value is checked by that key's schema
@@ -59,10 +56,15 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
+    p.add_argument("--verbose", action="store_true", help="Lightning's banners and repeated warnings too")
     return p
 
 
 def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
+    from ae_lightning.studies.common import command_line
+    from ae_lightning.studies.report import load_report, slug
+    from ae_lightning.studies.runner import check_resumable, run_one
+
     out = Path(opts.out)
     cache: dict = {}
     sections, results, summary, failed = [], {}, [], []
@@ -149,12 +151,17 @@ def parse_latents(text: str | None) -> list[int] | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["reproduce"]:
+        from ae_lightning.studies import reproduce
+
+        quiet.set_verbose(False)  # reproduce has no --verbose yet
         try:
             return reproduce.main(argv[1:])
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
-    args = parser([s.name for s in studies()]).parse_args(argv)
+    # the flags are checked before the studies (torch, Lightning) are imported
+    args = parser(study_names()).parse_args(argv)
+    quiet.set_verbose(args.verbose)
     flags.check(args, flag_hints(), FLAGS)
     if args.list:
         for s in studies():
@@ -162,11 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if not args.study:
-            raise UserError("name a study (" + ", ".join(s.name for s in studies()) + ") or all")
+            raise UserError("name a study (" + ", ".join(study_names()) + ") or all")
+        if args.study not in (*study_names(), "all"):
+            raise UserError(f"unknown study {args.study!r}: choose one of {', '.join(study_names())}, or all")
+        latents = parse_latents(args.latents)
+        from ae_lightning.studies.common import Options
+        from ae_lightning.studies.runner import run_one
+
         opts = Options(dataset=args.dataset, epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
                        seed=args.seed, out=args.out, accelerator=args.accelerator, data_dir=args.data_dir,
                        variant=args.variant, batch_size=args.batch_size, runs_dir=args.runs_dir,
-                       latents=parse_latents(args.latents))
+                       latents=latents)
         opts.check()
         if args.study == "all":
             return run_all(argv, opts, studies(), resume=args.resume)

@@ -147,9 +147,9 @@ class Context:
                 if done is not None:
                     res = done
                 elif unfinished is not None:
-                    res = fit(cfg, run_dir=unfinished, ckpt_path=unfinished / "checkpoints" / "last.ckpt", verbose=False)
+                    res = fit(cfg, run_dir=unfinished, ckpt_path=unfinished / "checkpoints" / "last.ckpt")
                 else:
-                    res = fit(cfg, verbose=False)
+                    res = fit(cfg)  # verbose: the command's --verbose
             except DivergedError as e:
                 if not allow_diverge:
                     raise UserError(f"study {self.study.name}: {label or cfg['variant']} diverged ({e})") from None

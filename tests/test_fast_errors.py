@@ -1,0 +1,77 @@
+"""Fast errors (issue 21.4): a config or flag mistake is refused before torch, Lightning or Ray is
+imported, from schemas read from the source (ae_lightning.sourceschema) that are the real ones."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "lightning", "ray", "ax")
+
+
+def test_the_source_schemas_are_the_classes_schemas():
+    from ae_lightning import sourceschema
+    from ae_lightning.config import schema_of
+    from ae_lightning.models import module_names
+    from ae_lightning.resolve import schema_sources, section_classes
+
+    # every module of ae_lightning/models (a study may register more, e.g. its pixel CNN)
+    ours = [m for m in module_names() if section_classes(m)["model"].__module__.startswith("ae_lightning.models.")]
+    assert sorted(sourceschema.registry()) == ours
+    for module in ours:
+        stand_in, real = schema_sources(module), section_classes(module)
+        for section in real:
+            assert schema_of(stand_in[section]) == schema_of(real[section]), (module, section)
+
+
+def test_the_study_names_read_from_the_source_are_the_registry_s():
+    from ae_lightning.studies import studies, study_names
+
+    assert study_names() == [s.name for s in studies()]
+
+
+def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:
+    """Exit code, stderr lines (import times left out) and the heavy top-level packages imported."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # run from ROOT: its modules come first on sys.path
+    p = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    times = [line for line in p.stderr.splitlines() if line.startswith("import time:")]
+    other = [line for line in p.stderr.splitlines() if not line.startswith("import time:")]
+    heavy = {line.rsplit("|", 1)[1].strip() for line in times} & set(HEAVY)
+    return p.returncode, other, heavy
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train.py", "--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
+    (["train.py", "--variant", "vae", "--lr", "-1"], "model.lr: expected float > 0"),
+    (["train.py", "--variant", "fc", "--max-epochs", "ten"], "trainer.max_epochs: expected int > 0"),
+    (["train.py", "--variant", "conv", "--set", "data.normalise=unit"], "(did you mean 'normalize'?)"),
+    (["train.py", "--variant", "fc", "--set", "trainer.precision=8"], "trainer.precision: expected one of"),
+    (["train.py", "--variant", "nope"], "unknown variant 'nope'"),
+    (["-m", "search.tune", "--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
+    (["-m", "ae_lightning.studies", "compression", "--epochs", "abc"], "--epochs (trainer.max_epochs): expected int"),
+    (["-m", "ae_lightning.studies", "compresion"], "unknown study 'compresion'"),
+    (["-m", "ae_lightning.studies", "compression", "--latents", "2,x"], "--latents '2,x' (model.latent_dim)"),
+])
+def test_a_bad_key_or_flag_is_one_line_before_torch_lightning_and_ray(args, message):
+    rc, err, heavy = imported_by(args)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not heavy, f"imported {heavy} before the error"
+
+
+def test_a_bad_key_of_a_search_space_is_one_line_before_torch_lightning_and_ray(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("space:\n  model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
+                     "  model.latnet_dim: {type: choice, values: [2, 4]}\n")
+    rc, err, heavy = imported_by(["-m", "search.tune", "--variant", "fc", "--space", str(space)])
+    assert rc == 2 and len(err) == 1 and "unknown config key model.latnet_dim" in err[0], err
+    assert not heavy, f"imported {heavy} before the error"
+    # the base config's own cross-field checks still run (after the space's keys, with the classes)
+    space.write_text("space:\n  model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    rc, err, _ = imported_by(["-m", "search.tune", "--variant", "fc", "--space", str(space),
+                              "--set", "model.optimizer=sgd", "--set", "model.eps=1.0e-7"])
+    assert rc == 2 and len(err) == 1 and "model.eps: sgd has no epsilon" in err[0], err
