@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[k] = Text(v)
     cfg = load(args.variant, args.config, overrides)
 
+    # late: these import torch and Lightning (seconds); a bad flag or key has answered before them
     from ae_lightning.callbacks import DivergedError
     from ae_lightning.checkpoint_io import resume_point
     from ae_lightning.files import WriteError

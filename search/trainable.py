@@ -44,6 +44,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from ae_lightning import files, quiet, runlock
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.fit import fit
+from ae_lightning.tblog import TBLogger, write_session
 from search.results import DIVERGED, FINAL, METRIC
 from search.space import apply
 
@@ -71,14 +72,9 @@ class ReportToTune(Checkpoint):
         reaches its HParams session. Write the session here (hparams, no test metrics), without
         an experiment summary: TensorBoard takes the metric columns from a finished trial's, and
         the stopped trial shows in the HParams tab with those columns blank."""
-        if not isinstance(exception, SystemExit) or self.cfg is None:
+        if not isinstance(exception, SystemExit) or self.cfg is None or not isinstance(trainer.logger, TBLogger):
             return
-        from ae_lightning.tblog import write_session
-
-        experiment = getattr(trainer.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "_get_file_writer"):
-            return
-        write_session(experiment, self.cfg, self.hparam_keys, None)  # fit's columns: the searched keys first
+        write_session(trainer.logger.experiment, self.cfg, self.hparam_keys, None)  # fit's columns: searched keys first
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t_epoch = time.perf_counter()

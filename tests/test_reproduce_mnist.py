@@ -102,7 +102,8 @@ def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
     from ae_lightning.fit import build
     from ae_lightning.resolve import load
     from ae_lightning.studies.common import overrides_of as flat
-    from ae_lightning.studies.reproduce import entry_runs, load_preset
+    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.seeds import entry_runs
 
     preset = load_preset("tuned", [])
     assert preset["epochs"] == 40 and preset["config"]["data"]["batch_size"] == 1024
@@ -149,7 +150,8 @@ def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
 # -- zoo: the variants the slides describe ------------------------------------------------------
 def test_zoo_preset_builds_the_slides_networks(data_dir, tmp_path):
     from ae_lightning.fit import build
-    from ae_lightning.studies.reproduce import entry_runs, load_preset
+    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.seeds import entry_runs
 
     cfgs = _preset_models("zoo", "classifier", data_dir, tmp_path)
     assert set(cfgs) == {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}

@@ -160,7 +160,8 @@ def test_seeds_run_each_seed_and_resume_reuses_finished_ones(tiny, data_dir, tmp
 
 
 def test_an_entry_with_its_own_seed_runs_once(tiny):
-    from ae_lightning.studies.reproduce import entry_runs, load_preset
+    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.seeds import entry_runs
     tiny.write_text(TINY.replace("studies:\n", "studies:\n  pinned: {study: compression, latents: [4], "
                                  "config: {seed: 1}}\n"))
     preset = load_preset("tiny", [])
@@ -172,7 +173,8 @@ def test_an_entry_with_its_own_seeds_runs_at_those_and_resume_reads_it_back_unch
     """A measurement beside the rows (``seeds: [0]`` on the entry) runs at its own seeds whatever --seeds
     says; a bad entry ``seeds`` is one line; adding ``seeds`` to a finished entry does not make --resume
     train it again (``seeds`` picks runs, it is no setting of any)."""
-    from ae_lightning.studies.reproduce import entry_runs, load_preset
+    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.seeds import entry_runs
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["reproduce", "tiny", "--smoke", "--out", out, "--runs-dir", runs, "--data-dir", data_dir,
             "--accelerator", "cpu"]

@@ -61,6 +61,7 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
 
 
 def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
+    # late: the studies' machinery imports torch and Lightning (seconds); --help and bad flags answer without
     from ae_lightning.studies.common import command_line
     from ae_lightning.studies.report import load_report, slug
     from ae_lightning.studies.runner import check_resumable, run_one
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["reproduce"]:
         from ae_lightning.studies import reproduce
 
-        quiet.set_verbose(False)  # reproduce has no --verbose yet
+        quiet.set_verbose("--verbose" in argv[1:])  # reproduce's own flag (its parser knows it)
         try:
             return reproduce.main(argv[1:])
         except KeyboardInterrupt:
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.study not in (*study_names(), "all"):
             raise UserError(f"unknown study {args.study!r}: choose one of {', '.join(study_names())}, or all")
         latents = parse_latents(args.latents)
+        # late: torch and Lightning (seconds), once the flags are checked
         from ae_lightning.studies.common import Options
         from ae_lightning.studies.runner import run_one
 

@@ -59,7 +59,7 @@ from ae_lightning.studies.fidelity import (
 )
 from ae_lightning.studies.report import load_report
 from ae_lightning.studies.runner import check_resumable, run_one
-from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds  # noqa: F401
+from ae_lightning.studies.seeds import base_seed, check_seeds, entry_runs, parse_seeds, run_seeds, same_entry
 
 PRESET_DIR = CONFIG_DIR / "studies"
 ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config", "seeds")  # an entry's keys beside its study's Params
@@ -92,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="S[,S]", help="run every row's runs at each of these seeds (e.g. 0,1,2; default "
                    "the preset's seeds, else its one seed): ours is the median, or an order row's majority; --resume "
                    "reuses the seeds already finished")
+    p.add_argument("--verbose", action="store_true", help="Lightning's banners and repeated warnings too")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="change the preset, e.g. config.model.lr=0.01 or studies.compression.latents=[4,8]")
     return p
@@ -228,13 +229,6 @@ def entry_options(preset: dict, entry: str, args, runs_dir: Path, seed: int | No
                    overrides=overrides, params=params, resume=args.resume)
     opts.check()
     return opts
-
-
-def same_entry(stored: dict | None, spec: dict) -> bool:
-    """A finished entry is reused when its settings are this call's: compared as JSON wrote them (number keys,
-    e.g. k = 5, come back as strings), without ``seeds``, which picks the runs and is no setting of any."""
-    settings = [{k: v for k, v in json.loads(json.dumps(d)).items() if k != "seeds"} for d in (stored or {}, spec)]
-    return stored is not None and settings[0] == settings[1]
 
 
 def check_configs(preset: dict, args) -> None:

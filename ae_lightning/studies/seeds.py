@@ -7,6 +7,7 @@ measurement beside the rows, e.g. neighbours' weight decay 1e-5 at seed 0).
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ae_lightning.errors import UserError
@@ -57,3 +58,10 @@ def entry_runs(preset: dict, entry: str, seeds: list[int]) -> list[tuple[int, in
         return [(pinned, base_seed(preset), entry)]
     seeds = preset["studies"][entry].get("seeds") or seeds
     return [(s, s, entry if s == base_seed(preset) else f"{entry}.seed{s}") for s in seeds]
+
+
+def same_entry(stored: dict | None, spec: dict) -> bool:
+    """A finished entry is reused when its settings are this call's: compared as JSON wrote them (number keys,
+    e.g. k = 5, come back as strings), without ``seeds``, which picks the runs and is no setting of any."""
+    settings = [{k: v for k, v in json.loads(json.dumps(d)).items() if k != "seeds"} for d in (stored or {}, spec)]
+    return stored is not None and settings[0] == settings[1]
