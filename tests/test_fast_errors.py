@@ -19,7 +19,7 @@ def test_the_source_schemas_are_the_classes_schemas():
     from ae_lightning.models import module_names
     from ae_lightning.resolve import schema_sources, section_classes
 
-    # every module of ae_lightning/models (a study may register more, e.g. its pixel CNN)
+    # every module of ae_lightning/models, the latent study's pixel CNN included
     ours = [m for m in module_names() if section_classes(m)["model"].__module__.startswith("ae_lightning.models.")]
     assert sorted(sourceschema.registry()) == ours
     for module in ours:

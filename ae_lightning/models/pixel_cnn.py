@@ -25,10 +25,8 @@ from ae_lightning.hints import Fraction, PosInt
 from ae_lightning.models import register
 from ae_lightning.models.base import BaseModule
 
-NAME = "pixel_cnn"
 
-
-@register(NAME)
+@register("pixel_cnn")  # a literal: ae_lightning.sourceschema reads the registry from the source
 class PixelCNN(BaseModule):
     def __init__(self, channels: list[int] = [16, 32], hidden: PosInt = 128, dropout: Fraction = 0.2, **kwargs):
         super().__init__(**kwargs)
