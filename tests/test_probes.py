@@ -19,6 +19,29 @@ def test_linear_probe_separable_and_chance():
     assert linear_probe(x[:1500], noise_y[:1500], x[1500:], noise_y[1500:], max_iter=40) < 0.2
 
 
+def test_sklearn_probe_is_scikit_learns_default_on_the_raw_features():
+    """The reading beside the linear probe: LogisticRegression() as scikit-learn runs it (raw features, C = 1,
+    100 L-BFGS iterations): separable data is learnt, noise is not, and the figure is the one
+    scikit-learn's own fit gives; unlike the standardized probe, it feels the features' scale."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ae_lightning.probes import linear_probe, sklearn_probe
+
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(20, 10, generator=g)
+    x = torch.randn(2000, 20, generator=g)
+    y = (x @ w).argmax(1)
+    assert sklearn_probe(x[:1500], y[:1500], x[1500:], y[1500:]) >= 0.9
+    noise_y = torch.randint(0, 10, (2000,), generator=g)
+    assert sklearn_probe(x[:1500], noise_y[:1500], x[1500:], noise_y[1500:]) < 0.2
+    big = x * 1e4  # C = 1 regularizes raw weights: scaled features change the fit, the standardized probe's not
+    ref = LogisticRegression(max_iter=100).fit(big[:1500].double().numpy(), y[:1500].numpy())
+    assert sklearn_probe(big[:1500], y[:1500], big[1500:], y[1500:]) == float(
+        (ref.predict(big[1500:].double().numpy()) == y[1500:].numpy()).mean())
+    assert linear_probe(big[:1500], y[:1500], big[1500:], y[1500:]) == pytest.approx(
+        linear_probe(x[:1500], y[:1500], x[1500:], y[1500:]), abs=0.01)
+
+
 def test_pca_finds_the_spread_directions():
     from ae_lightning.probes import pca
 
@@ -40,6 +63,9 @@ def test_run_probes_on_separable_data(encoder_ckpt, data_dir):
     assert res["n_train"] == 600 and res["n_test"] == 200
     for r in rows.values():
         assert r["knn_acc"] >= 0.9 and r["linear_acc"] >= 0.9, r
+    assert "sklearn_acc" not in rows["code"]  # asked for with sklearn=True (the classifier study asks)
+    assert run_probes(encoder_ckpt, data_dir=data_dir, device="cpu", train_limit=600, test_limit=200, baselines=False,
+                      sklearn=True)["rows"][0]["sklearn_acc"] >= 0.9
     table = format_table(res)
     assert "knn@5" in table and f"{rows['code']['knn_acc']:.4f}" in table
 

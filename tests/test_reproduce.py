@@ -102,6 +102,10 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         res = json.loads((d / "results.json").read_text())["studies"]["classifier"]
         models = {"shallow", "deep", "contractive", "denoising", "denoising_occlusion", "conv", "randomized"}
         assert set(res["by_variant"]) == models and not res["skipped"]
+        for r in res["by_variant"].values():  # the standardized probe is the row's; scikit-learn's default beside it
+            assert r["linear_acc"] == r["standardized_acc"] and 0 <= r["sklearn_acc"] <= 1
+        readings = json.loads((d / "results.json").read_text())["studies"]["readings"]["by_variant"]
+        assert set(readings) == {"shallow_relu_code", "randomized_2_per_stage"}
         assert {p.name for p in (d / "classifier").glob("map_*.png")} == {f"map_{m}.png" for m in models}
     if name == "tuned":
         assert (d / "latent" / "map_ae.png").is_file() and (d / "latent" / "reconstructions_vae.png").is_file()
