@@ -70,9 +70,7 @@ class Column:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, bool) or isinstance(value, str):
-        return value
-    if isinstance(value, float):
+    if isinstance(value, (bool, str, float)):
         return value
     if isinstance(value, int):
         return str(value)  # a float64 column would print 256 as 256.00
