@@ -115,6 +115,15 @@ def locate(data_dir: str | Path, dataset: str, stem: str, download: bool) -> Pat
     return _download(folder, dataset, stem + ".gz")
 
 
+def locate_all(data_dir: str | Path | None, dataset: str, download: bool) -> None:
+    """Every file of ``dataset`` found (or downloaded, if allowed) now: the commands call it before
+    they import torch, so a wrong --data-dir answers in a fraction of a second."""
+    folder = Path(data_dir) if data_dir else default_data_dir(dataset)
+    for stems in SPLIT_FILES.values():
+        for stem in stems:
+            locate(folder, dataset, stem, download)
+
+
 def _download(folder: Path, dataset: str, name: str) -> Path:
     info = DATASETS[dataset]
     errors = []

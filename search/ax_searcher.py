@@ -41,7 +41,7 @@ from ray.tune.search.ax import AxSearch
 from ae_lightning import quiet
 from search.objectives import Objective
 from search.results import FINAL
-from search.space import Space, ax_name
+from search.space import Space, ax_name, nest
 
 # BoTorch's fits of a few dozen points are overhead-bound: on the 2-core CPU, with trials training
 # beside the driver, one thread made a two-objective proposal 4-7x faster than two (docs/search.md)
@@ -103,12 +103,18 @@ def make_client(space: Space, objectives: Sequence[Objective], seed: int, init_t
 
 
 class SweepAxSearch(AxSearch):
-    """AxSearch over ``make_client``'s experiment, with the fixes in the module's docstring."""
+    """AxSearch over ``make_client``'s experiment, with the fixes in the module's docstring. Its
+    proposals reach Tune in real values (Ray's tables and files print them); Ax keeps its encoding."""
+
+    # the space that decodes Ax's proposals (AxSearch's own ``_space`` is its parameter list); None in a
+    # searcher pickled before real trial configs (a sweep saved by 2): its proposals stay encoded
+    _decoder: Space | None = None
 
     def __init__(self, space: Space, objectives: Sequence[Objective], seed: int, init_trials: int,
                  num_restarts: int, raw_samples: int):
         self._objective_keys = [o.key for o in objectives]
         self._proposals: list[dict] = []
+        self._decoder = space
         client = make_client(space, objectives, seed, init_trials, num_restarts, raw_samples)
         super().__init__(ax_client=client, points_to_evaluate=space.points_flat() or None)
 
@@ -133,7 +139,7 @@ class SweepAxSearch(AxSearch):
         self._proposals.append({"trial_id": trial_id, "ax_trial": index, "generator": generator,
                                 "wall_s": round(time.perf_counter() - wall, 4),
                                 "cpu_s": round(time.process_time() - cpu, 4)})
-        return config
+        return config if self._decoder is None else nest(self._decoder.from_searcher(config))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         index = self._live_trial_mapping.pop(trial_id, None)

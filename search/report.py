@@ -49,12 +49,14 @@ def load_settings(exp_dir: Path) -> SweepSettings:
         raise UserError(f"{path}: not readable as JSON ({e})") from None
     if "saved_by" not in data:  # before the typed settings: choices reached the searchers as values
         data.update(saved_by=1, choice_encoding="value", objectives=[])
+    if data["saved_by"] < 3:  # before real trial configs: Tune's configs hold the searchers' encoding
+        data["trial_config"] = "searcher"
     return SweepSettings.from_json(data)
 
 
 def settings_space(s: SweepSettings, objectives: list[str] | None = None):
     """The sweep's space as it was decoded, with its objectives (or ``objectives``)."""
-    space = parse_space(s.space_raw, s.base, s.space_file, s.choice_encoding)
+    space = parse_space(s.space_raw, s.base, s.space_file, s.choice_encoding, s.trial_config)
     return with_objectives(space, objectives if objectives is not None else s.objectives, s.base)
 
 

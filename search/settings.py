@@ -19,7 +19,7 @@ from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
 from search.objectives import Objective
 
 ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")
-SAVED_BY = 2  # search.json format: 2 = objectives, rank-encoded choices, SweepAxSearch
+SAVED_BY = 3  # search.json format: 2 = objectives, rank-encoded choices, SweepAxSearch; 3 = real trial configs
 
 
 @dataclasses.dataclass
@@ -50,6 +50,9 @@ class SweepSettings:
     space_raw: dict = dataclasses.field(default_factory=dict)
     base: dict = dataclasses.field(default_factory=dict)
     choice_encoding: str = "rank"
+    # "real": a trial's Tune config holds the real values (what Ray's tables and files print); "searcher":
+    # the searchers' encoding (floats as positions in [0, 1], choices as ranks), as sweeps saved before 3
+    trial_config: Literal["real", "searcher"] = "real"
     saved_by: int = SAVED_BY
 
     def sobol_trials(self, n_keys: int) -> int:

@@ -101,6 +101,9 @@ class Space:
     # the rank encoding): as the values themselves
     objectives: list[Objective] = dataclasses.field(default_factory=lambda: [Objective("val_loss")])
     choice_encoding: str = "rank"
+    # "real": a trial's Tune config holds real values (SweepAxSearch decodes Ax's proposals, random search
+    # samples the real ranges); "searcher": the searchers' encoding, as in sweeps saved before (search.settings)
+    trial_config: str = "real"
 
     def ranked(self, p: Param) -> bool:
         """A numeric choice reaches the searchers as its rank: 0, 1, ... in ascending order."""
@@ -136,21 +139,24 @@ class Space:
         return out
 
     def to_tune(self) -> dict:
-        """Ray Tune's param_space for random search, nested by section, in the searchers' encoding:
-        ``{"model": {"lr": tune.uniform(0, 1)}}``. Sampling a rank uniformly is sampling the choice
-        uniformly. Nested (not dotted): Tune flattens nested keys with "/" and back again."""
+        """Ray Tune's param_space for random search, nested by section, in real values:
+        ``{"model": {"lr": tune.loguniform(1e-3, 5e-3)}}``, the distributions of a uniform draw of the
+        searchers' encoding (a uniform position in the log range, a uniform choice). Nested (not
+        dotted): Tune flattens nested keys with "/" and back again."""
         from ray import tune
 
         out: dict[str, dict] = {}
         for p in self.params.values():
-            if p.type in FLOAT_TYPES:
-                dom = tune.uniform(0.0, 1.0)  # see Param.from_unit
+            if p.type == "loguniform":
+                dom = tune.loguniform(p.low, p.high)
+            elif p.type == "uniform":
+                dom = tune.uniform(p.low, p.high)
             elif p.type == "int":
                 dom = tune.randint(p.low, p.high + 1)  # Tune's upper bound is exclusive
             elif p.type == "logint":
                 dom = tune.lograndint(p.low, p.high + 1)
             else:
-                dom = tune.choice(list(range(len(p.values))) if self.ranked(p) else list(p.values))
+                dom = tune.choice(list(p.values))
             dotted.set_in(out, list(split_key(p.key)), dom)
         return out
 
@@ -166,20 +172,27 @@ class Space:
             out[k] = v
         return out
 
-    def decode(self, trial_config: dict) -> dict[str, Any]:
-        """A trial's Tune config (nested, in the searchers' encoding) -> real values by dotted key."""
+    def from_searcher(self, nested: dict) -> dict[str, Any]:
+        """A config in the searchers' encoding (nested as Tune's) -> real values by dotted key."""
         out = {}
-        for k, v in flatten(trial_config).items():
+        for k, v in flatten(nested).items():
             p = self.params.get(k)
             if p is not None and p.type in FLOAT_TYPES:
                 v = p.from_unit(v)
             elif p is not None and self.ranked(p):
                 v = sorted(p.values)[int(v)]
+            elif p is not None and p.type in INT_TYPES:
+                v = int(v)
             out[k] = v
         return out
 
+    def decode(self, trial_config: dict) -> dict[str, Any]:
+        """A trial's Tune config (nested) -> real values by dotted key."""
+        return flatten(trial_config) if self.trial_config == "real" else self.from_searcher(trial_config)
+
     def points_nested(self) -> list[dict]:
-        return [nest(self.encode(pt)) for pt in self.points]
+        """Points as random search's Tune configs (real values)."""
+        return [nest(pt) for pt in self.points]
 
     def points_flat(self) -> list[dict]:
         """Points as Ax parameter names (Tune's flattening: ``model/lr``)."""
@@ -294,7 +307,7 @@ def load_space(path: str | Path, base: dict) -> Space:
     return parse_space(load_yaml(path), base, str(path))
 
 
-def parse_space(raw: dict, base: dict, path: str, choice_encoding: str = "rank") -> Space:
+def parse_space(raw: dict, base: dict, path: str, choice_encoding: str = "rank", trial_config: str = "real") -> Space:
     """Validate the content of a space file (also the copy a sweep keeps for --resume)."""
     raw = copy.deepcopy(raw)
     if not isinstance(raw, dict):
@@ -349,7 +362,7 @@ def parse_space(raw: dict, base: dict, path: str, choice_encoding: str = "rank")
     if not isinstance(specs, list):
         raise UserError(f"{path}: `objectives:` must be a list such as [val_loss, model.latent_dim]")
     objectives = parse_all(specs, list(params), metrics_of(schemas["model"]), f"{path}: objectives:")
-    return Space(params, points, path, raw, objectives, choice_encoding)
+    return Space(params, points, path, raw, objectives, choice_encoding, trial_config)
 
 
 def with_objectives(space: Space, specs: list[str], base: dict, where: str = "--objective") -> Space:

@@ -52,6 +52,8 @@ def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:
     (["train.py", "--variant", "conv", "--set", "data.normalise=unit"], "(did you mean 'normalize'?)"),
     (["train.py", "--variant", "fc", "--set", "trainer.precision=8"], "trainer.precision: expected one of"),
     (["train.py", "--variant", "nope"], "unknown variant 'nope'"),
+    (["train.py", "--variant", "fc", "--data-dir", "/nonexistent", "--set", "data.download=false"],
+     "missing data file train-images-idx3-ubyte[.gz] in /nonexistent/MNIST/raw"),
     (["-m", "search.tune", "--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
     (["-m", "ae_lightning.studies", "compression", "--epochs", "abc"], "--epochs (trainer.max_epochs): expected int"),
     (["-m", "ae_lightning.studies", "compresion"], "unknown study 'compresion'"),

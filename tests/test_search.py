@@ -6,6 +6,7 @@ BoTorch / Ray upgrade that breaks AxSearch fails the default test run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -73,15 +74,21 @@ def test_default_space_loads_and_maps_to_tune(base):
     space = load_space(DEFAULT_SPACE, base)
     assert list(space.params) == ["model.lr", "model.weight_decay", "data.batch_size", "model.latent_dim"]
     t = space.to_tune()
-    # floats reach the searchers as a position in [0, 1] of their range, log-spaced for loguniform
+    # random search samples real values (a trial's config is what Ray's tables print): the same
+    # distributions as a uniform draw of the searchers' encoding
     assert isinstance(t["model"]["weight_decay"], tune.search.sample.Float)
-    assert (t["model"]["weight_decay"].lower, t["model"]["weight_decay"].upper) == (0.0, 1.0)
+    assert (t["model"]["weight_decay"].lower, t["model"]["weight_decay"].upper) == (1e-6, 2e-6)
+    assert isinstance(t["model"]["weight_decay"].get_sampler(), tune.search.sample.LogUniform)
+    # floats reach Ax as a position in [0, 1] of their range, log-spaced for loguniform
     wd = space.params["model.weight_decay"]
     assert [wd.from_unit(u) for u in (0, 0.5, 1)] == pytest.approx([1e-6, 2 ** 0.5 * 1e-6, 2e-6])
     real = {"model.lr": 0.002, "model.weight_decay": 1.5e-6, "data.batch_size": 256, "model.latent_dim": 3}
-    assert space.decode(nest(space.encode(real))) == pytest.approx(real)
-    # numeric choices reach the searchers as their rank (tests/test_search_ax.py)
-    assert t["data"]["batch_size"].categories == [0, 1, 2, 3]
+    assert space.from_searcher(nest(space.encode(real))) == pytest.approx(real)
+    assert space.decode(nest(real)) == real  # a trial's config holds the real values
+    assert t["data"]["batch_size"].categories == [128, 256, 512, 1024]
+    # a sweep saved before real trial configs decodes its trials from the searchers' encoding
+    old = dataclasses.replace(space, trial_config="searcher")
+    assert old.decode(nest(space.encode(real))) == pytest.approx(real)
     # int ranges include their upper bound (Tune's randint excludes it)
     assert (t["model"]["latent_dim"].lower, t["model"]["latent_dim"].upper) == (2, 6)
 
@@ -255,6 +262,9 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     assert {r["generator"] for r in rows} == {"Manual", "Sobol", "BoTorch"}  # the Bayesian step ran
     done = [r for r in rows if r["status"] == "completed"]
     assert all(int(r["epochs"]) == 2 and float(r["best_val_loss"]) > 0 and r["test_mse"] for r in done)
+    for r in rows:  # Ray's own files and tables hold a trial's real values, not Ax's encoding
+        tune_config = json.loads((Path(r["trial_dir"]) / "params.json").read_text())
+        assert tune_config["model"]["lr"] == pytest.approx(float(r["model.lr"]))
 
     best = json.loads((exp / "best.json").read_text())
     assert best["value"] == min(float(r["best_val_loss"]) for r in done)
@@ -535,7 +545,7 @@ def test_a_finished_trial_is_taken_exactly_as_it_is(monkeypatch, tmp_path, data_
                                  "data.batch_size": 100, "trainer.max_epochs": 2, "model.optimizer": "sgd",
                                  "trainer.images_every_n_epochs": 0})
     space = load_space(write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}"), base)
-    config = nest(space.encode({"model.lr": 0.005}))
+    config = nest({"model.lr": 0.005})  # a trial's Tune config: real values
     trial = tmp_path / "trial"
     reports, restored = [], [None]
 

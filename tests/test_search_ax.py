@@ -87,11 +87,30 @@ def test_numeric_choices_reach_ax_by_rank_not_by_value(space):
     batch = ax_space["data/batch_size"]
     assert batch.values == [0, 1, 2, 3, 4, 5] and batch.is_ordered
     assert ax_space["model/latent_dim"].log_scale and ax_space["model/latent_dim"].lower == 2
-    assert [space.decode({"data": {"batch_size": r}})["data.batch_size"] for r in range(6)] == \
+    assert [space.from_searcher({"data": {"batch_size": r}})["data.batch_size"] for r in range(6)] == \
         [32, 64, 128, 256, 512, 1024]
     assert space.encode({"data.batch_size": 256}) == {"data.batch_size": 3}
-    dom = space.to_tune()["data"]["batch_size"]  # random search samples the same ranks uniformly
-    assert isinstance(dom, Categorical) and dom.categories == [0, 1, 2, 3, 4, 5]
+    dom = space.to_tune()["data"]["batch_size"]  # random search samples the same choices uniformly, as values
+    assert isinstance(dom, Categorical) and dom.categories == [32, 64, 128, 256, 512, 1024]
+
+
+def test_proposals_reach_tune_in_real_values_ax_keeps_its_encoding(space):
+    """Ray's tables and files print a trial's config: SweepAxSearch hands Tune the real values
+    (lr 0.0025, batch 256), decoded from Ax's own encoded arm (positions in [0, 1], ranks); a
+    searcher pickled before real trial configs (no ``_decoder``) keeps handing out the encoding."""
+    from search.space import flatten, nest
+
+    s = searcher(space, init_trials=3)
+    for t in "ab":
+        flat = flatten(s.suggest(t))
+        assert set(flat) == set(space.params)
+        assert all(space.params[k].contains(v) for k, v in flat.items()), flat
+        arm = s._ax.experiment.trials[s._live_trial_mapping[t]].arm.parameters
+        assert 0.0 <= arm["model/lr"] <= 1.0 and arm["data/batch_size"] in range(6)
+        assert space.from_searcher(nest({k.replace("/", "."): v for k, v in arm.items()})) == flat
+    del s.__dict__["_decoder"]  # as unpickled from a sweep saved by 2
+    encoded = flatten(s.suggest("c"))
+    assert 0.0 <= encoded["model.lr"] <= 1.0 and encoded["data.batch_size"] in range(6)
 
 
 def test_exactly_init_trials_sobol_while_others_run_then_bayesian(space, tmp_path):
