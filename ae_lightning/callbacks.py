@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ae_lightning import files
 from ae_lightning.data import NUM_CLASSES
+from ae_lightning.generate import generate
 from ae_lightning.metrics import per_class_accuracy
 from ae_lightning.models import CKPT_KEY
 from ae_lightning.models.base import AutoencoderModule
@@ -192,3 +193,21 @@ class ConfusionFigures(L.Callback):
 def class_names(trainer) -> list[str]:
     dm = trainer.datamodule
     return list(dm.class_names) if dm is not None else [str(i) for i in range(NUM_CLASSES)]
+
+
+class GenerationImages(L.Callback):
+    """At the end of testing (the best checkpoint's weights), the generated grids to TensorBoard."""
+
+    def __init__(self, n: int = 64, limit: int = 10_000):
+        self.n, self.limit = n, limit
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        experiment = getattr(trainer.logger, "experiment", None)
+        if not isinstance(pl_module, AutoencoderModule) or not hasattr(experiment, "add_image"):
+            return
+        if not trainer.is_global_zero:  # DDP: rank 0 writes the images
+            return
+        x, _ = trainer.datamodule.tensors("test", pl_module.device, limit=self.limit)
+        images, _ = generate(pl_module, x, self.n)
+        for name, imgs in images.items():
+            experiment.add_image(f"z_generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)

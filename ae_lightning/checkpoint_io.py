@@ -40,8 +40,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Optional[Callable] = lambda storage, loc: storage,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
-        if not Path(path).is_file():
-            raise UserError(f"checkpoint not found: {path}")
+        files.checkpoint_file(path)
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except Exception as e:
@@ -74,11 +73,7 @@ def why_damaged(path: Path, error: BaseException) -> str:
 
 def read(path: str | Path, *, weights_only: bool = True) -> dict[str, Any]:
     """The checkpoint dict at ``path`` (on the CPU); UserError ``damaged checkpoint PATH: cause``."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+    path = files.checkpoint_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:

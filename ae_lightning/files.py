@@ -117,3 +117,14 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` as an existing file (torch-free, so the commands check it before their imports);
+    UserError ``checkpoint not found: PATH``, or that it is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return path

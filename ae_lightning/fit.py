@@ -30,6 +30,7 @@ from ae_lightning.callbacks import (
     BestCheckpoint,
     ConfusionFigures,
     FiniteLossGuard,
+    GenerationImages,
     LossHistory,
     Plateau,
     ReconstructionImages,
@@ -38,7 +39,6 @@ from ae_lightning.callbacks import (
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import UserError
-from ae_lightning.generate import GenerationImages
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
 from ae_lightning.rundir import SharedRunDir, open_run_dir, process_rank

@@ -9,7 +9,7 @@ Codes are drawn from three distributions, each decoded to a grid of images:
     prior            z ~ N(0, I), for modules with ``sample(n)`` (the VAE)
 
 ``fit`` writes the same grids to TensorBoard (``z_generated/<kind>``: a closed group after the loss
-curves) at the end of every run whose ``trainer.images_every_n_epochs`` is not 0 (callback :class:`GenerationImages`).
+curves) at the end of every run whose ``trainer.images_every_n_epochs`` is not 0 (``callbacks.GenerationImages``).
 """
 from __future__ import annotations
 
@@ -18,16 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 
 from ae_lightning import files, flags
 from ae_lightning.config import cli
-from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt, Seed
-from ae_lightning.models import load_checkpoint
-from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.viz import save_png, tile
 
 
@@ -41,6 +37,8 @@ def sample_codes(z: torch.Tensor, n: int, generator: torch.Generator) -> dict[st
 @torch.no_grad()
 def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
     """``({kind: images (n,1,28,28) in [0,1]}, code ranges)`` from an autoencoder and test images."""
+    from ae_lightning.models.base import AutoencoderModule  # late: Lightning (seconds), which the CLI's checks do without
+
     if not isinstance(module, AutoencoderModule):
         raise UserError(f"generation needs an autoencoder; this checkpoint holds a {type(module).__name__}")
     was = module.training
@@ -58,27 +56,12 @@ def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[
     return out, ranges
 
 
-class GenerationImages(L.Callback):
-    """At the end of testing (the best checkpoint's weights), the generated grids to TensorBoard."""
-
-    def __init__(self, n: int = 64, limit: int = 10_000):
-        self.n, self.limit = n, limit
-
-    def on_test_end(self, trainer, pl_module) -> None:
-        experiment = getattr(trainer.logger, "experiment", None)
-        if not isinstance(pl_module, AutoencoderModule) or not hasattr(experiment, "add_image"):
-            return
-        if not trainer.is_global_zero:  # DDP: rank 0 writes the images
-            return
-        x, _ = trainer.datamodule.tensors("test", pl_module.device, limit=self.limit)
-        images, _ = generate(pl_module, x, self.n)
-        for name, imgs in images.items():
-            experiment.add_image(f"z_generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)
-
-
 def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,
                              limit: PosInt | None = None, data_dir: str | None = None) -> dict[str, Path]:
     """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``."""
+    from ae_lightning.data import MNISTDataModule  # late, as above
+    from ae_lightning.models import load_checkpoint
+
     module, cfg = load_checkpoint(ckpt)
     data = dict(cfg["data"], **({"data_dir": data_dir} if data_dir else {}))
     x, _ = MNISTDataModule(**data).tensors("test", limit=limit)
@@ -110,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     flags.check(args, flag_hints())
+    files.checkpoint_file(args.checkpoint)  # before the data and the models' imports (seconds)
     paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
     for path in paths.values():
         print(path)

@@ -184,6 +184,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     flags.check(args, flag_hints())
+    files.checkpoint_file(args.checkpoint)  # before the data and the models' imports (seconds)
     result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
                         train_limit=args.train_limit, test_limit=args.test_limit,
                         baselines=not args.no_baselines, device=args.device)

@@ -8,12 +8,14 @@ instead of, ``ray.init``'s minutes of retries.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
 import threading
 from pathlib import Path
 
+from ae_lightning import quiet as verbosity
 from ae_lightning.errors import UserError
 
 
@@ -131,6 +133,23 @@ def _quiet_fd2():
         os.close(saved)
 
 
+TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_enabled_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def quiet_notices() -> None:
+    """At the default verbosity, Ray's notice that a token on this machine turned authentication on
+    is dropped (its warning that authentication is off still shows); --verbose keeps both."""
+    log = logging.getLogger(TOKEN_SETUP_LOGGER)
+    if verbosity.verbose():
+        log.removeFilter(_drop_token_enabled_notice)
+    else:
+        log.addFilter(_drop_token_enabled_notice)
+
+
 def start(address: str | None, num_cpus: int | None, quiet: bool, cpus_per_trial: float,
           gpus_per_trial: float) -> None:
     """Start a local Ray, or join the cluster at ``address`` (checked first: reachable, token
@@ -139,6 +158,7 @@ def start(address: str | None, num_cpus: int | None, quiet: bool, cpus_per_trial
     from ray.exceptions import RayError
 
     kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=not quiet)
+    quiet_notices()
     source = _token_source()
     if address and address != "auto":  # Ray would retry an unreachable head for minutes
         probe(address)

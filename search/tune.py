@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ae_lightning import dotted, files, quiet, runlock
 from ae_lightning.config import ROOT, cli, parse_value, variants
-from ae_lightning.datafiles import default_data_dir
+from ae_lightning.datafiles import default_data_dir, locate_all
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
 from search import cluster, report
@@ -136,6 +136,8 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     data_dir = Path(args.data_dir) if args.data_dir else (Path(base["data"]["data_dir"]) if base["data"]["data_dir"]
                                                           else default_data_dir(base["data"]["dataset"]))
     base["data"]["data_dir"] = str(data_dir.resolve())
+    if not args.address:  # local trials read it now; a cluster's nodes hold their own copy at that path
+        locate_all(data_dir, base["data"]["dataset"], base["data"]["download"])
     space_file = Path(args.space) if args.space else DEFAULT_SPACE
     space = with_objectives(load_space(space_file, base), s.objectives, base)
     check(s, space.objectives)

@@ -58,11 +58,40 @@ def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:
     (["-m", "ae_lightning.studies", "compression", "--epochs", "abc"], "--epochs (trainer.max_epochs): expected int"),
     (["-m", "ae_lightning.studies", "compresion"], "unknown study 'compresion'"),
     (["-m", "ae_lightning.studies", "compression", "--latents", "2,x"], "--latents '2,x' (model.latent_dim)"),
+    (["-m", "ae_lightning.studies", "compression", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such folder"),
+    (["-m", "search.tune", "--variant", "fc", "--data-dir", "/nonexistent", "--set", "data.download=false"],
+     "missing data file train-images-idx3-ubyte[.gz] in /nonexistent/MNIST/raw"),
+    (["-m", "ae_lightning.studies", "reproduce", "kears"], "unknown preset 'kears': choose one of"),
+    (["-m", "ae_lightning.studies", "reproduce", "keras", "--set", "config.model.bogus=1"],
+     "unknown config key model.bogus for variant"),
+    (["-m", "ae_lightning.studies", "reproduce", "keras", "--set", "config.data.download=false", "--data-dir", "tests"],
+     "missing data file train-images-idx3-ubyte[.gz] in tests/FashionMNIST/raw"),
+    (["-m", "ae_lightning.studies", "reproduce", "zoo", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such folder"),
+    (["-m", "ae_lightning.studies", "reproduce", "zoo", "--only", "clasifier"], "--only clasifier: preset zoo has no"),
+    (["-m", "ae_lightning.studies", "reproduce", "zoo", "--seeds", "0,x"], "--seeds '0,x': expected non-negative"),
+    (["-m", "ae_lightning.studies", "reproduce", "zoo", "--set", "studies.classifier.bogus=1", "--smoke"] , None),
 ])
 def test_a_bad_key_or_flag_is_one_line_before_torch_lightning_and_ray(args, message):
     rc, err, heavy = imported_by(args)
+    if message is None:  # a study parameter: typed by its study's Params, which the study modules hold
+        assert rc == 2 and len(err) == 1 and "unknown key studies.classifier.bogus of study classifier" in err[0], err
+        return
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not heavy, f"imported {heavy} before the error"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "ae_lightning.probes", "/nonexistent.ckpt"], "checkpoint not found: /nonexistent.ckpt"),
+    (["-m", "ae_lightning.probes", "tests", "--k", "0"], "--k: expected int > 0"),
+    (["-m", "ae_lightning.generate", "/nonexistent.ckpt", "--out", "x"], "checkpoint not found: /nonexistent.ckpt"),
+    (["-m", "ae_lightning.generate", "tests", "--out", "x"], "tests is a folder, not a checkpoint file"),
+    (["-m", "ae_lightning.generate", "x.ckpt"], "the following arguments are required: --out"),
+])
+def test_a_checkpoint_command_s_bad_flag_or_file_is_one_line_before_lightning(args, message):
+    """probes and generate compute with torch in the module itself; the data and the models (Lightning) wait."""
+    rc, err, heavy = imported_by(args)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert heavy <= {"torch"}, f"imported {heavy} before the error"
 
 
 def test_a_bad_key_of_a_search_space_is_one_line_before_torch_lightning_and_ray(tmp_path):

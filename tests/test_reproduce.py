@@ -15,14 +15,34 @@ ROW_KEYS = {"id", "study", "figure", "setting", "reference", "ours", "goal", "re
             "matched", "command"}
 
 
-PINNED = Path(__file__).parent / "data" / "smoke_fidelity"  # each preset's smoke figures, id -> ours
+# Each preset's smoke figures (id -> ours), pinned per CPU: a CPU's float kernels (AVX-512 against AVX2) move
+# one epoch's figures, and a neighbour rank flips at a tie. Measured 2026-12-07 on the Intel Xeon against the AMD
+# EPYC's pins: up to 0.9 % (a KL of 0.3212 against 0.3214, a score@5 of 0.2250 against 0.2234), and 8 % on the
+# near-zero inversion errors (2e-6); on one CPU they agree to 1e-7. So a CPU with pins of its own is held to 1e-6
+# (a 10 % change of the learning rate moves the fcAE figures by 0.9 %: only this catches it), another to 2 %.
+PINNED = Path(__file__).parent / "data" / "smoke_fidelity"
+PINNED_BY_CPU = {"AMD EPYC": PINNED, "Intel(R) Xeon(R) Processor": PINNED / "intel_xeon"}
 
 
-def _same(a, b) -> bool:
+def _cpu() -> str:
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
+def _pins(name: str) -> tuple[dict, float, float]:
+    """(the pinned figures, rel_tol, abs_tol): this CPU's pins to 1e-6, else another CPU's to 2 %."""
+    own = PINNED_BY_CPU.get(_cpu())
+    if own is not None and (own / f"{name}.json").is_file():
+        return json.loads((own / f"{name}.json").read_text()), 1e-6, 1e-12
+    return json.loads((PINNED / f"{name}.json").read_text()), 2e-2, 1e-5
+
+
+def _same(a, b, rel: float = 1e-6, abs_: float = 1e-12) -> bool:
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y, rel, abs_) for x, y in zip(a, b))
     return a == b
 
 
@@ -35,8 +55,8 @@ def _run(argv, capsys):
 def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     """A run config resolved the way ``reproduce`` resolves it: the preset's ``config`` under every run."""
     from ae_lightning.resolve import load
-    from ae_lightning.studies.common import overrides_of as flat
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
+    from ae_lightning.studies.presets import overrides_of as flat
 
     preset = load_preset(name, [])
     over = {**flat(preset["config"]), "data.data_dir": str(data_dir), "data.download": False,
@@ -53,7 +73,7 @@ def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
 def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
     out = tmp_path / "out"
     code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
     assert code == 0, cap.err
@@ -65,11 +85,11 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         assert list((d / e / "tensorboard").glob("events.out.tfevents.*")), e
     rows = json.loads((d / "fidelity.json").read_text())
     assert rows and all(set(r) >= ROW_KEYS for r in rows)
-    # the same figures as before the structure's rework (issue 18), at the same seed, to 1e-6 relative
-    pinned = json.loads((PINNED / f"{name}.json").read_text())
+    # the same figures as before the structure's rework (issue 18), at the same seed, (see PINNED)
+    pinned, rel, abs_ = _pins(name)
     assert {r["id"] for r in rows} == set(pinned)
     for r in rows:
-        assert _same(r["ours"], pinned[r["id"]]), (r["id"], r["ours"], pinned[r["id"]])
+        assert _same(r["ours"], pinned[r["id"]], rel, abs_), (r["id"], r["ours"], pinned[r["id"]], rel)
     assert all(r["goal"] in ("lower", "higher", "order", "within") and isinstance(r["matched"], bool) for r in rows)
     # a smoke run is never judged: every row is marked smoke, none matched, each with the epochs it ran
     assert all(r["smoke"] is True and r["matched"] is False for r in rows)
@@ -196,7 +216,7 @@ def test_fidelity_goals_and_paths():
 
 def test_smoke_rows_are_never_judged_and_carry_the_smoke_epochs(tmp_path):
     from ae_lightning.studies.fidelity import fidelity_rows, matched_text, rows_table, write_fidelity
-    from ae_lightning.studies.reproduce import smoke_preset
+    from ae_lightning.studies.presets import smoke_preset
     preset = {"title": "t", "epochs": 10, "reference_epochs": 10, "studies": {
         "e": {"study": "compression", "epochs": 5}, "f": {"study": "compression"}}, "fidelity": [
         {"id": "hit", "reference": 0.5, "goal": "lower", "ours": "e.x", "reference_epochs": 5, "our_epochs": 5},
@@ -230,7 +250,7 @@ def test_smoke_rows_are_never_judged_and_carry_the_smoke_epochs(tmp_path):
 
 
 def test_the_original_studies_are_cited_by_their_titles_not_by_a_path():
-    from ae_lightning.studies.reproduce import load_preset, presets
+    from ae_lightning.studies.presets import load_preset, presets
     root = Path(__file__).resolve().parents[1]
     titles = {"fcae": "the fcAE study (Fashion-MNIST)", "keras": "the shallow/deep Keras notebook (MNIST, Fashion-MNIST)",
               "neighbours": "the neighbourhood study (MNIST)", "tuned": "the tuned conv AE / VAE study (MNIST)",
@@ -316,24 +336,24 @@ def test_loss_history_survives_a_resume(cfg_for):
 
 
 def test_preset_errors_name_the_preset(monkeypatch, tmp_path):
-    from ae_lightning.studies import reproduce
-    monkeypatch.setattr(reproduce, "PRESET_DIR", tmp_path)
+    from ae_lightning.studies import presets as preset_files
+    monkeypatch.setattr(preset_files, "PRESET_DIR", tmp_path)
     (tmp_path / "bad.yaml").write_text("title: t\ndataset: mnist\nstudies: {a: {study: nope}}\nfidelity: []\n")
     with pytest.raises(UserError, match="unknown study 'nope'"):
-        reproduce.load_preset("bad", [])
+        preset_files.load_preset("bad", [])
     (tmp_path / "bad.yaml").write_text("title: t\ndataset: mnist\nstudies: {a: {study: compression}}\n"
                                        "fidelity: [{id: x, goal: lower, reference: 1, ours: b.y}]\n")
     with pytest.raises(UserError, match="must start with a studies entry"):
-        reproduce.load_preset("bad", [])
+        preset_files.load_preset("bad", [])
 
 
 def test_study_parameters_are_typed_and_checked_in_the_preset_file_and_its_smoke_part(monkeypatch, tmp_path):
     """A misspelled study parameter (``modles:``) once ran the study's defaults with exit 0; now the
     preset file is refused in one line naming the key and the nearest valid one, and a smoke part
     is checked on its own, so it can neither hide nor carry a bad key."""
-    from ae_lightning.studies import reproduce
+    from ae_lightning.studies import presets as preset_files
 
-    monkeypatch.setattr(reproduce, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(preset_files, "PRESET_DIR", tmp_path)
     head = "title: t\ndataset: mnist\nfidelity: [{id: x, goal: lower, reference: 1, ours: c.y}]\n"
     cases = [
         ("studies: {c: {study: curves, modles: {a: {variant: shallow}}}}",
@@ -357,12 +377,12 @@ def test_study_parameters_are_typed_and_checked_in_the_preset_file_and_its_smoke
     for body, message in cases:
         (tmp_path / "bad.yaml").write_text(head + body + "\n")
         with pytest.raises(UserError) as e:
-            reproduce.load_preset("bad", [])
+            preset_files.load_preset("bad", [])
         assert message in str(e.value) and "\n" not in str(e.value), (body, str(e.value))
     # a valid key the file leaves out can be set (the schema judges it), and it arrives typed
     (tmp_path / "ok.yaml").write_text(head + "studies: {c: {study: compression, latents: [4, 8]}}\n")
-    preset = reproduce.load_preset("ok", ["studies.c.falls_slack=1"])
-    params = reproduce.entry_params("preset ok", "c", preset["studies"]["c"])
+    preset = preset_files.load_preset("ok", ["studies.c.falls_slack=1"])
+    params = preset_files.entry_params("preset ok", "c", preset["studies"]["c"])
     assert params.falls_slack == 1.0 and isinstance(params.falls_slack, float) and params.latents == [4, 8]
     assert params.family == "preset"  # the default of the study's Params
 
@@ -370,12 +390,13 @@ def test_study_parameters_are_typed_and_checked_in_the_preset_file_and_its_smoke
 def test_every_study_declares_frozen_typed_params_and_every_shipped_preset_passes_them():
     import dataclasses
 
-    from ae_lightning.studies import reproduce, studies
+    from ae_lightning.studies import presets as preset_files
+    from ae_lightning.studies import studies
 
     for s in studies():
         assert dataclasses.is_dataclass(s.params) and s.params.__dataclass_params__.frozen, s.name
         s.params()  # every parameter has a default: an entry may leave any of them out
-    for name in reproduce.presets():
-        preset = reproduce.load_preset(name, [])
+    for name in preset_files.presets():
+        preset = preset_files.load_preset(name, [])
         for entry, spec in preset["studies"].items():
-            reproduce.entry_params(f"preset {name}", entry, spec)
+            preset_files.entry_params(f"preset {name}", entry, spec)

@@ -8,8 +8,8 @@ import torch
 def _preset_models(name: str, entry: str, data_dir, tmp_path) -> dict:
     """Every model config of a preset entry's ``models``, resolved the way ``reproduce`` resolves them."""
     from ae_lightning.resolve import load
-    from ae_lightning.studies.common import overrides_of as flat
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
+    from ae_lightning.studies.presets import overrides_of as flat
 
     preset = load_preset(name, [])
     base = {**flat(preset.get("config")), "data.data_dir": str(data_dir), "data.download": False,
@@ -101,8 +101,8 @@ def test_bad_output_scale_combinations_are_one_line_errors(cfg_for, over, messag
 def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
     from ae_lightning.fit import build
     from ae_lightning.resolve import load
-    from ae_lightning.studies.common import overrides_of as flat
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
+    from ae_lightning.studies.presets import overrides_of as flat
     from ae_lightning.studies.seeds import entry_runs
 
     preset = load_preset("tuned", [])
@@ -150,7 +150,7 @@ def test_tuned_preset_holds_the_tuned_values(data_dir, tmp_path):
 # -- zoo: the variants the slides describe ------------------------------------------------------
 def test_zoo_preset_builds_the_slides_networks(data_dir, tmp_path):
     from ae_lightning.fit import build
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
     from ae_lightning.studies.seeds import entry_runs
 
     cfgs = _preset_models("zoo", "classifier", data_dir, tmp_path)

@@ -34,11 +34,11 @@ def _run(argv, capsys):
 
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
-    from ae_lightning.studies import reproduce
+    from ae_lightning.studies import presets as preset_files
     presets = tmp_path / "presets"
     presets.mkdir()
     (presets / "tiny.yaml").write_text(TINY)
-    monkeypatch.setattr(reproduce, "PRESET_DIR", presets)
+    monkeypatch.setattr(preset_files, "PRESET_DIR", presets)
     return presets / "tiny.yaml"
 
 
@@ -92,10 +92,10 @@ def test_bad_seeds_give_one_line_and_exit_2(seeds, message, data_dir, tmp_path, 
     ("seeds: 3\n", "preset tiny: seeds: expected a list"),
 ])
 def test_a_bad_preset_seeds_key_is_refused(extra, message, tiny):
-    from ae_lightning.studies import reproduce
+    from ae_lightning.studies import presets as preset_files
     tiny.write_text(TINY + extra)
     with pytest.raises(UserError, match=message.replace("[", r"\[")):
-        reproduce.load_preset("tiny", [])
+        preset_files.load_preset("tiny", [])
 
 
 @pytest.mark.parametrize("findings, message", [
@@ -104,10 +104,10 @@ def test_a_bad_preset_seeds_key_is_refused(extra, message, tiny):
     ("  tiny.miss: {cause: c, value: 1}\n", "finding tiny.miss: unknown key"),
 ])
 def test_bad_findings_are_refused(findings, message, tiny):
-    from ae_lightning.studies import reproduce
+    from ae_lightning.studies import presets as preset_files
     tiny.write_text(TINY.split("findings:")[0] + "findings:\n" + findings)
     with pytest.raises(UserError, match=message):
-        reproduce.load_preset("tiny", [])
+        preset_files.load_preset("tiny", [])
 
 
 def _versions(runs):
@@ -160,7 +160,7 @@ def test_seeds_run_each_seed_and_resume_reuses_finished_ones(tiny, data_dir, tmp
 
 
 def test_an_entry_with_its_own_seed_runs_once(tiny):
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
     from ae_lightning.studies.seeds import entry_runs
     tiny.write_text(TINY.replace("studies:\n", "studies:\n  pinned: {study: compression, latents: [4], "
                                  "config: {seed: 1}}\n"))
@@ -173,7 +173,7 @@ def test_an_entry_with_its_own_seeds_runs_at_those_and_resume_reads_it_back_unch
     """A measurement beside the rows (``seeds: [0]`` on the entry) runs at its own seeds whatever --seeds
     says; a bad entry ``seeds`` is one line; adding ``seeds`` to a finished entry does not make --resume
     train it again (``seeds`` picks runs, it is no setting of any)."""
-    from ae_lightning.studies.reproduce import load_preset
+    from ae_lightning.studies.presets import load_preset
     from ae_lightning.studies.seeds import entry_runs
     out, runs = tmp_path / "out", tmp_path / "runs"
     argv = ["reproduce", "tiny", "--smoke", "--out", out, "--runs-dir", runs, "--data-dir", data_dir,

@@ -239,6 +239,33 @@ def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys, data_dir):
     assert code == 2 and "--resume --name old" in capsys.readouterr().err
 
 
+def test_ray_s_token_enabled_notice_only_with_verbose():
+    """Ray logs at every local start that a token turned authentication on: dropped at the default
+    verbosity; its warning that authentication is off still shows, and --verbose brings both."""
+    import logging
+
+    from ae_lightning import quiet
+    from search import cluster
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    log = logging.getLogger(cluster.TOKEN_SETUP_LOGGER)
+    log.addHandler(handler)
+    try:
+        for verbose in (False, True):
+            quiet.set_verbose(verbose)
+            cluster.quiet_notices()
+            log.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.")
+            log.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+    finally:
+        log.removeHandler(handler)
+        quiet.set_verbose(False)
+    assert [m.split(" for ")[0] for m in seen] == [
+        "Token authentication is disabled",  # default: the safe state's notice dropped
+        "Token authentication is enabled", "Token authentication is disabled"]  # --verbose
+
+
 # ---------------------------------------------------------------------------------------------
 # real sweeps
 def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, data_dir, capsys):

@@ -50,7 +50,7 @@ class NoParams:
 
 _REGISTRY: dict[str, Study] = {}
 _LOADED = False
-_NOT_STUDIES = {"__main__", "common", "plots", "report", "reproduce", "runner"}
+_NOT_STUDIES = {"__main__", "common", "fidelity", "plots", "presets", "report", "reproduce", "runner", "seeds"}
 
 
 def register(name: str, title: str, order: int, dataset: str = "mnist", variant: str | None = None,

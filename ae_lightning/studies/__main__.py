@@ -21,9 +21,10 @@ from typing import Any
 
 from ae_lightning import files, flags, quiet
 from ae_lightning.config import Text, cli, coerce
+from ae_lightning.datafiles import DATASETS, locate_all
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import config_hint
-from ae_lightning.studies import get, studies, study_names
+from ae_lightning.studies import get, presets, studies, study_names
 from ae_lightning.text import plural
 
 # flag -> the config key it sets in every run of a study: its value is checked by that key's schema
@@ -152,11 +153,12 @@ def parse_latents(text: str | None) -> list[int] | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["reproduce"]:
-        from ae_lightning.studies import reproduce
+        prepared = presets.prepare(argv[1:])  # the flags and presets, checked before torch
+        quiet.set_verbose(prepared[0].verbose)
+        from ae_lightning.studies import reproduce  # late: torch and Lightning (seconds)
 
-        quiet.set_verbose("--verbose" in argv[1:])  # reproduce's own flag (its parser knows it)
         try:
-            return reproduce.main(argv[1:])
+            return reproduce.main(argv[1:], prepared)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -174,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.study not in (*study_names(), "all"):
             raise UserError(f"unknown study {args.study!r}: choose one of {', '.join(study_names())}, or all")
         latents = parse_latents(args.latents)
+        if args.data_dir is not None:  # a wrong folder answers before torch; the files of a named dataset too
+            if not Path(args.data_dir).is_dir():
+                raise UserError(f"--data-dir {args.data_dir}: no such folder")
+            if args.dataset in DATASETS:
+                locate_all(args.data_dir, args.dataset, download=True)  # the data module's default
         # late: torch and Lightning (seconds), once the flags are checked
         from ae_lightning.studies.common import Options
         from ae_lightning.studies.runner import run_one

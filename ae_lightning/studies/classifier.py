@@ -17,8 +17,9 @@ from ae_lightning.models import get_module
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.probes import run_probes
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec
 from ae_lightning.studies.plots import TSNE_POINTS, bar_plot, map_2d, scatter
+from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
 
 ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "randomized", "shallow", "linear"]

@@ -233,13 +233,6 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
     return {k: float(v) for k, v in m.compute().items()}
 
 
-def overrides_of(nested: dict[str, Any] | None) -> dict[str, Any]:
-    """A preset's nested config overrides ``{model: {lr: 0.01}}`` as dotted keys
-    (``{"model.lr": 0.01}``), which ``resolve.load`` and ``ctx.train(**...)`` both take; top-level
-    keys (``seed``, ``variant``) stay as they are, a mapping-valued key one value."""
-    return dotted.flatten(nested, levels=1)
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """One model of a study's ``models`` parameter (read as a mapping: ``spec.get("variant")``)."""

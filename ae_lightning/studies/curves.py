@@ -17,8 +17,9 @@ import torch
 
 from ae_lightning.hints import NonNegInt, PosInt
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec
 from ae_lightning.studies.plots import line_plot
+from ae_lightning.studies.presets import overrides_of
 from ae_lightning.studies.weights import linear_layers, unit_images
 from ae_lightning.viz import tile
 

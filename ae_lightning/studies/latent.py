@@ -22,8 +22,9 @@ from ae_lightning import resolve
 from ae_lightning.generate import generate
 from ae_lightning.hints import PosInt
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec
 from ae_lightning.studies.plots import TSNE_POINTS, map_2d, scatter
+from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
 

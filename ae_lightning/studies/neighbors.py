@@ -32,8 +32,9 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
 from ae_lightning.knn import knn
 from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec, overrides_of
+from ae_lightning.studies.common import Context, ModelSpec
 from ae_lightning.studies.plots import line_plot, scatter
+from ae_lightning.studies.presets import overrides_of
 
 KS = (5, 10, 20, 50)
 METRICS = {"L1": 1.0, "L2": 2.0}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 from ae_lightning.hints import PosInt
-from ae_lightning.studies.common import Context, overrides_of, recon_metrics
+from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.plots import bar_plot
+from ae_lightning.studies.presets import overrides_of
 
 # what the combined report of ``all`` says of the references' epoch budget (``register(reference_budget=)``)
 REFERENCE_BUDGET = "the fcAE study trained 1000 epochs"

@@ -8,35 +8,14 @@ measurement beside the rows, e.g. neighbours' weight decay 1e-5 at seed 0).
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from ae_lightning.errors import UserError
-from ae_lightning.studies.common import overrides_of
+from ae_lightning.studies.presets import overrides_of, parse_seeds
 
 
 def base_seed(preset: dict) -> int:
     """The preset's own seed (default 0): its runs write to ``<out>/<name>/<entry>``, another seed's to
     ``<entry>.seed<s>``, so the single-seed results already written are reused by ``--resume``."""
     return int(preset.get("seed", 0))
-
-
-def parse_seeds(text: str | None, where: str = "--seeds") -> list[int] | None:
-    """``0,1,2`` -> [0, 1, 2]; distinct non-negative integers, in the order given."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in str(text).split(",")]
-    if not all(p.isascii() and p.isdigit() for p in parts):
-        raise UserError(f"{where} {text!r}: expected non-negative integers separated by commas, e.g. 0,1,2")
-    return check_seeds([int(p) for p in parts], where)
-
-
-def check_seeds(seeds: Any, where: str) -> list[int]:
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise UserError(f"{where}: expected a list of non-negative integers, e.g. [0, 1, 2]")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"{where} {','.join(map(str, seeds))}: a seed is given twice")
-    return list(seeds)
 
 
 def pinned_seed(preset: dict, entry: str) -> int | None:
