@@ -210,6 +210,15 @@ def test_compression_smoke_writes_report_figures_json_and_tensorboard(data_dir, 
     assert results["settings"]["dataset"] == "fashion_mnist"  # the fcAE study's dataset by default
 
 
+def test_the_classifier_study_names_its_head_by_the_codes_size(data_dir, tmp_path, capsys):
+    out = tmp_path / "c"
+    code, res = _run(["classifier", "--variant", "fc", "--epochs", 1, "--subset", 300, "--test-subset", 150,
+                      "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
+    assert code == 0, res.err
+    latent = json.loads((out / "results.json").read_text())["by_variant"]["fc"]["latent_dim"]
+    assert f"head (an MLP {latent} → 128 → 10, ReLU" in (out / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_all_smoke_writes_every_study_and_a_table_of_contents(data_dir, tmp_path, capsys):
     from ae_lightning.studies.report import slug

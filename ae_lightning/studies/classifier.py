@@ -90,7 +90,7 @@ def run(ctx: Context) -> None:
     else:
         chosen = [ctx.opts.variant] if ctx.opts.variant else [v for v in available if v in ORDER[:8]]
         specs = {v: (v, {}) for v in chosen}
-    rows, res, baselines = [], {}, None
+    rows, res, baselines, hidden = [], {}, None, [128]
     head_epochs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS)
     heads = {label: overrides_of(over) for label, over in ctx.params.heads.items()} if ctx.params.heads is not None \
         else {"head": {"trainer__max_epochs": head_epochs}}
@@ -118,6 +118,7 @@ def run(ctx: Context) -> None:
                           "run": str(run_h.run_dir)}
         clf = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **next(iter(heads.values()))),
                                label=f"classifier on {v}")
+        hidden = clf.cfg["model"]["hidden"]
         probes = run_probes(ckpt, data_dir=ctx.opts.data_dir, train_limit=ctx.opts.subset,
                             test_limit=ctx.opts.test_subset, baselines=baselines is None and ctx.params.baselines,
                             device=str(ctx.device), sklearn=True)
@@ -141,9 +142,11 @@ def run(ctx: Context) -> None:
     missing = [v for v in ORDER[:8] if v not in available]
     if ctx.params.description is not None:
         rep.text(ctx.params.description.strip())
-    rep.text(f"Each autoencoder trained {plural(ctx.opts.epochs, 'epoch')} at latent {latent or 'its own size'}; "
+    sizes = "/".join(str(k) for k in sorted({r["latent_dim"] for r in res.values()})) or "k"  # the codes' sizes
+    head = " → ".join([sizes, *map(str, hidden), "10"])
+    rep.text(f"Each autoencoder trained {plural(ctx.opts.epochs, 'epoch')} at latent {latent or sizes}; "
              "the classifier head "
-             f"(Linear(32→128), ReLU, Linear(128→10), frozen encoder, on codes computed once) trained {head_epochs} "
+             f"(an MLP {head}, ReLU after each hidden layer, frozen encoder, on codes computed once) trained {head_epochs} "
              f"epochs (at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
              "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set: the linear probe "
              + ("on standardized codes, fitted to convergence; beside it, scikit-learn's LogisticRegression() with "
