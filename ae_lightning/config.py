@@ -34,7 +34,7 @@ from typing import Annotated, Any, Callable, Iterable, Literal, Union
 import yaml
 
 from ae_lightning import dotted
-from ae_lightning.errors import UserError
+from ae_lightning.errors import Terminated, UserError
 
 # the hints are re-exported: callers written against config keep working (prefer ae_lightning.hints)
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed  # noqa: F401
@@ -46,7 +46,8 @@ SECTIONS = ("data", "model", "trainer")
 
 def cli(main: Callable[..., int]) -> Callable[..., int]:
     """Wraps every command's ``main(argv) -> exit code``: a UserError raised anywhere inside becomes
-    one line, ``error: <message>``, on stderr and exit code 2; never a traceback."""
+    one line, ``error: <message>``, on stderr and exit code 2; never a traceback. A run terminated
+    (SIGTERM, ``errors.Terminated``) is one line too, and exit code 143."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
@@ -55,6 +56,9 @@ def cli(main: Callable[..., int]) -> Callable[..., int]:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except Terminated as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 143
 
     return run
 

@@ -38,7 +38,7 @@ from ae_lightning.callbacks import (
 )
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits
 from ae_lightning.data import MNISTDataModule
-from ae_lightning.errors import UserError
+from ae_lightning.errors import Terminated, UserError
 from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
 from ae_lightning.rundir import SharedRunDir, open_run_dir, process_rank
@@ -145,7 +145,13 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     # would end at the tested checkpoint's epoch (a best epoch before the last)
     loss_history = {k: list(v) for k, v in ckpts.history.history.items()}
     test_ckpt = ckpts.tested(tc.test_checkpoint)
-    results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
+    try:
+        results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
+    except SystemExit:
+        if trainer.received_sigterm:  # as in _train
+            raise Terminated(f"terminated (SIGTERM) while testing {run_dir}: its training is finished; "
+                             "the same command with --resume tests it again") from None
+        raise
     test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
     metrics = {
         **test,
@@ -269,6 +275,11 @@ def _train(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, c
             # or a late flush brings back the file removed here
             logger.finalize("failed")
             eventfiles.remove_empty(run_dir, keep=events)  # this try's, if it logged nothing
+        if trainer.received_sigterm:  # Lightning's SIGTERMException is a SystemExit without a code: exit 0
+            kept = (run_dir / "checkpoints" / "last.ckpt").exists()
+            raise Terminated(f"terminated (SIGTERM) while training {run_dir}: " + (
+                "its finished epochs are kept (last.ckpt); the same command with --resume continues it" if kept
+                else "before its first epoch ended (nothing kept)")) from None
         raise
 
 

@@ -130,6 +130,32 @@ def test_resume_after_kill_9_matches_an_unbroken_run(data_dir, tmp_path):
     assert train.main([*args, "--output-dir", str(out), "--resume"]) == 2  # finished: nothing to resume
 
 
+def test_sigterm_mid_training_is_one_line_and_exit_143_and_resume_finishes_the_run(data_dir, tmp_path):
+    """Lightning turns SIGTERM into a SystemExit without a code: the command ended with exit 0 as if the run had
+    finished. Now: one line, exit 143, the finished epochs kept, and --resume finishes the run."""
+    args = ["train.py", "--variant", "fc", "--data-dir", str(data_dir), "--subset", "1000", "--batch-size", "10",
+            "--max-epochs", "30", "--latent-dim", "4", "--accelerator", "cpu", "--set", "data.download=false",
+            "--set", "trainer.images_every_n_epochs=0", "--output-dir", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "mnist/fc/version_0/checkpoints/last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait() == 143, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "terminated (SIGTERM) while training" in lines[0] and "--resume" in lines[0], err
+    assert "Traceback" not in err and last.exists()
+    assert not (tmp_path / "mnist/fc/version_0/metrics.json").exists()  # not a finished run
+    done = subprocess.run([sys.executable, *args, "--max-epochs", "3", "--resume"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "mnist/fc/version_0/metrics.json").read_text())["epochs"] == 3
+
+
 def test_tensorboard_has_scalars_images_and_hparams(data_dir, tmp_path):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
