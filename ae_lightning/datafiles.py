@@ -115,6 +115,12 @@ def locate(data_dir: str | Path, dataset: str, stem: str, download: bool) -> Pat
     return _download(folder, dataset, stem + ".gz")
 
 
+def check_folder(data_dir: str | Path | None) -> None:
+    """A ``--data-dir`` that is given must be a folder (the studies' rule: they never create it)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir}: no such folder")
+
+
 def locate_all(data_dir: str | Path | None, dataset: str, download: bool) -> None:
     """Every file of ``dataset`` found (or downloaded, if allowed) now: the commands call it before
     they import torch, so a wrong --data-dir answers in a fraction of a second."""

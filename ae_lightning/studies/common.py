@@ -23,6 +23,7 @@ from ae_lightning import config as config_mod
 from ae_lightning import dotted, resolve
 from ae_lightning.callbacks import DivergedError
 from ae_lightning.data import DATASETS, MNISTDataModule
+from ae_lightning.datafiles import check_folder
 from ae_lightning.errors import UserError
 from ae_lightning.fit import RunResult, fit
 from ae_lightning.metrics import ReconMetrics
@@ -72,8 +73,7 @@ class Options:
             raise UserError(f"--accelerator {self.accelerator!r}: choose one of {', '.join(get_args(Accelerator))}")
         if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
             raise UserError(f"--accelerator {self.accelerator}: this machine has no CUDA GPU (use cpu or auto)")
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise UserError(f"--data-dir {self.data_dir}: no such folder")
+        check_folder(self.data_dir)
         if self.variant is not None and self.variant not in config_mod.variants():
             raise UserError(f"--variant {self.variant!r}: choose one of {', '.join(config_mod.variants())}")
 

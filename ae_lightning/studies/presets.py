@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-from pathlib import Path
 from typing import Any
 
 from ae_lightning import dotted, resolve
 from ae_lightning.config import CONFIG_DIR, SECTIONS, load_yaml, parse_value
 from ae_lightning.config import nearest as config_nearest
-from ae_lightning.datafiles import locate_all
+from ae_lightning.datafiles import check_folder, locate_all
 from ae_lightning.errors import UserError
 from ae_lightning.studies import get
 from ae_lightning.studies.fidelity import GOALS, check_findings
@@ -276,8 +275,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
         if unknown:
             raise UserError(f"--only {args.only}: preset {n} has no {', '.join(sorted(unknown))} "
                             f"(its entries: {', '.join(p['studies'])})")
-        if args.data_dir is not None and not Path(args.data_dir).is_dir():
-            raise UserError(f"--data-dir {args.data_dir}: no such folder")
+        check_folder(args.data_dir)
         data = {(c["data"]["data_dir"], c["data"]["dataset"], c["data"]["download"])
                 for c in check_configs(p, args, classes=False)}
         for data_dir, dataset, download in sorted(data, key=str):  # found (or downloaded) before the first run
