@@ -174,6 +174,18 @@ def test_resume_reads_back_an_entry_with_number_keys(data_dir, tmp_path, capsys)
     assert "neighbours/neighbours: read back" in cap.err
 
 
+def test_training_time_counts_each_run_once_also_for_seeds_trained_in_other_clones():
+    from ae_lightning.studies.reproduce import trained_runs
+    run = lambda folder, wall: {"run_dir": folder, "wall_time_s": wall}
+    by_seed = {  # seeds 1 and 2 trained in other clones, whose runs folders are numbered alike
+        0: {"a": {"runs": [run("runs/linear/version_0", 10.0)]}, "b": {"runs": [run("runs/linear/version_0", 10.0)]}},
+        1: {"a": {"runs": [run("runs/linear/version_0", 20.0), run("runs/linear/version_1", 5.0)]}},
+        2: {"a": {"runs": [run("runs/linear/version_0", 30.0)]}, "c": {"skipped": ["x"]}},
+    }
+    trained = trained_runs(by_seed)
+    assert len(trained) == 4 and sum(trained.values()) == 65.0  # seed 0's shared run once, every seed's own
+
+
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "nope"], "unknown preset 'nope'"),
     (["reproduce", "fcae", "--set", "nope.x=1"], "--set nope.x: the preset has no nope"),

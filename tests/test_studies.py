@@ -210,13 +210,17 @@ def test_compression_smoke_writes_report_figures_json_and_tensorboard(data_dir, 
     assert results["settings"]["dataset"] == "fashion_mnist"  # the fcAE study's dataset by default
 
 
-def test_the_classifier_study_names_its_head_by_the_codes_size(data_dir, tmp_path, capsys):
+def test_the_classifier_study_names_its_head_by_the_codes_size_and_gives_each_models_epochs(data_dir, tmp_path, capsys):
     out = tmp_path / "c"
     code, res = _run(["classifier", "--variant", "fc", "--epochs", 1, "--subset", 300, "--test-subset", 150,
                       "--data-dir", data_dir, "--out", out, "--accelerator", "cpu"], capsys)
     assert code == 0, res.err
-    latent = json.loads((out / "results.json").read_text())["by_variant"]["fc"]["latent_dim"]
-    assert f"head (an MLP {latent} → 128 → 10, ReLU" in (out / "report.md").read_text()
+    row = json.loads((out / "results.json").read_text())["by_variant"]["fc"]
+    report = (out / "report.md").read_text()
+    assert f"head (an MLP {row['latent_dim']} → 128 → 10, ReLU" in report
+    # the epochs each autoencoder trained (a stopping rule or its own cap may end it early) are in its row
+    assert row["ae_epochs"] == 1 and f"| fc | {row['latent_dim']} | 1 | " in report
+    assert "| features | dim | AE epochs | AE test NRMSE |" in report
 
 
 @pytest.mark.slow

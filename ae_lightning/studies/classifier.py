@@ -104,7 +104,7 @@ def run(ctx: Context) -> None:
             if ctx.opts.variant:
                 raise
             skipped[v] = str(e)
-            rows.append([v, latent, None, None, None, None])
+            rows.append([v, latent, None, None, None, None, None])
             continue
         ckpt = ae.metrics["best_checkpoint"]
         if ctx.params.maps:
@@ -129,25 +129,27 @@ def run(ctx: Context) -> None:
         res[v] = {"test_acc": clf.metrics.get("test_acc"), "knn_acc": code["knn_acc"],
                   "linear_acc": code["sklearn_acc" if ctx.params.linear_probe == "sklearn" else "linear_acc"],
                   "standardized_acc": code["linear_acc"], "sklearn_acc": code["sklearn_acc"],
-                  "ae_test_nrmse": ae.metrics.get("test_nrmse"),
+                  "ae_test_nrmse": ae.metrics.get("test_nrmse"), "ae_epochs": ae.metrics.get("epochs"),
                   "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
                   "latent_dim": int(ae.cfg["model"]["latent_dim"]),
                   **({"heads": by_head} if ctx.params.heads is not None else {})}
-        rows.append([v, res[v]["latent_dim"], ae.metrics.get("test_nrmse"), res[v]["test_acc"], res[v]["knn_acc"],
+        rows.append([v, res[v]["latent_dim"], res[v]["ae_epochs"], ae.metrics.get("test_nrmse"), res[v]["test_acc"],
+                     res[v]["knn_acc"],
                      res[v]["linear_acc"], res[v]["sklearn_acc" if ctx.params.linear_probe == "standardized"
                                                   else "standardized_acc"]])
     for b in baselines or []:
-        rows.append([f"baseline: {b['features']}", b["dim"], None, None, b["knn_acc"], b["linear_acc"], None])
+        rows.append([f"baseline: {b['features']}", b["dim"], None, None, None, b["knn_acc"], b["linear_acc"], None])
     rep = ctx.report
     missing = [v for v in ORDER[:8] if v not in available]
     if ctx.params.description is not None:
         rep.text(ctx.params.description.strip())
     sizes = "/".join(str(k) for k in sorted({r["latent_dim"] for r in res.values()})) or "k"  # the codes' sizes
     head = " → ".join([sizes, *map(str, hidden), "10"])
-    rep.text(f"Each autoencoder trained {plural(ctx.opts.epochs, 'epoch')} at latent {latent or sizes}; "
-             "the classifier head "
-             f"(an MLP {head}, ReLU after each hidden layer, frozen encoder, on codes computed once) trained {head_epochs} "
-             f"epochs (at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
+    # a stopping rule or a model's own cap may end a run early: the table gives the epochs each trained
+    rep.text(f"Each autoencoder trained at latent {latent or sizes} for at most {plural(ctx.opts.epochs, 'epoch')} "
+             "unless a model sets its own cap (the `AE epochs` column: the epochs it trained); the classifier head "
+             f"(an MLP {head}, ReLU after each hidden layer, frozen encoder, on codes computed once) for at most "
+             f"{head_epochs} epochs (a cap of at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
              "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set: the linear probe "
              + ("on standardized codes, fitted to convergence; beside it, scikit-learn's LogisticRegression() with "
                 "its defaults on the raw codes. " if ctx.params.linear_probe == "standardized" else
@@ -159,11 +161,11 @@ def run(ctx: Context) -> None:
     other = "sklearn LR acc (raw codes)" if ctx.params.linear_probe == "standardized" else "standardized LR acc"
     if ctx.params.models is not None and any(v in ref for v in res):
         rows = [r + [ref.get(r[0])] for r in rows]
-        rep.table(["features", "dim", "AE test NRMSE", "classifier test acc", "kNN@5 acc", "linear probe acc", other,
-                   "reference"], rows)
+        rep.table(["features", "dim", "AE epochs", "AE test NRMSE", "classifier test acc", "kNN@5 acc",
+                   "linear probe acc", other, "reference"], rows)
     else:
-        rep.table(["features", "dim", "AE test NRMSE", "classifier test acc", "kNN@5 acc", "linear probe acc", other],
-                  rows)
+        rep.table(["features", "dim", "AE epochs", "AE test NRMSE", "classifier test acc", "kNN@5 acc",
+                   "linear probe acc", other], rows)
     rep.figure("accuracy_by_variant", bar_plot(list(res), {
         "classifier": [res[v]["test_acc"] for v in res], "kNN@5": [res[v]["knn_acc"] for v in res],
         "linear probe": [res[v]["linear_acc"] for v in res]}, "test accuracy", "Accuracy from the codes"),

@@ -90,9 +90,7 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
     if missing:
         print(f"{name}: unmatched rows without a finding: {', '.join(missing)}", file=sys.stderr)
     wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
-    # a call that reuses finished runs takes minutes: the runs' own times, recorded when each trained
-    trained = {r["run_dir"]: r.get("wall_time_s") or 0.0 for per_seed in by_seed.values() for res in per_seed.values()
-               for r in res.get("runs", []) if r.get("run_dir")}
+    trained = trained_runs(by_seed)
     summary = {"preset": name, "title": preset["title"], "source": preset.get("source"), "command": command(argv),
                "smoke": bool(args.smoke), "seeds": seeds, "wall_time_s": round(wall, 1),
                "runs": len(trained), "training_time_s": round(sum(trained.values()), 1),
@@ -159,6 +157,14 @@ def render_preset(preset: dict, summary: dict, sections: list[str]) -> str:
     lines += ["## Figures of the original", "", f"{matched_text(summary['rows'])}.", "",
               rows_table(summary["rows"]), ""]
     return "\n".join(lines) + "\n" + "\n".join(sections)
+
+
+def trained_runs(by_seed: dict[int, dict]) -> dict[tuple[int, str], float]:
+    """Each training run once, with the time it recorded when it trained (a call that reuses finished runs
+    takes minutes). A run is its seed and its folder: entries of one seed may share a run, but two seeds
+    never do, and seeds trained apart (another clone, another ``--runs-dir``) may number their folders alike."""
+    return {(seed, r["run_dir"]): r.get("wall_time_s") or 0.0 for seed, per_seed in by_seed.items()
+            for res in per_seed.values() for r in res.get("runs", []) if r.get("run_dir")}
 
 
 def main(argv: list[str], prepared: tuple | None = None) -> int:
