@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         k, v = dotted.parse_set(item)
         overrides[k] = Text(v)
     cfg = load(args.variant, args.config, overrides, classes=False)  # the keys, from the source: no torch yet
-    locate_all(cfg["data"]["data_dir"], cfg["data"]["dataset"], cfg["data"]["download"])  # a wrong --data-dir too
+    # a file that no download may bring answers now; a download waits until the run (after every check)
+    locate_all(cfg["data"]["data_dir"], cfg["data"]["dataset"], cfg["data"]["download"], fetch=False)
     cfg = validate(cfg)  # the classes' own checks (imports torch and Lightning)
 
     # late: these import torch and Lightning (seconds); a bad flag or key has answered before them

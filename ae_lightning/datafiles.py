@@ -121,9 +121,14 @@ def check_folder(data_dir: str | Path | None) -> None:
         raise UserError(f"--data-dir {data_dir}: no such folder")
 
 
-def locate_all(data_dir: str | Path | None, dataset: str, download: bool) -> None:
-    """Every file of ``dataset`` found (or downloaded, if allowed) now: the commands call it before
-    they import torch, so a wrong --data-dir answers in a fraction of a second."""
+def locate_all(data_dir: str | Path | None, dataset: str, download: bool, fetch: bool = True) -> None:
+    """Every file of ``dataset`` found now, or downloaded where ``download`` allows it and ``fetch`` asks.
+
+    The commands call it with ``fetch=False`` before they import torch: a file missing where no download
+    may bring it answers in a fraction of a second, while a download waits until every other check has
+    passed (a bad flag answers as itself, never as the network's error), and is made before the run."""
+    if download and not fetch:
+        return  # anything missing may still come from the mirrors
     folder = Path(data_dir) if data_dir else default_data_dir(dataset)
     for stems in SPLIT_FILES.values():
         for stem in stems:

@@ -136,8 +136,9 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     data_dir = Path(args.data_dir) if args.data_dir else (Path(base["data"]["data_dir"]) if base["data"]["data_dir"]
                                                           else default_data_dir(base["data"]["dataset"]))
     base["data"]["data_dir"] = str(data_dir.resolve())
-    if not args.address:  # local trials read it now; a cluster's nodes hold their own copy at that path
-        locate_all(data_dir, base["data"]["dataset"], base["data"]["download"])
+    local = not args.address  # local trials read the data at that path; a cluster's nodes hold their own copy
+    if local:  # a file that no download may bring answers before torch and Ray
+        locate_all(data_dir, base["data"]["dataset"], base["data"]["download"], fetch=False)
     space_file = Path(args.space) if args.space else DEFAULT_SPACE
     space = with_objectives(load_space(space_file, base), s.objectives, base)
     check(s, space.objectives)
@@ -147,6 +148,8 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     if s.algo == "ax":
         from search.searchers import check_ax  # late: Ray Tune and Ax (seconds)
         check_ax(space, s)
+    if local:  # every check passed: a download now, once, not in each trial after Ray started
+        locate_all(data_dir, base["data"]["dataset"], base["data"]["download"])
     return s, space
 
 

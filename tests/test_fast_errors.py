@@ -106,3 +106,24 @@ def test_a_bad_key_of_a_search_space_is_one_line_before_torch_lightning_and_ray(
     rc, err, _ = imported_by(["-m", "search.tune", "--variant", "fc", "--space", str(space),
                               "--set", "model.optimizer=sgd", "--set", "model.eps=1.0e-7"])
     assert rc == 2 and len(err) == 1 and "model.eps: sgd has no epsilon" in err[0], err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train.py", "--variant", "fc", "--latent-dim", "100000"], "model.latent_dim 100000 is above"),
+    (["train.py", "--variant", "fc", "--resume", "--output-dir", "{tmp}/runs"], "nothing to resume"),
+    (["-m", "search.tune", "--variant", "fc", "--cv", "1"], "--cv 1"),
+    (["-m", "search.tune", "--variant", "fc", "--subset", "100"], "--subset 100: the space's data.batch_size reaches"),
+    (["-m", "ae_lightning.studies", "reproduce", "zoo", "--smoke", "--set", "studies.classifier.bogus=1"],
+     "unknown key studies.classifier.bogus of study classifier"),
+])
+def test_a_bad_flag_answers_as_itself_while_the_data_is_still_to_be_downloaded(args, message, tmp_path):
+    """A fresh clone has no data until the first run downloads it: every check answers before that download
+    (CI's clone has no data, and no network but the package registries)."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args] + ["--data-dir", str(empty)]
+    p = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], p.stderr
+    assert not any(empty.rglob("*")), "downloaded before the flag was checked"

@@ -60,7 +60,7 @@ def test_l1_bound_features_bound_the_sum_of_minima():
     u[:, :10] = u[:, :10].round()  # some pixels exactly 0 or 1
     f = l1_bound_features(u)
     mins = torch.minimum(u[:, None, :], u[None, :, :]).sum(-1)
-    assert (f @ f.T >= mins - 1e-5).all()
+    assert (f @ f.T >= mins * (1 - 1e-6)).all()  # float32: a few units in the last place of sums up to ~30
     l1 = torch.cdist(u, u, p=1)
     s = u.sum(1)
     assert (s[:, None] + s[None] - 2 * (f @ f.T) <= l1 + 1e-4).all()

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         latents = parse_latents(args.latents)
         check_folder(args.data_dir)  # a wrong folder answers before torch; the files of a named dataset too
         if args.data_dir is not None and args.dataset in DATASETS:
-            locate_all(args.data_dir, args.dataset, download=True)  # the data module's default
+            locate_all(args.data_dir, args.dataset, download=True, fetch=False)  # the data module's default
         # late: torch and Lightning (seconds), once the flags are checked
         from ae_lightning.studies.common import Options
         from ae_lightning.studies.runner import run_one

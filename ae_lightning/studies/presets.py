@@ -263,7 +263,7 @@ def check_configs(preset: dict, args, classes: bool = True) -> list[dict]:
 def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
     """The flags and the presets they name, checked before torch: ``(args, {name: preset})``, each preset
     with its ``--set`` applied (and made tiny by ``--smoke``), every run config it implies resolved against the
-    schemas read from the source, its ``--only`` entries known and its data files found."""
+    schemas read from the source, its ``--only`` entries known and its data files found (or left to a download)."""
     args = parser().parse_args(argv)
     parse_seeds(args.seeds)
     names = presets() if args.name == "all" else [args.name]
@@ -278,6 +278,6 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
         check_folder(args.data_dir)
         data = {(c["data"]["data_dir"], c["data"]["dataset"], c["data"]["download"])
                 for c in check_configs(p, args, classes=False)}
-        for data_dir, dataset, download in sorted(data, key=str):  # found (or downloaded) before the first run
-            locate_all(data_dir, dataset, download)
+        for data_dir, dataset, download in sorted(data, key=str):  # a download waits until the first run needs it
+            locate_all(data_dir, dataset, download, fetch=False)
     return args, loaded
