@@ -21,7 +21,7 @@ from typing import Any
 
 from ae_lightning import files, flags, quiet
 from ae_lightning.config import Text, cli, coerce
-from ae_lightning.datafiles import DATASETS, check_folder, locate_all
+from ae_lightning.datafiles import check_folder
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import config_hint
 from ae_lightning.studies import get, presets, studies, study_names
@@ -176,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.study not in (*study_names(), "all"):
             raise UserError(f"unknown study {args.study!r}: choose one of {', '.join(study_names())}, or all")
         latents = parse_latents(args.latents)
-        check_folder(args.data_dir)  # a wrong folder answers before torch; the files of a named dataset too
-        if args.data_dir is not None and args.dataset in DATASETS:
-            locate_all(args.data_dir, args.dataset, download=True, fetch=False)  # the data module's default
+        check_folder(args.data_dir)  # a wrong folder answers before torch; missing files are downloaded by the run
         # late: torch and Lightning (seconds), once the flags are checked
         from ae_lightning.studies.common import Options
         from ae_lightning.studies.runner import run_one

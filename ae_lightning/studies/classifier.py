@@ -133,10 +133,9 @@ def run(ctx: Context) -> None:
                   "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
                   "latent_dim": int(ae.cfg["model"]["latent_dim"]),
                   **({"heads": by_head} if ctx.params.heads is not None else {})}
-        rows.append([v, res[v]["latent_dim"], res[v]["ae_epochs"], ae.metrics.get("test_nrmse"), res[v]["test_acc"],
-                     res[v]["knn_acc"],
-                     res[v]["linear_acc"], res[v]["sklearn_acc" if ctx.params.linear_probe == "standardized"
-                                                  else "standardized_acc"]])
+        rows.append([v, res[v]["latent_dim"], res[v]["ae_epochs"], res[v]["ae_test_nrmse"], res[v]["test_acc"],
+                     res[v]["knn_acc"], res[v]["linear_acc"],
+                     res[v]["sklearn_acc" if ctx.params.linear_probe == "standardized" else "standardized_acc"]])
     for b in baselines or []:
         rows.append([f"baseline: {b['features']}", b["dim"], None, None, None, b["knn_acc"], b["linear_acc"], None])
     rep = ctx.report
