@@ -247,33 +247,50 @@ _SNAPSHOT_FILES = (("experiment_state-", ".json"), ("basic-variant-state-", ".js
                    ("search_gen_state-", ".json"), ("searcher-state-", ".pkl"))
 
 
-def set_aside_damaged_snapshot(exp_dir: Path) -> str | None:
-    """Before a resume: when a file of the newest session's snapshot cannot be read, rename that
-    session's files to ``damaged-*`` (kept, not deleted) so that Tune resumes from the session
-    before it, and say so; UserError when no intact snapshot is left or ``tuner.pkl`` is cut short."""
+def _readable(path: Path) -> bool:
+    """A snapshot file read as Tune reads it."""
     import json
 
     import ray.cloudpickle as cloudpickle
 
-    def readable(path: Path) -> bool:
-        try:
-            data = path.read_bytes()
-            json.loads(data) if path.name.startswith("experiment_state-") else cloudpickle.loads(data)
-            return True
-        except Exception:  # noqa: BLE001 -- any failure to read is a damaged file
-            return False
+    try:
+        data = path.read_bytes()
+        json.loads(data) if path.name.startswith("experiment_state-") else cloudpickle.loads(data)
+        return True
+    except Exception:  # noqa: BLE001 -- any failure to read is a damaged file
+        return False
 
-    if (exp_dir / "tuner.pkl").is_file() and not readable(exp_dir / "tuner.pkl"):
+
+def _session_files(exp_dir: Path, session: str) -> list[Path]:
+    return [exp_dir / f"{pre}{session}{suf}" for pre, suf in _SNAPSHOT_FILES if (exp_dir / f"{pre}{session}{suf}").is_file()]
+
+
+def snapshot_sessions(exp_dir: Path) -> list[str]:
+    """The driver sessions that left a snapshot in ``exp_dir``, oldest first."""
+    return sorted({p.name[len(pre):-len(suf)] for pre, suf in _SNAPSHOT_FILES for p in exp_dir.glob(f"{pre}*{suf}")})
+
+
+def snapshot_intact(exp_dir: Path) -> bool:
+    """Whether the newest session's snapshot reads whole (a resume would start from it)."""
+    sessions = snapshot_sessions(exp_dir)
+    return bool(sessions) and all(_readable(p) for p in _session_files(exp_dir, sessions[-1]))
+
+
+def set_aside_damaged_snapshot(exp_dir: Path) -> str | None:
+    """Before a resume: when a file of the newest session's snapshot cannot be read, rename that
+    session's files to ``damaged-*`` (kept, not deleted) so that Tune resumes from the session
+    before it, and say so; UserError when no intact snapshot is left or ``tuner.pkl`` is cut short."""
+    if (exp_dir / "tuner.pkl").is_file() and not _readable(exp_dir / "tuner.pkl"):
         raise UserError(f"--resume: {exp_dir / 'tuner.pkl'} is damaged (a kill while Tune saved it); "
                         "the finished trials' folders are intact, but the sweep cannot be resumed: start a new one")
-    sessions = sorted({p.name[len(pre):-len(suf)] for pre, suf in _SNAPSHOT_FILES for p in exp_dir.glob(f"{pre}*{suf}")})
+    sessions = snapshot_sessions(exp_dir)
     if not sessions:
         return None  # no snapshot at all: Tuner.can_restore has refused the resume already
     note = None
     while sessions:
         newest = sessions.pop()
-        files = [exp_dir / f"{pre}{newest}{suf}" for pre, suf in _SNAPSHOT_FILES if (exp_dir / f"{pre}{newest}{suf}").is_file()]
-        if all(readable(p) for p in files):
+        files = _session_files(exp_dir, newest)
+        if all(_readable(p) for p in files):
             return note
         for p in files:
             p.rename(p.with_name(f"damaged-{p.name}"))

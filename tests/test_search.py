@@ -22,6 +22,7 @@ from ae_lightning import runlock
 from ae_lightning.config import ROOT
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
+from search.cluster import snapshot_intact
 
 # a space where the first trial (the `points:` entry, lr 1e6 with SGD on the linear variant)
 # diverges for certain, and the others train normally
@@ -364,13 +365,17 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
             time.sleep(0.05)
         started = time.time()
 
-        def snapshot_s() -> float:  # when Tune last wrote its snapshot (a kill mid-copy cuts it short)
-            return max((p.stat().st_mtime for p in exp.glob("experiment_state-*.json")), default=0.0)
+        # Tune rewrites every file of its snapshot each time, one by one, with no rename: the kill
+        # waits until all of them were rewritten since (in a loaded CI run, a kill 0.1 s after the
+        # first of them changed left the snapshot cut short, and the resume refused it)
+        def copied() -> bool:
+            times = [p.stat().st_mtime for p in exp.glob("*state-*")]
+            return bool(times) and min(times) > started
 
-        while time.time() < deadline and snapshot_s() <= started:
+        while time.time() < deadline and not copied():
             assert proc.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.02)
-        time.sleep(0.1)  # that copy is done; the next one is 2 s away
+        time.sleep(0.05)  # the last file's write is done; the next snapshot is 2 s away
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
@@ -379,6 +384,7 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         except ProcessLookupError:
             pass
     assert not (exp / "results.csv").exists()
+    assert snapshot_intact(exp), "the kill was to come between two snapshots (a cut one is the next test's case)"
     # a worker of the killed driver trains on for a few seconds, its trial folder locked (its own
     # process group; it ends once it sees its raylet gone): a stand-in holds the unfinished trials'
     # folders for 20 s (longer than the resumed driver takes to start its first trial), and the

@@ -42,10 +42,12 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _node_ports() -> list[str]:
-    names = ("--node-manager-port", "--object-manager-port", "--runtime-env-agent-port",
-             "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port")
-    return [f"{name}={port}" for name, port in zip(names, _free_ports(len(names)))]
+NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--runtime-env-agent-port",
+              "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port")
+
+
+def _node_ports(ports: list[int]) -> list[str]:
+    return [f"{name}={port}" for name, port in zip(NODE_PORTS, ports, strict=True)]
 
 
 def _wait_started(proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -83,7 +85,9 @@ def cluster():
     marker = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
     env.update(HOME=str(home), AE_TEST_CLUSTER=marker, OMP_NUM_THREADS="1")
-    port, client_port = _free_ports(2)
+    # every port of both nodes drawn at once, all held together: drawn apart, the OS may hand one out twice
+    # (measured: the head's GCS port came back as its dashboard agent's, and Ray refused to start)
+    port, client_port, *node_ports = _free_ports(2 + 2 * len(NODE_PORTS))
     common = ["--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", "--min-worker-port=0", "--max-worker-port=0",
               "--block"]
     procs = []
@@ -91,13 +95,14 @@ def cluster():
         head_log = root / "head.log"
         head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", f"--temp-dir={root / 'ray'}",
                                  "--include-dashboard=false", f"--ray-client-server-port={client_port}",
-                                 *_node_ports(), *common],
+                                 *_node_ports(node_ports[:len(NODE_PORTS)]), *common],
                                 env=env, stdout=head_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(head)
         _wait_started(head, head_log)
         assert "Token authentication is enabled" in head_log.read_text()  # Ray 2.60's default with a token
         node_log = root / "node.log"
-        node = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *_node_ports(), *common],
+        node = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *_node_ports(node_ports[len(NODE_PORTS):]),
+                                 *common],
                                 env={**env, "RAY_AUTH_MODE": "token"}, stdout=node_log.open("w"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(node)
