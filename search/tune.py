@@ -148,8 +148,8 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     if s.algo == "ax":
         from search.searchers import check_ax  # late: Ray Tune and Ax (seconds)
         check_ax(space, s)
-    if local:  # every check passed: a download now, once, not in each trial after Ray started
-        locate_all(data_dir, base["data"]["dataset"], base["data"]["download"])
+    if local and base["data"]["download"]:  # every check passed: a download now, once, not in each trial
+        locate_all(data_dir, base["data"]["dataset"], download=True)
     return s, space
 
 
