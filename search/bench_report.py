@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ae_lightning import files
 
-COLORS = {"ax": "C3", "random": "C0", "ax+asha": "C1", "random+asha": "C2"}
+COLORS = {"ax": "C3", "ax+stop": "C1", "random": "C0", "random+asha": "C2"}
 
 
 def _save(fig, path: Path) -> str:
@@ -22,26 +22,25 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _band(ax, curves: list[list[float]], color: str, label: str, x: list[list[float]] | None = None) -> None:
-    """Median with a min-max band of curves of equal length (non-finite values left out)."""
-    n = min(len(c) for c in curves)
-    xs = list(range(1, n + 1))
-    cols = [[c[i] for c in curves if math.isfinite(c[i])] for i in range(n)]
-    keep = [i for i in range(n) if cols[i]]
-    med = [statistics.median(cols[i]) for i in keep]
-    ax.fill_between([xs[i] for i in keep], [min(cols[i]) for i in keep], [max(cols[i]) for i in keep],
-                    color=color, alpha=0.18, step="post", lw=0)
-    ax.step([xs[i] for i in keep], med, where="post", color=color, label=f"{label} (median, min-max of {len(curves)})")
+def at(curve: list, t: float, empty: float) -> float:
+    """A step curve [(seconds, value), ...] read at time t (``empty`` before its first point)."""
+    out = empty
+    for s, v in curve:
+        if s > t:
+            break
+        out = v
+    return out
 
 
-def _axes(ax, xlabel: str, ylabel: str, title: str, log: bool = False) -> None:
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+def _band(ax, curves: list[list], budget: float, color: str, label: str, empty: float) -> None:
+    """Median and min-max over seeds of step curves, on a grid of the budget."""
+    grid = [budget * i / 200 for i in range(201)]
+    cols = [[at(c, t, empty) for c in curves] for t in grid]
+    keep = [i for i, col in enumerate(cols) if all(math.isfinite(v) for v in col)]
+    xs = [grid[i] for i in keep]
+    ax.fill_between(xs, [min(cols[i]) for i in keep], [max(cols[i]) for i in keep], color=color, alpha=0.15, step="post", lw=0)
+    ax.step(xs, [statistics.median(cols[i]) for i in keep], where="post", color=color,
+            label=f"{label} (median, min-max of {len(curves)} seeds)")
 
 
 def figures(out: Path, r: dict) -> list[str]:
@@ -49,63 +48,24 @@ def figures(out: Path, r: dict) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    budget = r["settings"]["task"]["budget_s"]
     names = []
-    single = r["single"]
-    if single:
+    for k, ylabel, fname, empty, log in ((1, "best val_loss so far", "bench_wall_one.png", math.inf, True),
+                                         (2, "hypervolume (val_loss, latent size)", "bench_wall_two.png", 0.0, False)):
+        cs = [c for c in r["curves"] if c["objectives"] == k]
+        if not cs:
+            continue
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for algo in ("ax", "random"):
-            curves = [x["curve"] for x in single if x["algo"] == algo]
-            if curves:
-                _band(ax, curves, COLORS[algo], algo)
-        _axes(ax, "trial", "best val_loss so far", "single objective: best-so-far over seeds", log=True)
-        names.append(_save(fig, out / "bench_single.png"))
-    multi = r["multi"]
-    if multi:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for x in multi:
-            pts = sorted((p["val_loss"], p["model.latent_dim"]) for p in x["front"])
-            if pts:
-                a.step(*zip(*pts), where="post", color=COLORS[x["algo"]], alpha=0.7,
-                       label=x["algo"] if x["seed"] == min(m["seed"] for m in multi) else None)
-                a.scatter(*zip(*pts), s=12, color=COLORS[x["algo"]], alpha=0.7)
-        a.set_xscale("log")
-        a.set_yscale("log", base=2)
-        a.set_xlabel("val_loss")
-        a.set_ylabel("model.latent_dim")
-        a.set_title("fronts, every seed", fontsize=10)
-        a.grid(alpha=0.3, which="both")
-        a.legend(fontsize=8)
-        for algo in ("ax", "random"):
-            curves = [x["hypervolume_by_trial"] for x in multi if x["algo"] == algo]
-            if curves:
-                _band(b, curves, COLORS[algo], algo)
-        _axes(b, "trial", "hypervolume", f"hypervolume by trial (reference {multi[0]['reference_point'][0]:.4g}, "
-              f"{multi[0]['reference_point'][1]:.4g})")
-        names.append(_save(fig, out / "bench_multi.png"))
-    prop = [(x, "single") for x in single if x["algo"] == "ax"] + [(x, "multi") for x in multi if x["algo"] == "ax"]
-    if prop:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for part, color in (("single", "C3"), ("multi", "C4")):
-            curves = [x["proposal_s"] for x, p in prop if p == part and x["proposal_s"]]
-            if curves:
-                _band(ax, curves, color, f"Ax, {part} objective")
-        _axes(ax, "trial", "driver's proposal time (s, wall)", "Ax's proposal time per trial")
-        names.append(_save(fig, out / "bench_proposal_time.png"))
-    asha = r["asha"]
-    if asha:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        alone = [x for x in single if x["algo"] == "ax" and x["seed"] in {a["seed"] for a in asha}]
-        for x in alone:
-            epochs = r["settings"]["task"]["epochs"]
-            ax.step([epochs * (i + 1) for i in range(len(x["curve"]))], x["curve"], where="post", color=COLORS["ax"],
-                    alpha=0.8, label="ax alone" if x is alone[0] else None)
-        for algo in ("ax+asha", "random+asha"):
-            runs = [x for x in asha if x["algo"] == algo]
-            for x in runs:
-                ax.step(x["epochs_by_trial"], x["curve"], where="post", color=COLORS[algo], alpha=0.8,
-                        label=algo if x is runs[0] else None)
-        _axes(ax, "epochs trained by the sweep (its compute)", "best val_loss so far", "ASHA at equal compute", log=True)
-        names.append(_save(fig, out / "bench_asha.png"))
+        for arm in sorted({c["arm"] for c in cs}):
+            _band(ax, [c["curve"] for c in cs if c["arm"] == arm], budget, COLORS.get(arm, "C5"), arm, empty)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("wall time of the sweep (s)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{'one objective' if k == 1 else 'two objectives'}: every arm {budget:g} s a sweep", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        names.append(_save(fig, out / fname))
     return names
 
 
@@ -114,81 +74,83 @@ def _f(v, digits: int = 4) -> str:
 
 
 def markdown(r: dict, figs: list[str]) -> str:
-    s, g = r["settings"], r["goals"]
-    t = s["task"]
-    lines = [f"# Search benchmark: Ax against random search{' (smoke run: not a result)' if s['smoke'] else ''}", "",
-             f"- command: `{s['command']}`", f"- machine: {s['machine']}", f"- date: {s['date']}",
-             f"- task: {t['variant']} on {t['dataset']}, {t['subset']} training images, {t['epochs']} epochs a trial, "
-             f"space `{s['space']}`; {t['trials']} trials a sweep, one at a time; seeds {t['seeds']}",
-             f"- Ax: Sobol {t['init_trials']} trials, then BoTorch (qLogNEI; qLogNEHVI with two objectives, "
-             f"thresholds inferred), acquisition {t['num_restarts']} restarts / {t['raw_samples']} raw samples", "",
+    s, g, t = r["settings"], r["goals"], r["settings"]["task"]
+    one = [w for w in r["wall"] if w["objectives"] == 1]
+    two = [w for w in r["wall"] if w["objectives"] == 2]
+    arms = sorted({w["arm"] for w in one})
+    smoke = " (smoke run: not a result)" if s["smoke"] else ""
+    lines = [f"# Search benchmark: Ax against random search at equal wall time{smoke}",
+             "", f"- command: `{s['command']}`", f"- machine: {s['machine']}", f"- date: {s['date']}",
+             f"- task: {t['variant']} on {t['dataset']}, {t['subset']} training images, {t['epochs']} epochs a trial, space "
+             f"`{t['space']}`; each sweep {t['budget_s']:g} s of wall time, one trial at a time; seeds {t['seeds']}",
+             f"- Ax: Sobol {t['init_trials']} trials, then Ax's BoTorch step (GP of val_loss, qLogNEI); with two objectives "
+             "the latent size is known, not modelled: each Bayesian proposal fixes it at the next level of a sequence "
+             "spread over its range. Early stopping (ASHA, Ax's percentile rule): from epoch "
+             f"{t['grace_period']}." + (f" Measured beside the arms, not in the goals: {', '.join(t['extra_arms'])}."
+                                         if t.get("extra_arms") else ""), "",
              "## Goals", "", "| goal | measured | passed |", "|---|---|---|",
-             f"| Ax reaches random's final best within half the trials, >= 4 of 5 seeds | "
-             f"{g['reach_within_half']['met']} of {g['reach_within_half']['of']} | {g['reach_within_half']['passed']} |",
-             f"| Ax's median final best below random's | {_f(g['median_final']['ax'], 5)} vs "
-             f"{_f(g['median_final']['random'], 5)} | {g['median_final']['passed']} |",
-             f"| Ax's final hypervolume >= random's, >= 4 of 5 seeds | {g['hypervolume']['met']} of "
+             f"| best Ax arm's final best below the best random arm's, {g['final_best_below']['goal']} seeds | "
+             f"{g['final_best_below']['met']} of {g['final_best_below']['of']} ({g['median_gap']['ax_arm']} against "
+             f"{g['median_gap']['random_arm']}) | {g['final_best_below']['passed']} |",
+             f"| its median final best >= 5 % below | {_f(g['median_gap']['ax'], 5)} against {_f(g['median_gap']['random'], 5)}"
+             f" ({_f(100 * g['median_gap']['gap'] if g['median_gap']['gap'] is not None else None, 3)} %) | "
+             f"{g['median_gap']['passed']} |",
+             f"| Ax's final hypervolume >= random's, {g['hypervolume']['goal']} seeds | {g['hypervolume']['met']} of "
              f"{g['hypervolume']['of']} | {g['hypervolume']['passed']} |", "",
-             "## Single objective (val_loss)", "",
-             "| seed | random final | Ax final | Ax reaches random's final at trial | Ax wall s | random wall s |",
-             "|---|---|---|---|---|---|"]
-    by = {(x["algo"], x["seed"]): x for x in r["single"]}
-    for h in g["reach_within_half"]["per_seed"]:
-        lines.append(f"| {h['seed']} | {_f(h['random_final'], 5)} | {_f(by[('ax', h['seed'])]['curve'][-1], 5)} | "
-                     f"{h['ax_reaches_it_at_trial'] or 'never'} | {by[('ax', h['seed'])]['wall_s']} | "
-                     f"{by[('random', h['seed'])]['wall_s']} |")
-    if r["multi"]:
-        lines += ["", "## Two objectives (val_loss, model.latent_dim)", "",
-                  f"Reference point (pooled over every sweep): {r['multi'][0]['reference_point']}.", "",
-                  "| seed | random hypervolume | Ax hypervolume | random front | Ax front |", "|---|---|---|---|---|"]
-        for h in g["hypervolume"]["per_seed"]:
-            fr = {x["algo"]: x for x in r["multi"] if x["seed"] == h["seed"]}
-            lines.append(f"| {h['seed']} | {_f(h['random'], 5)} | {_f(h['ax'], 5)} | {len(fr['random']['front'])} points | "
-                         f"{len(fr['ax']['front'])} points |")
-    props = [x for x in r["single"] if x["algo"] == "ax"] + [x for x in r["multi"] if x["algo"] == "ax"]
-    if props:
-        lines += ["", "## Ax's proposal time (driver, wall seconds per trial)", "",
-                  "| sweeps | Sobol trials | BoTorch trials, median | BoTorch, max | total per sweep, median |",
-                  "|---|---|---|---|---|"]
-        for label, xs in (("single", [x for x in r["single"] if x["algo"] == "ax"]),
-                          ("multi", [x for x in r["multi"] if x["algo"] == "ax"])):
-            if not xs:
+             "## One objective (val_loss): final best at equal wall time", "",
+             "| seed | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    at_ = {(w["seed"], w["arm"]): w for w in one}
+    for seed in t["seeds"]:
+        cells = [at_.get((seed, a)) for a in arms]
+        lines.append(f"| {seed} | " + " | ".join(
+            f"{_f(c['final_best'], 5)} ({c['completed']} done, {c['stopped']} stopped)" if c else "-" for c in cells) + " |")
+    lines.append("| median | " + " | ".join(_f(statistics.median([w["final_best"] for w in one if w["arm"] == a
+                                                                     and w["final_best"] is not None] or [math.nan]), 5)
+                                             for a in arms) + " |")
+    if r["epochs"]:
+        lines += ["", "## The same sweeps at equal compute (epochs)", "",
+                  "Each arm's best after the fewest epochs any arm of that seed trained in the budget.", "",
+                  "| seed | epochs | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms)]
+        by = {(e["seed"], e["arm"]): e for e in r["epochs"]}
+        for seed in t["seeds"]:
+            row = [by.get((seed, a)) for a in arms]
+            if any(row):
+                lines.append(f"| {seed} | {next(x for x in row if x)['epochs']} | " +
+                             " | ".join(_f(x["best"], 5) if x else "-" for x in row) + " |")
+    if two:
+        lines += ["", "## Two objectives (val_loss, model.latent_dim): hypervolume at equal wall time", "",
+                  f"Reference point (pooled over every sweep): {[round(v, 4) for v in two[0]['reference_point']]}. "
+                  "Latent sizes: the distinct sizes among completed trials; for Ax, its Bayesian proposals and the share "
+                  "of them that the most chosen size took.", "",
+                  "| seed | random HV | Ax HV | random front / sizes | Ax front / sizes | Ax Bayesian proposals: "
+                  "most chosen size's share | Ax proposal s (median) | HV at 30 trials, earlier reference: random, Ax |",
+                  "|---|---|---|---|---|---|---|---|"]
+        by2 = {(w["seed"], w["arm"]): w for w in two}
+        for seed in t["seeds"]:
+            a, rr = by2.get((seed, "ax")), by2.get((seed, "random"))
+            if not a or not rr:
                 continue
-            n0 = t["init_trials"]
-            bo = [v for x in xs for v in x["proposal_s"][n0:]]
-            lines.append(f"| {label} | {_f(statistics.median([v for x in xs for v in x['proposal_s'][:n0]] or [0]), 2)} | "
-                         f"{_f(statistics.median(bo) if bo else None, 3)} | {_f(max(bo) if bo else None, 3)} | "
-                         f"{_f(statistics.median([sum(x['proposal_s']) for x in xs]), 4)} |")
-    if r["asha"]:
-        lines += ["", "## ASHA at equal compute", "",
-                  f"Each ASHA sweep trains {t['trials'] * t['epochs']} epochs in all, the compute of a {t['trials']}-trial "
-                  "sweep without it. Ax is told a stopped trial was abandoned (search/ax_searcher.py).", "",
-                  "| seed | Ax alone final | Ax + ASHA final (trials, stopped) | random + ASHA final (trials, stopped) |",
-                  "|---|---|---|---|"]
-        for seed in sorted({x["seed"] for x in r["asha"]}):
-            a = {x["algo"]: x for x in r["asha"] if x["seed"] == seed}
-            alone = by.get(("ax", seed))
-
-            def cell(x):
-                return f"{_f(x['final'], 5)} ({x['trials']}, {x['statuses'].get('stopped', 0)})" if x else "-"
-            lines.append(f"| {seed} | {_f(alone['curve'][-1], 5) if alone else '-'} | {cell(a.get('ax+asha'))} | "
-                         f"{cell(a.get('random+asha'))} |")
-    acq = r.get("acquisition")
-    if acq and acq["replays"]:
-        full, cut = acq["full"], acq["cut"]
-        lines += ["", "## The acquisition cut", "",
-                  f"Each single-objective Ax sweep replayed at 10, 20 and 29 observed trials; one proposal with Ax's "
-                  f"{full['num_restarts']} restarts / {full['raw_samples']} raw samples and one with the benchmark's "
-                  f"{cut['num_restarts']} / {cut['raw_samples']}, same data and seed (search/bench_acquisition.py). "
-                  "The ratio is the cut's expected improvement over the full setting's (qLogNEI values are logs).", "",
-                  "| seed | trials | full: s | cut: s | EI ratio cut / full |", "|---|---|---|---|---|"]
-        for x in acq["replays"]:
-            ratio = math.exp(x["difference"]) if x["difference"] is not None else None
-            lines.append(f"| {x['seed']} | {x['trials']} | {x['full']['wall_s']} | {x['cut']['wall_s']} | {_f(ratio, 3)} |")
-        med = acq["median_difference"]
-        lines += ["", f"Median time {_f(acq['median_wall_s']['full'], 3)} s against {_f(acq['median_wall_s']['cut'], 3)} s; "
-                  f"median EI ratio {_f(math.exp(med), 3) if med is not None else '-'}, worst "
-                  f"{_f(math.exp(acq['worst_difference']), 3) if acq['worst_difference'] is not None else '-'}."]
+            share = a.get("latent_of_bayesian") or {}
+            lines.append(f"| {seed} | {_f(rr['hypervolume'], 6)} | {_f(a['hypervolume'], 6)} | {rr['front']} / "
+                         f"{rr['distinct_latent']} | {a['front']} / {a['distinct_latent']} | {share.get('bayesian', 0)}: "
+                         f"{_f(share.get('top_share'), 3)} | {_f(a['proposal_s_median'], 3)} | "
+                         f"{_f(rr['hypervolume_30_trials_earlier_reference'], 5)}, "
+                         f"{_f(a['hypervolume_30_trials_earlier_reference'], 5)} |")
+    props = [w["proposal_s_median"] for w in one if w["arm"].startswith("ax") and w["proposal_s_median"] is not None]
+    if props:
+        lines += ["", "Ax's Bayesian proposals, one objective: median of the sweeps' medians "
+                  f"{_f(statistics.median(props), 3)} s of the driver's wall time."]
+    cost = r.get("proposal_cost") or []
+    if cost:
+        lines += ["", "## Two-objective proposal cost, side by side", "",
+                  f"At {cost[0]['trials']} observed trials (each seed's first completed trials of its random and Ax "
+                  "sweeps), the same data given to two Ax clients: the latent size known (a GP of val_loss, the size "
+                  "fixed at a level: this project) and modelled (a GP of each objective, qLogNEHVI: the searcher "
+                  "before). Driver wall seconds, one thread, median of 3 consecutive proposals.", "",
+                  "| seed | known | modelled |", "|---|---|---|"]
+        lines += [f"| {c['seed']} | {c['known_s']} | {c['modelled_s']} |" for c in cost]
+        lines.append(f"| median | {_f(statistics.median(c['known_s'] for c in cost), 3)} | "
+                     f"{_f(statistics.median(c['modelled_s'] for c in cost), 3)} |")
     lines += ["", "## Figures", ""] + [f"![{n}]({n})" for n in figs]
     return "\n".join(lines) + "\n"
 

@@ -241,10 +241,11 @@ def reap_with_driver() -> None:
 # Tune's experiment snapshot, one set of files per driver session (``<prefix><session><suffix>``).
 # With a local storage path Tune copies its staged snapshot over these files without a rename, so a
 # kill mid-copy can leave the newest session's files cut short (Tune's restore then fails with a
-# traceback). Each is read as Tune reads it: the trials' state as JSON; the searchers' states
-# (basic-variant-state-*.json and search_gen_state-*.json included) with cloudpickle.
+# traceback). Each is read as it is written: the trials' state and AxSearch's state as JSON; Ray's
+# own searcher states (basic-variant-state-*.json and search_gen_state-*.json included) with cloudpickle.
 _SNAPSHOT_FILES = (("experiment_state-", ".json"), ("basic-variant-state-", ".json"),
-                   ("search_gen_state-", ".json"), ("searcher-state-", ".pkl"))
+                   ("search_gen_state-", ".json"), ("searcher-state-", ".json"))
+_JSON_FILES = ("experiment_state-", "searcher-state-")
 
 
 def _readable(path: Path) -> bool:
@@ -255,7 +256,7 @@ def _readable(path: Path) -> bool:
 
     try:
         data = path.read_bytes()
-        json.loads(data) if path.name.startswith("experiment_state-") else cloudpickle.loads(data)
+        json.loads(data) if path.name.startswith(_JSON_FILES) else cloudpickle.loads(data)
         return True
     except Exception:  # noqa: BLE001 -- any failure to read is a damaged file
         return False

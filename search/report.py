@@ -31,7 +31,7 @@ from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
 from search import pareto
-from search.results import DIVERGED, FINAL, METRIC
+from search.results import DIVERGED, FINAL, METRIC, SEARCHER_STATE, read_state
 from search.settings import SweepSettings
 from search.space import apply, parse_space, with_objectives
 
@@ -47,16 +47,12 @@ def load_settings(exp_dir: Path) -> SweepSettings:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not readable as JSON ({e})") from None
-    if "saved_by" not in data:  # before the typed settings: choices reached the searchers as values
-        data.update(saved_by=1, choice_encoding="value", objectives=[])
-    if data["saved_by"] < 3:  # before real trial configs: Tune's configs hold the searchers' encoding
-        data["trial_config"] = "searcher"
-    return SweepSettings.from_json(data)
+    return SweepSettings.from_json(data, str(exp_dir))
 
 
 def settings_space(s: SweepSettings, objectives: list[str] | None = None):
     """The sweep's space as it was decoded, with its objectives (or ``objectives``)."""
-    space = parse_space(s.space_raw, s.base, s.space_file, s.choice_encoding, s.trial_config)
+    space = parse_space(s.space_raw, s.base, s.space_file)
     return with_objectives(space, objectives if objectives is not None else s.objectives, s.base)
 
 
@@ -96,9 +92,7 @@ def collect(exp_dir: str | Path) -> list[dict[str, Any]]:
             status = "diverged" if diverged else "error"
             reason = reason.split("DivergedError: ", 1)[-1] if diverged else reason
         elif trial.status == "TERMINATED":
-            full = last.get(FINAL) if settings.saved_by >= 2 else \
-                last.get("epoch") == settings.max_epochs and last.get("fold", 0) == max(settings.cv, 1) - 1
-            status = "completed" if full else "stopped"
+            status = "completed" if last.get(FINAL) else "stopped"
         else:
             status = trial.status
         metrics = {}
@@ -129,18 +123,10 @@ def _mtime(folder: Path | None, name: str) -> float:
 
 
 def proposals(exp_dir: Path) -> dict[str, dict]:
-    """Ax's proposals by Tune trial id (generator, Ax trial index, driver wall and CPU time), from
-    the searcher state Tune saved last (``SweepAxSearch._proposals``); {} for random search."""
-    import cloudpickle
-
-    states = sorted(Path(exp_dir).glob("searcher-state-*.pkl"))  # by the session start in the name
-    if not states:
-        return {}
-    try:
-        state = cloudpickle.loads(states[-1].read_bytes())
-    except Exception as e:  # a damaged or foreign pickle: say so, do not guess
-        raise UserError(f"{states[-1]}: the searcher state cannot be read ({type(e).__name__}: {e})") from None
-    return {p["trial_id"]: p for p in state.get("_proposals", [])} if isinstance(state, dict) else {}
+    """Ax's proposals by Tune trial id (generator, Ax trial index, the known objectives' fixed
+    level, driver wall and CPU time), from the searcher state Tune saved last; {} for random search."""
+    states = sorted(Path(exp_dir).glob(SEARCHER_STATE.format("*")))  # by the session start in the name
+    return {p["trial_id"]: p for p in read_state(states[-1])["proposals"]} if states else {}
 
 
 def best_so_far(rows: list[dict]) -> list[float]:

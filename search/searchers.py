@@ -23,21 +23,21 @@ def check_ax(space: Space, s: SweepSettings) -> None:
     """Build the Ax experiment once in the driver, before Ray starts, so a space or objectives
     that Ax refuses fail with one line instead of as a traceback after the cluster is up."""
     # late: Ax takes seconds to import; a random sweep needs none of it
-    from search.ax_searcher import make_client
+    from search.ax_searcher import Quiet, make_client
 
     try:
-        make_client(space, space.objectives, s.seed, s.sobol_trials(len(space.params)), s.num_restarts,
-                    s.raw_samples)
+        with Quiet():
+            make_client(space, space.objectives, s.seed, s.sobol_trials(len(space.params)))
     except Exception as e:  # Ax's UserInputError, ValueError...
         raise UserError(f"Ax refuses the search space {space.source}: {str(e).splitlines()[0]}") from None
 
 
 def build_searcher(s: SweepSettings, space: Space):
     if s.algo == "ax":
-        from search.ax_searcher import SweepAxSearch  # late: Ax (seconds)
+        from search.ax_searcher import AxSearch  # late: Ax (seconds)
 
-        return SweepAxSearch(space, space.objectives, s.seed, s.sobol_trials(len(space.params)), s.num_restarts,
-                             s.raw_samples)
+        return AxSearch(space, space.objectives, s.seed, s.sobol_trials(len(space.params)),
+                        stop_early=s.scheduler == "ax", grace_period=s.grace_period, stopped=s.stopped_trials)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     return BasicVariantGenerator(points_to_evaluate=space.points_nested() or None, random_state=s.seed,
@@ -50,11 +50,14 @@ def describe(s: SweepSettings, space: Space) -> dict:
     out: dict = {"algo": s.algo, "objectives": objectives, "encodings": space.encodings(),
                  "parallelism": s.max_concurrent or "as resources allow", "scheduler": s.scheduler}
     if s.algo == "ax":
-        acqf = "qLogNEHVI" if len(objectives) > 1 else "qLogNEI"
-        out.update(sobol_trials=s.sobol_trials(len(space.params)), then=f"BoTorch (GP, {acqf})",
+        modelled = [o for o in space.objectives if not o.is_param]
+        acqf = "qLogNEHVI" if len(modelled) > 1 else "qLogNEI"
+        out.update(sobol_trials=s.sobol_trials(len(space.params)),
+                   then=f"Ax's BoTorch step (GP of {', '.join(o.name for o in modelled)}, {acqf})",
+                   known={o.name: "not modelled: each Bayesian proposal fixes it at the next level spread over its range"
+                          for o in space.objectives if o.is_param} or None,
                    thresholds={o.name: (o.threshold if o.threshold is not None else "inferred by Ax")
-                               for o in space.objectives} if len(objectives) > 1 else None,
-                   acquisition={"num_restarts": s.num_restarts, "raw_samples": s.raw_samples})
+                               for o in modelled} if len(modelled) > 1 else None)
     return out
 
 
@@ -74,9 +77,13 @@ class FinishingASHA(ASHAScheduler):
         return super().on_trial_result(tune_controller, trial, result)
 
 
-def build_scheduler(name: str, max_epochs: int, grace_period: int):
+def build_scheduler(name: str, max_epochs: int, grace_period: int, searcher=None):
     if name == "none":
         return None
+    if name == "ax":  # Ax's own early stopping, asked through the searcher that holds the trials' curves
+        from search.ax_searcher import AxEarlyStopping
+
+        return AxEarlyStopping(searcher, max_epochs)
     # time = epochs reported; rungs at grace_period * 3^k epochs below max_epochs
     return FinishingASHA(time_attr="training_iteration", max_t=max_epochs, grace_period=grace_period,
                          reduction_factor=3)

@@ -18,8 +18,8 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
 from search.objectives import Objective
 
-ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "none")
-SAVED_BY = 3  # search.json format: 2 = objectives, rank-encoded choices, SweepAxSearch; 3 = real trial configs
+ALGOS, SCHEDULERS = ("ax", "random"), ("asha", "ax", "none")
+SAVED_BY = 4  # search.json's format; a sweep saved by another is refused with one line (search.report)
 
 
 @dataclasses.dataclass
@@ -28,8 +28,9 @@ class SweepSettings:
 
     variant: str = ""
     algo: Literal["ax", "random"] = "ax"
-    scheduler: Literal["asha", "none"] = "none"
+    scheduler: Literal["asha", "ax", "none"] = "none"
     grace_period: PosInt = 1
+    stopped_trials: Literal["abandon", "fit"] = "abandon"  # what Ax's model sees of a trial stopped early
     num_samples: PosInt = 200
     max_epochs: PosInt = 40
     cv: NonNegInt = 0
@@ -39,20 +40,15 @@ class SweepSettings:
     max_failures: NonNegInt = 2
     seed: NonNegInt = 0
     epoch_budget: PosInt | None = None  # stop the sweep once its trials trained this many epochs
+    time_budget: PosFloat | None = None  # stop the sweep after this many seconds (Tune's time_budget_s)
     retrain_epochs: PosInt | None = None  # best.yaml's full run (None: the variant's own max_epochs)
     keep_checkpoints: bool = False  # a finished trial keeps every checkpoint (else its best one alone)
     objectives: list[str] = dataclasses.field(default_factory=list)  # text forms; [] = the space's
-    init_trials: PosInt | None = None  # Sobol trials; None: Ax's rule, max(5, 2 x searched keys)
-    num_restarts: PosInt = 20  # acquisition optimisation: Ax's defaults
-    raw_samples: PosInt = 1024
+    init_trials: PosInt | None = None  # Sobol trials; None: max(5, 2 x searched keys)
     # resolved at launch
     space_file: str = ""
     space_raw: dict = dataclasses.field(default_factory=dict)
     base: dict = dataclasses.field(default_factory=dict)
-    choice_encoding: str = "rank"
-    # "real": a trial's Tune config holds the real values (what Ray's tables and files print); "searcher":
-    # the searchers' encoding (floats as positions in [0, 1], choices as ranks), as sweeps saved before 3
-    trial_config: Literal["real", "searcher"] = "real"
     saved_by: int = SAVED_BY
 
     def sobol_trials(self, n_keys: int) -> int:
@@ -62,9 +58,10 @@ class SweepSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "SweepSettings":
-        """search.json back; a sweep saved before this format (no ``saved_by``) is refused by the
-        caller, since its searcher state cannot be read by today's searcher."""
+    def from_json(cls, data: dict, where: str) -> "SweepSettings":
+        """search.json back; one line for a sweep saved in another format."""
+        if not isinstance(data, dict) or data.get("saved_by") != SAVED_BY:
+            raise UserError(f"{where}: saved by an older version: start a new sweep")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -92,25 +89,24 @@ def check(s: SweepSettings, objectives: list[Objective]) -> None:
     """Combinations of settings that can never work (each field was checked by its type)."""
     if s.cv == 1:
         raise UserError("--cv 1: K-fold cross-validation needs K >= 2 (or leave --cv out)")
-    if s.cv and s.scheduler == "asha":
-        raise UserError("--cv with --scheduler asha: the mean over folds exists only when a trial ends, "
-                        "so ASHA cannot compare trials early; use one or the other")
     if s.gpus_per_trial > 1:
         raise UserError(f"--gpus-per-trial {s.gpus_per_trial:g}: a trial trains on one device; "
                         "use 1 or a fraction (0.5, 0.25) to pack several trials per GPU")
-    if s.algo != "ax":
-        for name, value, default in (("--init-trials", s.init_trials, None), ("--num-restarts", s.num_restarts, 20),
-                                     ("--raw-samples", s.raw_samples, 1024)):
-            if value != default:
-                raise UserError(f"{name} applies to --algo ax only")
-    if s.num_restarts > s.raw_samples:
-        raise UserError(f"--num-restarts {s.num_restarts} exceeds --raw-samples {s.raw_samples}: the restarts are "
-                        "chosen among the raw samples")
-    if s.scheduler == "asha" and len(objectives) > 1:
-        raise UserError("--scheduler asha with several objectives: ASHA ranks trials by val_loss alone and would "
-                        "stop the front's cheap trials (small latent sizes); use --scheduler none")
-    if s.scheduler == "asha" and not objectives[0].per_epoch:
-        raise UserError(f"--scheduler asha needs val_loss as the objective, not {objectives[0].name}: "
+    if s.algo != "ax" and s.init_trials is not None:
+        raise UserError("--init-trials applies to --algo ax only")
+    if s.stopped_trials != "abandon" and (s.algo != "ax" or s.scheduler == "none"):
+        raise UserError(f"--stopped-trials {s.stopped_trials} applies to --algo ax with --scheduler asha or ax")
+    if s.scheduler == "ax" and s.algo != "ax":
+        raise UserError("--scheduler ax is Ax's own early stopping: it needs --algo ax (or use --scheduler asha)")
+    stops = f"--scheduler {s.scheduler}"
+    if s.cv and s.scheduler != "none":
+        raise UserError(f"--cv with {stops}: the mean over folds exists only when a trial ends, "
+                        "so trials cannot be compared early; use one or the other")
+    if s.scheduler != "none" and len(objectives) > 1:
+        raise UserError(f"{stops} with several objectives: early stopping ranks trials by val_loss alone and "
+                        "would stop the front's cheap trials (small latent sizes); use --scheduler none")
+    if s.scheduler != "none" and not objectives[0].per_epoch:
+        raise UserError(f"{stops} needs val_loss as the objective, not {objectives[0].name}: "
                         "test metrics exist only when a trial ends")
     tested = [o.name for o in objectives if not o.per_epoch and not o.is_param]
     if s.cv and tested:

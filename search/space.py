@@ -100,14 +100,11 @@ class Space:
     # "rank": numeric choices reach the searchers as their rank; "value" (sweeps saved before
     # the rank encoding): as the values themselves
     objectives: list[Objective] = dataclasses.field(default_factory=lambda: [Objective("val_loss")])
-    choice_encoding: str = "rank"
-    # "real": a trial's Tune config holds real values (SweepAxSearch decodes Ax's proposals, random search
-    # samples the real ranges); "searcher": the searchers' encoding, as in sweeps saved before (search.settings)
-    trial_config: str = "real"
 
-    def ranked(self, p: Param) -> bool:
+    @staticmethod
+    def ranked(p: Param) -> bool:
         """A numeric choice reaches the searchers as its rank: 0, 1, ... in ascending order."""
-        return self.choice_encoding == "rank" and p.type == "choice" and p.numeric
+        return p.type == "choice" and p.numeric
 
     def searcher_domain(self, p: Param) -> dict:
         """How one key reaches the searchers, as an Ax parameter (without its name): floats as a
@@ -172,23 +169,24 @@ class Space:
             out[k] = v
         return out
 
-    def from_searcher(self, nested: dict) -> dict[str, Any]:
-        """A config in the searchers' encoding (nested as Tune's) -> real values by dotted key."""
+    def from_searcher(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Ax's parameters (``model/lr``, in the searchers' encoding) -> real values by dotted key."""
         out = {}
-        for k, v in flatten(nested).items():
-            p = self.params.get(k)
-            if p is not None and p.type in FLOAT_TYPES:
+        for p in self.params.values():
+            v = params[ax_name(p.key)]
+            if p.type in FLOAT_TYPES:
                 v = p.from_unit(v)
-            elif p is not None and self.ranked(p):
+            elif self.ranked(p):
                 v = sorted(p.values)[int(v)]
-            elif p is not None and p.type in INT_TYPES:
+            elif p.type in INT_TYPES:
                 v = int(v)
-            out[k] = v
+            out[p.key] = v
         return out
 
-    def decode(self, trial_config: dict) -> dict[str, Any]:
-        """A trial's Tune config (nested) -> real values by dotted key."""
-        return flatten(trial_config) if self.trial_config == "real" else self.from_searcher(trial_config)
+    @staticmethod
+    def decode(trial_config: dict) -> dict[str, Any]:
+        """A trial's Tune config (nested, real values) -> real values by dotted key."""
+        return flatten(trial_config)
 
     def points_nested(self) -> list[dict]:
         """Points as random search's Tune configs (real values)."""
@@ -307,7 +305,7 @@ def load_space(path: str | Path, base: dict) -> Space:
     return parse_space(load_yaml(path), base, str(path))
 
 
-def parse_space(raw: dict, base: dict, path: str, choice_encoding: str = "rank", trial_config: str = "real") -> Space:
+def parse_space(raw: dict, base: dict, path: str) -> Space:
     """Validate the content of a space file (also the copy a sweep keeps for --resume)."""
     raw = copy.deepcopy(raw)
     if not isinstance(raw, dict):
@@ -362,7 +360,7 @@ def parse_space(raw: dict, base: dict, path: str, choice_encoding: str = "rank",
     if not isinstance(specs, list):
         raise UserError(f"{path}: `objectives:` must be a list such as [val_loss, model.latent_dim]")
     objectives = parse_all(specs, list(params), metrics_of(schemas["model"]), f"{path}: objectives:")
-    return Space(params, points, path, raw, objectives, choice_encoding, trial_config)
+    return Space(params, points, path, raw, objectives)
 
 
 def with_objectives(space: Space, specs: list[str], base: dict, where: str = "--objective") -> Space:

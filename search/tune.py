@@ -6,6 +6,7 @@
     python -m search.tune --variant vae --name vae-ax --resume                      # after a crash
     python -m search.tune --variant vae --address auto                              # a Ray cluster
     python -m search.tune --variant fc --objective val_loss --objective model.latent_dim   # a Pareto front
+    python -m search.tune --variant fc --time-budget 600 --num-samples 1000       # ten minutes, as many trials as fit
 
 Every trial trains through ``ae_lightning.fit.fit`` (the path of train.py) in its own folder
 ``<storage>/<name>/trial_<id>/``; ``.venv/bin/tensorboard --logdir <storage>/<name>`` shows them all, with
@@ -42,13 +43,13 @@ class _Parser(argparse.ArgumentParser):
 # flags that are fields of SweepSettings: each one's type is the field's schema (search.settings)
 SETTING_FLAGS = {
     "--algo": ("algo", f"{' or '.join(ALGOS)} (default ax: Bayesian optimization)"),
-    "--scheduler": ("scheduler", f"{' or '.join(SCHEDULERS)} (default none; asha: early stopping)"),
+    "--scheduler": ("scheduler", f"{', '.join(SCHEDULERS)} (default none; asha, or ax with --algo ax: early stopping)"),
     "--num-samples": ("num_samples", "trials (default 200)"),
     "--max-epochs": ("max_epochs", "epochs per trial (default 40)"),
-    "--grace-period": ("grace_period", "asha: epochs before a trial can be stopped (default 1)"),
+    "--grace-period": ("grace_period", "asha, ax: epochs before a trial can be stopped (default 1)"),
+    "--stopped-trials": ("stopped_trials", "abandon (default): Ax's model leaves a trial stopped early out; fit: it "
+                                           "fits the value the trial reached (docs/search.md)"),
     "--init-trials": ("init_trials", "ax: Sobol trials before the Bayesian step (default max(5, 2 x searched keys))"),
-    "--num-restarts": ("num_restarts", "ax: starts of the acquisition optimisation (default 20, Ax's)"),
-    "--raw-samples": ("raw_samples", "ax: random points the starts are chosen from (default 1024, Ax's)"),
     "--cpus-per-trial": ("cpus_per_trial", "default 1"),
     "--gpus-per-trial": ("gpus_per_trial", "a fraction packs several trials per GPU (0.25: four)"),
     "--max-concurrent": ("max_concurrent", "at most N trials at once (default: as resources allow)"),
@@ -59,6 +60,8 @@ SETTING_FLAGS = {
                                            "training data (default: the variant's own max_epochs)"),
     "--epoch-budget": ("epoch_budget", "end the sweep once its trials have trained N epochs in all "
                                        "(--num-samples is then an upper bound): equal compute with and without ASHA"),
+    "--time-budget": ("time_budget", "end the sweep after N seconds (--num-samples is then an upper bound; "
+                                     "a trial running then is stopped)"),
 }
 
 
@@ -179,9 +182,6 @@ def run(args) -> int:
         if not (exp_dir / report.SETTINGS).is_file():
             raise UserError(f"--resume: nothing to resume, no search experiment in {exp_dir}")
         s = report.load_settings(exp_dir)
-        if s.saved_by < 2:
-            raise UserError(f"--resume: {exp_dir} was started by an older ae-lightning, whose searcher state this "
-                            "one cannot continue; `python -m search.report` still reads it, or start a new sweep")
         if args.objective and args.objective != s.objectives and \
                 [o.text() for o in report.settings_space(s, args.objective).objectives] != s.objectives:
             raise UserError(f"--resume with --objective: the sweep's objectives are fixed at its start "
@@ -261,8 +261,7 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
         files.write_json(exp_dir / report.SETTINGS, {**s.to_json(), "searcher": describe(s, space),
                                                      "space": space.describe(), "space_keys": list(space.params)})
         d = describe(s, space)
-        how = (f"Sobol {d['sobol_trials']} then {d['then']}, acquisition {s.num_restarts} restarts / "
-               f"{s.raw_samples} raw samples" if s.algo == "ax" else "random")
+        how = f"Sobol {d['sobol_trials']} then {d['then']}" if s.algo == "ax" else "random"
         print(f"search {exp_dir}: {how}; {s.num_samples} trials x {s.max_epochs} epochs; objectives "
               f"{', '.join(d['objectives'])}; parallelism {d['parallelism']}; {space.describe()}", file=sys.stderr)
         searcher = build_searcher(s, space)
@@ -270,7 +269,8 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
             trainable, param_space={} if s.algo == "ax" else space.to_tune(),
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode="min", num_samples=s.num_samples, search_alg=searcher,
-                scheduler=build_scheduler(s.scheduler, s.max_epochs, s.grace_period),
+                scheduler=build_scheduler(s.scheduler, s.max_epochs, s.grace_period, searcher),
+                time_budget_s=s.time_budget,
                 # random: BasicVariantGenerator limits itself (Tune's limiter takes Searchers only)
                 max_concurrent_trials=s.max_concurrent if s.algo == "ax" else None,
                 trial_dirname_creator=trial_dirname,

@@ -6,7 +6,6 @@ BoTorch / Ray upgrade that breaks AxSearch fails the default test run.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import signal
@@ -69,7 +68,7 @@ def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
 def test_default_space_loads_and_maps_to_tune(base):
     from ray import tune
 
-    from search.space import load_space, nest
+    from search.space import ax_name, load_space, nest
     from search.tune import DEFAULT_SPACE
 
     space = load_space(DEFAULT_SPACE, base)
@@ -84,12 +83,9 @@ def test_default_space_loads_and_maps_to_tune(base):
     wd = space.params["model.weight_decay"]
     assert [wd.from_unit(u) for u in (0, 0.5, 1)] == pytest.approx([1e-6, 2 ** 0.5 * 1e-6, 2e-6])
     real = {"model.lr": 0.002, "model.weight_decay": 1.5e-6, "data.batch_size": 256, "model.latent_dim": 3}
-    assert space.from_searcher(nest(space.encode(real))) == pytest.approx(real)
+    assert space.from_searcher({ax_name(k): v for k, v in space.encode(real).items()}) == pytest.approx(real)
     assert space.decode(nest(real)) == real  # a trial's config holds the real values
     assert t["data"]["batch_size"].categories == [128, 256, 512, 1024]
-    # a sweep saved before real trial configs decodes its trials from the searchers' encoding
-    old = dataclasses.replace(space, trial_config="searcher")
-    assert old.decode(nest(space.encode(real))) == pytest.approx(real)
     # int ranges include their upper bound (Tune's randint excludes it)
     assert (t["model"]["latent_dim"].lower, t["model"]["latent_dim"].upper) == (2, 6)
 
@@ -190,7 +186,7 @@ def bytes_of(img) -> bytes:
     (["--num-samples", "0"], "argument --num-samples: expected int > 0, got 0"),
     (["--num-samples", "ten"], "argument --num-samples: expected int > 0, got 'ten'"),
     (["--algo", "hyperopt"], "argument --algo: expected one of ax, random, got 'hyperopt'"),
-    (["--scheduler", "pbt"], "argument --scheduler: expected one of asha, none, got 'pbt'"),
+    (["--scheduler", "pbt"], "argument --scheduler: expected one of asha, ax, none, got 'pbt'"),
     (["--space", "/nonexistent/space.yaml"], "search space file not found"),
     (["--cv", "1"], "--cv 1"),
     (["--cv", "3", "--scheduler", "asha"], "--cv with --scheduler asha"),
@@ -240,6 +236,21 @@ def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys, data_dir):
     assert code == 2 and "--resume --name old" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("saved", [{}, {"saved_by": 3, "variant": "deep"}, [1]])
+def test_a_sweep_saved_by_an_older_version_is_one_line(tmp_path, capsys, data_dir, saved):
+    """One settings format: --resume and search.report refuse any other with the same line."""
+    from search.report import main as report_main
+    from search.tune import main
+
+    exp = tmp_path / "s" / "old"
+    exp.mkdir(parents=True)
+    (exp / "search.json").write_text(json.dumps(saved))
+    assert main(["--storage", str(tmp_path / "s"), "--name", "old", "--resume"]) == 2
+    assert report_main([str(exp)]) == 2
+    errs = capsys.readouterr().err.strip().splitlines()
+    assert errs == [f"error: {exp}: saved by an older version: start a new sweep"] * 2, errs
+
+
 def test_ray_s_token_enabled_notice_only_with_verbose():
     """Ray logs at every local start that a token turned authentication on: dropped at the default
     verbosity; its warning that authentication is off still shows, and --verbose brings both."""
@@ -271,7 +282,7 @@ def test_ray_s_token_enabled_notice_only_with_verbose():
 # real sweeps
 def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, data_dir, capsys):
     """3 AxSearch trials: the first (lr 1e6) diverges and is reported failed with its reason, the
-    other two finish (Sobol, then a BoTorch proposal); the outputs exist; best.yaml retrains."""
+    other two finish (Sobol, then Ax's Bayesian proposal); the outputs exist; best.yaml retrains."""
     import train
     from search.tune import main
 
@@ -287,7 +298,7 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "diverged"]
     bad = by_status["diverged"]
     assert float(bad["model.lr"]) == 1e6 and ("became nan" in bad["reason"] or "became inf" in bad["reason"])
-    assert {r["generator"] for r in rows} == {"Manual", "Sobol", "BoTorch"}  # the Bayesian step ran
+    assert {r["generator"] for r in rows} == {"Manual", "Sobol", "MBM"}  # the Bayesian step ran
     done = [r for r in rows if r["status"] == "completed"]
     assert all(int(r["epochs"]) == 2 and float(r["best_val_loss"]) > 0 and r["test_mse"] for r in done)
     for r in rows:  # Ray's own files and tables hold a trial's real values, not Ax's encoding
@@ -329,13 +340,14 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", [["--algo", "random"],
-                                  ["--algo", "ax", "--init-trials", "2", "--num-restarts", "2", "--raw-samples", "16",
+                                  ["--algo", "ax", "--init-trials", "2",
                                    "--objective", "val_loss", "--objective", "model.latent_dim"]],
                          ids=["random", "ax-two-objectives"])
 def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
     """kill -9 the driver mid-sweep; --resume finishes the sweep and does not redo finished trials.
-    With Ax, every trial, before and after the kill, is COMPLETED in Ax with its proposal
-    recorded (the searcher's state is restored), and the front is written."""
+    With Ax (two objectives, its trials reaching the Bayesian step), every trial, before and after
+    the kill, is COMPLETED in Ax with its proposal recorded (the searcher's state, Ax's own JSON,
+    is restored), and the front is written."""
     storage = tmp_path / "search"
     space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}, "
                             "model.latent_dim: {type: int, low: 2, high: 8}}")
@@ -417,9 +429,9 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         steps = [e.step for e in acc.Scalars("val/loss")]
         assert len(steps) == 5 and steps == sorted(set(steps)), (r["trial_id"], steps)
     if "ax" in algo:
-        import cloudpickle
-
+        from search.ax_searcher import client_from_state
         from search.report import proposals
+        from search.results import SEARCHER_STATE, read_state
 
         # Tune snapshots its trials and the searcher one after the other: a kill between the two
         # can leave one proposal unrecorded (its trial then lacks a generator) or one Ax trial
@@ -427,11 +439,13 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir, algo):
         # that Tune finished but Ax did not see completed
         by_id = proposals(exp)
         assert sum(r["trial_id"] not in by_id for r in rows) <= 1
-        ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"))[-1].read_bytes())["_ax"]
+        ax = client_from_state(read_state(sorted(exp.glob(SEARCHER_STATE.format("*")))[-1])).summarize()
+        ax = ax.set_index("trial_index")
         for r in rows:
             if r["trial_id"] in by_id:
-                assert ax.experiment.trials[by_id[r["trial_id"]]["ax_trial"]].status.name == "COMPLETED"
-        assert sum(t.status.name != "COMPLETED" for t in ax.experiment.trials.values()) <= 1
+                assert ax.loc[by_id[r["trial_id"]]["ax_trial"], "trial_status"] == "COMPLETED"
+        assert sum(ax["trial_status"] != "COMPLETED") <= 1
+        assert "MBM" in set(ax["generation_node"])  # the Bayesian step ran, before or after the kill
         assert (exp / "pareto.csv").is_file()
 
 
@@ -496,35 +510,40 @@ def test_failure_config_retries_a_crashed_trial_from_its_checkpoint(tmp_path, da
 
 
 @pytest.mark.slow
-def test_asha_stops_weak_trials_early(tmp_path, data_dir, capsys):
-    """ASHA with Ax, end to end: the stopped trials are abandoned in Ax (with the reason), the
-    finished ones completed, so the GP never fits a truncated value as an objective."""
-    import cloudpickle
-
+@pytest.mark.parametrize("scheduler", ["asha", "ax"])
+def test_early_stopping_stops_weak_trials_and_ax_sees_their_values(tmp_path, data_dir, scheduler):
+    """ASHA, or Ax's own percentile rule, with Ax, end to end: the stopped trials are ABANDONED in Ax
+    (left out of its fit), the finished ones COMPLETED with their value; no trial is stopped at its
+    last epoch."""
+    from search.ax_searcher import client_from_state
+    from search.report import proposals
+    from search.results import SEARCHER_STATE, read_state
     from search.tune import main
 
     storage = tmp_path / "search"
-    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}}")
-    code = main(sweep_args(data_dir, storage, "asha", space, "--algo", "ax", "--num-samples", "6",
-                           "--max-epochs", "9", "--scheduler", "asha", "--init-trials", "3", "--num-restarts", "2",
-                           "--raw-samples", "16"))
+    space = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-1}}")
+    n = 6 if scheduler == "asha" else 9  # Ax's rule waits for 5 trials with curves
+    code = main(sweep_args(data_dir, storage, "stop", space, "--algo", "ax", "--num-samples", str(n),
+                           "--max-epochs", "9" if scheduler == "asha" else "3", "--scheduler", scheduler,
+                           "--init-trials", "3"))
     assert code == 0
-    exp = storage / "asha"
-    ax = cloudpickle.loads(sorted(exp.glob("searcher-state-*.pkl"))[-1]
-                           .read_bytes())["_ax"]
-    from search.report import proposals
-
+    exp = storage / "stop"
+    ax = client_from_state(read_state(sorted(exp.glob(SEARCHER_STATE.format("*")))[-1])).summarize()
+    ax = ax.set_index("trial_index")
     by_index = {k: p["ax_trial"] for k, p in proposals(exp).items()}
-    for r in read_rows(exp / "results.csv"):
-        t = ax.experiment.trials[by_index[r["trial_id"]]]
-        assert t.status.name == {"completed": "COMPLETED", "stopped": "ABANDONED"}[r["status"]]
-        if r["status"] == "stopped":
-            assert "stopped by the scheduler" in t.status_reason
-    rows = read_rows(storage / "asha" / "results.csv")
-    assert {r["status"] for r in rows} <= {"completed", "stopped"} and len(rows) == 6
+    rows = read_rows(exp / "results.csv")
+    for r in rows:
+        t = ax.loc[by_index[r["trial_id"]]]
+        assert t["trial_status"] == {"completed": "COMPLETED", "stopped": "ABANDONED"}[r["status"]]
+        if r["status"] == "completed":
+            assert t["best_val_loss"] == pytest.approx(float(r["best_val_loss"]))
+    assert {r["status"] for r in rows} <= {"completed", "stopped"} and len(rows) == n
     stopped = [r for r in rows if r["status"] == "stopped"]
-    assert stopped and all(int(r["epochs"]) in (1, 3) for r in stopped)  # ASHA rungs 1, 3 (x3)
-    assert all(int(r["epochs"]) == 9 for r in rows if r["status"] == "completed")
+    rungs = (1, 3) if scheduler == "asha" else (1, 2)  # ASHA's rungs 1, 3 (x3); Ax: any epoch before the last
+    assert stopped and all(int(r["epochs"]) in rungs for r in stopped)
+    assert all(int(r["epochs"]) == (9 if scheduler == "asha" else 3) for r in rows if r["status"] == "completed")
+    if scheduler == "ax":
+        return
     for r in rows:  # every trial is in the HParams tab, stopped ones too (with no test metrics)
         events = b"".join(e.read_bytes() for e in Path(r["trial_dir"]).glob("events.out.tfevents.*"))
         assert b"_hparams_/session_start_info" in events
@@ -704,7 +723,7 @@ def test_a_snapshot_cut_short_by_a_kill_is_set_aside_and_the_session_before_it_r
         (exp / f"experiment_state-{session}.json").write_text(json.dumps({"trials": [1, 2]}))
         (exp / f"basic-variant-state-{session}.json").write_bytes(cloudpickle.dumps({"n": 2}))
         (exp / f"search_gen_state-{session}.json").write_bytes(cloudpickle.dumps({"g": 2}))
-        (exp / f"searcher-state-{session}.pkl").write_bytes(cloudpickle.dumps({"ax": 2}))
+        (exp / f"searcher-state-{session}.json").write_text(json.dumps({"format": 1, "ax": {}}))
     assert set_aside_damaged_snapshot(exp) is None  # intact: nothing moved
     state = exp / f"basic-variant-state-{new}.json"
     state.write_bytes(state.read_bytes()[:7])  # cut short
@@ -712,7 +731,7 @@ def test_a_snapshot_cut_short_by_a_kill_is_set_aside_and_the_session_before_it_r
     assert note and new in note and "resuming from the session before it" in note
     assert sorted(p.name for p in exp.glob("damaged-*")) == sorted(
         f"damaged-{pre}{new}{suf}" for pre, suf in (("experiment_state-", ".json"), ("basic-variant-state-", ".json"),
-                                                    ("search_gen_state-", ".json"), ("searcher-state-", ".pkl")))
+                                                    ("search_gen_state-", ".json"), ("searcher-state-", ".json")))
     assert (exp / f"experiment_state-{old}.json").is_file() and not (exp / f"experiment_state-{new}.json").exists()
     (exp / f"experiment_state-{old}.json").write_text('{"trials": [1,')
     with pytest.raises(UserError, match="holds no intact Tune snapshot"):
