@@ -485,7 +485,8 @@ def test_search_bench_runs_its_arms_at_equal_wall_time_and_writes_its_outputs(tm
     for c in r["curves"]:
         times, values = [t for t, _ in c["curve"]], [v for _, v in c["curve"]]
         assert times == sorted(times) and all(t <= 25 for t in times)
-        assert values == (sorted(values, reverse=True) if c["objectives"] == 1 else sorted(values))
+        sign = -1 if c["objectives"] == 1 else 1  # best so far falls; the hypervolume grows (to float rounding)
+        assert all(sign * (b - a) >= -1e-9 * abs(a) for a, b in zip(values, values[1:])), values
     assert r["goals"]["final_best_below"]["of"] == 1 and r["goals"]["hypervolume"]["of"] == 1
     assert {e["arm"] for e in r["epochs"]} == {"random", "ax+stop"}
     for name in ("bench.md", "bench_wall_one.png", "bench_wall_two.png"):
