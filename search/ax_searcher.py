@@ -226,7 +226,7 @@ class AxSearch(Searcher):
         self._stop_early, self._grace_period, self._fit_stopped = stop_early, grace_period, stopped == "fit"
         self._live: dict[str, int] = {}  # Tune trial id -> Ax trial index
         self._proposals: list[dict] = []
-        self._points = [p for p in space.points_flat()]  # the space's own points, tried first
+        self._points = space.points_flat()  # the space's own points, tried first
         with Quiet():
             self._client = make_client(space, objectives, seed, init_trials)
             if stop_early:
@@ -263,7 +263,7 @@ class AxSearch(Searcher):
                 generator = str(self._client.summarize(trial_indices=[index])["generation_node"].iloc[0])
         self._live[trial_id] = index
         self._proposals.append({"trial_id": trial_id, "ax_trial": index, "generator": generator,
-                                "fixed": {k: v for k, v in (fixed or {}).items()} or None,
+                                "fixed": fixed or None,
                                 "wall_s": round(time.perf_counter() - wall, 4),
                                 "cpu_s": round(time.process_time() - cpu, 4)})
         return nest(self._space.from_searcher(params))

@@ -41,7 +41,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegInt, PosFloat, PosInt
 from search import bench_report, report, tune
 from search.objectives import Objective, hypervolume, reference_point
-from search.pareto import bounds_of, objective_values
+from search.pareto import bounds_of, front, objective_values
 from search.report import load_settings, settings_space
 
 ARMS = {  # arm -> (algo, extra search.tune flags) for one objective
@@ -235,7 +235,7 @@ def summarize(b: BenchSettings, runs: dict[str, dict]) -> dict:
                          "hypervolume_30_trials_earlier_reference": hypervolume([p for p in first30 if p is not None],
                                                                                 OBJECTIVES2, EARLIER_REFERENCE),
                          "distinct_latent": len({x["model.latent_dim"] for x in done}),
-                         "front": len([p for p in _front(done)]),
+                         "front": len(front(done, OBJECTIVES2, space)["rows"]),
                          "proposal_s_median": statistics.median(props) if props else None,
                          **({"latent_of_bayesian": _bayes_share(r["proposals"])} if arm == "ax" else {})})
             curves.append({"seed": seed, "arm": arm, "objectives": 2, "curve": c})
@@ -293,14 +293,6 @@ def proposal_cost(runs: dict[str, dict], b: BenchSettings, n: int = 30, repeats:
             row[f"{how}_s"] = round(statistics.median(times), 3)
         out.append(row)
     return out
-
-
-def _front(rows: list[dict]) -> list[tuple]:
-    from search.objectives import pareto_mask
-
-    pts = [objective_values(x, OBJECTIVES2) for x in rows]
-    pts = [p for p in pts if p is not None]
-    return [p for p, keep in zip(pts, pareto_mask(pts, OBJECTIVES2)) if keep]
 
 
 def goals(wall: list[dict]) -> dict:
