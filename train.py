@@ -18,7 +18,7 @@ from ae_lightning import dotted, flags, quiet, runlock
 from ae_lightning.config import Text, cli, variants
 from ae_lightning.datafiles import locate_all
 from ae_lightning.errors import UserError
-from ae_lightning.resolve import config_hint, load, validate
+from ae_lightning.resolve import config_hint, load
 
 # flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
 FLAGS = {
@@ -68,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         k, v = dotted.parse_set(item)
         overrides[k] = Text(v)
-    cfg = load(args.variant, args.config, overrides, classes=False)  # the keys, from the source: no torch yet
+    cfg = load(args.variant, args.config, overrides)  # every check: no torch yet
     # a file that no download may bring answers now; a download waits until the run (after every check)
     locate_all(cfg["data"]["data_dir"], cfg["data"]["dataset"], cfg["data"]["download"], fetch=False)
-    cfg = validate(cfg)  # the classes' own checks (imports torch and Lightning)
 
     # late: these import torch and Lightning (seconds); a bad flag or key has answered before them
     from ae_lightning.callbacks import DivergedError

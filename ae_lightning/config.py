@@ -5,16 +5,16 @@ A run's configuration is plain data, a dict with three sections plus three top-l
     variant: fc            # name of configs/<variant>.yaml
     module: mlp            # registry name of the LightningModule class that trains it
     seed: 0
-    data:    {...}         # keyword arguments of ae_lightning.data.MNISTDataModule
-    model:   {...}         # keyword arguments of the module class
-    trainer: {...}         # fields of ae_lightning.fit.TrainerConfig
+    data:    {...}         # fields of ae_lightning.configs.data.DataConfig
+    model:   {...}         # fields of the module's config (ae_lightning.configs.<module>)
+    trainer: {...}         # fields of ae_lightning.configs.trainer.TrainerConfig
 
 Layers, later wins: configs/defaults.yaml, configs/<variant>.yaml, --config FILE, flags / --set.
 
-The schema is not written twice: the allowed keys, their types and their ranges are read from
-the typed ``__init__`` signatures of the classes that consume them (``Annotated[int, Range(gt=0)]``
-for ranges, ``Literal[...]`` for choices). An unknown key, a wrong type or an out-of-range value
-raises :class:`UserError` with one line that names the key. Nothing falls back silently.
+The schema is the typed dataclasses of :mod:`ae_lightning.configs`, one per section, none of them
+importing torch (``Annotated[int, Range(gt=0)]`` for ranges, ``Literal[...]`` for choices). An
+unknown key, a wrong type or an out-of-range value raises :class:`UserError` with one line that
+names the key. Nothing falls back silently.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import difflib
 import functools
-import inspect
 import math
 import re
 import sys
@@ -152,30 +151,12 @@ def dump_yaml(cfg: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 # Schema from signatures
 def schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
-    """``{name: (type hint, default)}`` of every keyword ``cls`` accepts, through ``**kwargs`` chains.
-
-    Walks the MRO: a subclass ``__init__(self, noise: float = 0.3, **kwargs)`` that forwards to its
-    parent accepts its own parameters plus the parent's. Dataclasses work the same way.
-    """
-    out: dict[str, tuple[Any, Any]] = {}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        hints = typing.get_type_hints(init, include_extras=True)
-        forwards = False
-        for p in inspect.signature(init).parameters.values():
-            if p.name == "self" or p.kind is p.VAR_POSITIONAL:
-                continue
-            if p.kind is p.VAR_KEYWORD:
-                forwards = True
-                continue
-            if p.name not in out:
-                default = None if p.default is p.empty else p.default
-                out[p.name] = (hints.get(p.name, Any), default)
-        if not forwards:
-            break
-    return out
+    """``{name: (type hint, default)}`` of every field of the dataclass ``cls`` (a config section,
+    a study's parameters, a sweep's settings), its bases' fields included."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: (hints[f.name], f.default if f.default is not dataclasses.MISSING
+                     else f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            for f in dataclasses.fields(cls)}
 
 
 def defaults_of(cls: type) -> dict[str, Any]:
@@ -315,7 +296,9 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
         if not all(ok_k and ok_v for (ok_k, _), (ok_v, _) in outs):
             return False, value
         return True, {k: v for (_, k), (_, v) in outs}
-    return isinstance(value, hint) if isinstance(hint, type) else True, value
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    raise TypeError(f"the schema code cannot check the hint {hint!r}")  # a schema's mistake, not a user's
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,8 +328,8 @@ def set_key(cfg: dict, key: str, value: Any) -> None:
     dotted.set_in(cfg, parts, value)
 
 
-# module name -> {section: the class whose typed signature is the section's schema}, in SECTIONS order.
-# Given by the layer above (ae_lightning.resolve.section_classes): config knows schemas, not classes.
+# module name -> {section: the dataclass that is the section's schema}, in SECTIONS order. Given by
+# the layer above (ae_lightning.resolve.sections), which knows the model registry.
 Sections = Callable[[str], dict[str, type]]
 
 
@@ -374,8 +357,8 @@ def load(variant: str, config_file: str | Path | None = None,
 
 
 def validate(cfg: dict, sections: Sections) -> dict:
-    """Check every key, type and range; fill in signature defaults. Returns a new dict.
-    ``sections(module)``: the classes of the sections (:func:`ae_lightning.resolve.validate` passes them)."""
+    """Check every key, type and range, then each section's cross-field rules (its dataclass's
+    ``check()``); fill in the defaults. Returns a new dict of plain values."""
     for k in cfg:
         if k not in TOP_LEVEL and k not in SECTIONS:
             raise UserError(f"unknown config key {k!r}: top-level keys are "
@@ -385,16 +368,11 @@ def validate(cfg: dict, sections: Sections) -> dict:
         if k not in cfg:
             raise UserError(f"config key {k!r} is missing")
         out[k] = coerce(k, cfg[k], t)
-    classes = sections(out["module"])
-    for section, cls in classes.items():
+    for section, cls in sections(out["module"]).items():
         given = cfg.get(section) or {}
         if not isinstance(given, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {given!r}")
         resolved = check_keys(section, given, cls, what="config key", context=f" for variant {out['variant']!r}")
-        out[section] = {k: resolved.get(k, copy.deepcopy(d)) for k, (_, d) in schema_of(cls).items()}
-    # cross-field checks live with the class that owns them (one file per variant)
-    for section, cls in classes.items():
-        check = getattr(cls, "check_config", None)
-        if check is not None:
-            check(out[section])
+        out[section] = {**defaults_of(cls), **resolved}
+        cls(**out[section]).check()
     return out

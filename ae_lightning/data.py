@@ -8,16 +8,17 @@ per-sample Python, no DataLoader and no worker process.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 
 import lightning as L
 import numpy as np
 import torch
 
+from ae_lightning.configs.data import DataConfig
 from ae_lightning.datafiles import DATASETS, IMAGE_SHAPE, NUM_CLASSES, SPLIT_FILES, default_data_dir, load_split
 from ae_lightning.errors import UserError
-from ae_lightning.hints import NonNegInt, PosInt
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,27 +109,13 @@ class MNISTDataModule(L.LightningDataModule):
     (Fashion-MNIST: mean 0.012, std 0.005) and is inconsistent with the study's own NRMSE figures.
     """
 
-    def __init__(
-        self,
-        dataset: Literal["mnist", "fashion_mnist"] = "mnist",
-        data_dir: str | None = None,
-        batch_size: PosInt = 256,
-        eval_batch_size: PosInt = 2000,
-        val_size: PosInt | None = None,
-        subset: PosInt | None = None,
-        test_subset: PosInt | None = None,
-        normalize: Literal["unit", "standardize", "standardize_global"] = "unit",
-        binarize: Literal["none", "static", "dynamic"] = "none",
-        data_on_device: bool | None = None,
-        download: bool = True,
-        split_seed: NonNegInt = 0,
-        drop_last: bool = False,
-        folds: PosInt = 1,  # K-fold CV (search --cv K): 1 = the plain train/val split above
-        fold: NonNegInt = 0,  # with folds > 1: which fold of the train+val pool is validation
-        validation: Literal["holdout", "test"] = "holdout",  # test: validate on the test file, train on all
-    ):
+    def __init__(self, **options):
+        """``options``: the fields of :class:`~ae_lightning.configs.data.DataConfig` (missing ones take
+        its defaults)."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(dataclasses.asdict(DataConfig(**options)))
+        dataset, batch_size, eval_batch_size, data_dir = (self.hparams[k] for k in (
+            "dataset", "batch_size", "eval_batch_size", "data_dir"))
         self.dataset, self.batch_size, self.eval_batch_size = dataset, batch_size, eval_batch_size
         self.data_dir = Path(data_dir) if data_dir else default_data_dir(dataset)
         self.class_names = DATASETS[dataset]["classes"]
@@ -138,13 +125,6 @@ class MNISTDataModule(L.LightningDataModule):
         # split's images (same order, shuffling and sharding), or None for the images. The latent
         # classifier sets it to serve a frozen encoder's codes, computed once instead of every epoch.
         self.features: Callable[[str], torch.Tensor | None] | None = None
-
-    @classmethod
-    def check_config(cls, data: dict) -> None:
-        if not data.get("fold", 0) < data.get("folds", 1):
-            raise UserError(f"data.fold must lie in 0..folds-1, got fold {data.get('fold')} of {data.get('folds')}")
-        if data.get("validation") == "test" and (data.get("folds", 1) > 1 or data.get("val_size")):
-            raise UserError("data.validation test validates on the test file: it takes no val_size and no folds")
 
     # -- loading -------------------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -37,9 +37,9 @@ from ae_lightning.callbacks import (
     RunConfigInCheckpoint,
 )
 from ae_lightning.checkpoint_io import AtomicCheckpointIO, check_fits
+from ae_lightning.configs.trainer import TrainerConfig
 from ae_lightning.data import MNISTDataModule
 from ae_lightning.errors import Terminated, UserError
-from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosInt
 from ae_lightning.models import get_module
 from ae_lightning.rundir import SharedRunDir, open_run_dir, process_rank
 from ae_lightning.tblog import (
@@ -49,42 +49,16 @@ from ae_lightning.tblog import (
 from ae_lightning.text import plural
 
 
-@dataclasses.dataclass
-class TrainerConfig:
-    """The ``trainer`` section of a run config."""
-
-    max_epochs: PosInt = 10
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: PosInt = 1
-    precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = "32-true"
-    output_dir: str = "runs"
-    log_every_n_steps: PosInt = 50
-    images_every_n_epochs: NonNegInt = 5  # 0: no reconstruction images
-    log_embedding: bool = False  # test codes + labels for TensorBoard's projector
-    deterministic: bool = True
-    gradient_clip_val: NonNegFloat = 0.0
-    early_stopping_patience: NonNegInt = 0  # 0: off; else epochs without val/loss improvement
-    # 0: off; else stop once val/loss improved by less than plateau_min_improvement (relative) over this many epochs
-    plateau_epochs: NonNegInt = 0
-    plateau_min_improvement: Fraction = 0.01
-    test_checkpoint: Literal["best", "last"] = "best"  # last: the final epoch's model (Keras' practice)
-    progress_bar: bool | None = None  # None: on a terminal only
-    # Speed options, measured by benchmarks/bench_options.py (figures in docs/benchmarks.md). Off by
-    # default: compile lost on CPU and H100 (0.75-0.99x); channels_last gave conv 1.12x on the CPU
-    # but 0.79x on the H100. Turn on with --set trainer.<name>=true.
-    compile: bool = False  # torch.compile the module's loss (the forward of every step)
-    channels_last: bool = False  # NHWC memory format for conv weights and activations
-
-    @classmethod
-    def check_config(cls, trainer: dict[str, Any]) -> None:
-        if trainer["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise UserError("trainer.accelerator gpu was asked for, but this machine has no CUDA GPU "
-                            "(use --accelerator cpu or auto)")
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        on_gpu = trainer["accelerator"] in ("gpu", "cuda") or (trainer["accelerator"] == "auto" and gpus)
-        if on_gpu and trainer["devices"] > gpus:
-            raise UserError(f"trainer.devices {trainer['devices']}: this machine has {gpus} CUDA GPU(s) "
-                            f"(lower --devices, or --accelerator cpu for {trainer['devices']} CPU processes)")
+def check_devices(trainer: dict[str, Any]) -> None:
+    """The devices the trainer section asks for exist on this machine (one line else)."""
+    if trainer["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError("trainer.accelerator gpu was asked for, but this machine has no CUDA GPU "
+                        "(use --accelerator cpu or auto)")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    on_gpu = trainer["accelerator"] in ("gpu", "cuda") or (trainer["accelerator"] == "auto" and gpus)
+    if on_gpu and trainer["devices"] > gpus:
+        raise UserError(f"trainer.devices {trainer['devices']}: this machine has {gpus} CUDA GPU(s) "
+                        f"(lower --devices, or --accelerator cpu for {trainer['devices']} CPU processes)")
 
 
 @dataclasses.dataclass
@@ -119,6 +93,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     returns the same metrics (reduced over the ranks).
     """
     t0 = time.time()
+    check_devices(cfg["trainer"])
     tc = TrainerConfig(**cfg["trainer"])
     on_tty = sys.stderr.isatty() and not os.environ.get("CI")
     verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose

@@ -28,7 +28,7 @@ from typing import Any
 from ae_lightning import dotted
 from ae_lightning.config import SECTIONS, coerce, load_yaml, merge, schema_of
 from ae_lightning.errors import UserError
-from ae_lightning.resolve import schema_sources, validate
+from ae_lightning.resolve import sections, validate
 from search.objectives import Objective, metrics_of, parse_all
 
 FLOAT_TYPES = ("uniform", "loguniform")
@@ -237,7 +237,7 @@ def apply(base: dict, flat: dict[str, Any]) -> dict:
 
 
 def _schemas(base: dict) -> dict[str, dict]:
-    classes = schema_sources(base["module"])  # data, model, trainer: read from the source, no torch yet
+    classes = sections(base["module"])
     return {**{section: schema_of(cls) for section, cls in classes.items()}, "top": {"seed": (int, 0)}}
 
 
@@ -327,7 +327,6 @@ def parse_space(raw: dict, base: dict, path: str) -> Space:
             raise UserError(f"{path}: unknown config key {key} for variant {base['variant']!r}; valid "
                             f"{section} keys: {', '.join(sorted(schemas[section]))}")
         params[key] = parse_param(key, spec, schemas[section][name][0], path)
-    validate(base)  # the base config's own cross-field checks (search.tune loads it without them)
     # each bound / choice through the whole config: cross-field checks see it too
     for p in params.values():
         for v in p.samples():

@@ -151,7 +151,7 @@ def _trial_folder() -> Path:
 
 
 # a trial of a resumed sweep waits this long for a worker of the killed driver to end (it holds the
-# trial folder's lock until it sees its raylet gone: about 2 s on a 2-core machine)
+# trial folder's lock until it sees its raylet gone, seconds later)
 LEFTOVER_WORKER_WAIT_S = 120.0
 
 

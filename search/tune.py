@@ -134,7 +134,7 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     for item in args.set:
         k, v = dotted.parse_set(item)
         overrides[k] = parse_value(v)
-    base = load(args.variant, None, overrides, classes=False)  # the classes' checks: load_space, after its keys
+    base = load(args.variant, None, overrides)
     # one absolute data path for every trial (trials run in other folders, maybe on other nodes)
     data_dir = Path(args.data_dir) if args.data_dir else (Path(base["data"]["data_dir"]) if base["data"]["data_dir"]
                                                           else default_data_dir(base["data"]["dataset"]))

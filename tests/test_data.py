@@ -12,6 +12,7 @@ import torch
 from conftest import idx_bytes, write_dataset
 
 from ae_lightning import data as D
+from ae_lightning.configs.data import DataConfig
 from ae_lightning.errors import UserError
 
 
@@ -166,7 +167,7 @@ def test_validation_on_the_test_file_trains_on_every_training_image(data_dir):
     assert len(dm.split("train")[0]) == 1200 and torch.equal(dm.split("val")[0], dm.split("test")[0])
     assert len(_dm(data_dir, subset=600, validation="test").split("train")[0]) == 600
     with pytest.raises(UserError, match="validation test"):
-        D.MNISTDataModule.check_config({"validation": "test", "val_size": 100, "folds": 1, "fold": 0})
+        DataConfig(validation="test", val_size=100).check()
 
 
 def test_batches_cover_the_split_and_shuffle_by_epoch(data_dir):

@@ -1,8 +1,9 @@
 """The module registry, and loading this project's checkpoints.
 
-Every file in this package that defines a module registers it with ``@register("name")``; the
-registry imports the package's files on first use, so a new variant is one model file plus one
-``configs/<variant>.yaml`` (whose ``module:`` names the registered class). No central if/elif.
+Every file in this package that defines a module registers it with ``@register(ItsConfig)``, the
+config dataclass of :mod:`ae_lightning.configs` that names it and is its ``model`` section; the
+registry imports the package's files on first use, so a new variant is one model file, its config
+file and one ``configs/<variant>.yaml`` (whose ``module:`` names it). No central if/elif.
 """
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ _REGISTRY: dict[str, type] = {}
 _LOADED = False
 
 
-def register(name: str) -> Callable[[type], type]:
+def register(config: type) -> Callable[[type], type]:
+    """Register a module class under its config's name (``configs.model("name")``); the class is
+    built from that config's fields (``cls.Config``)."""
+    name = config.registry_name
+
     def deco(cls: type) -> type:
         if _REGISTRY.get(name, cls) is not cls:
             raise RuntimeError(f"module name {name!r} registered twice")
         _REGISTRY[name] = cls
-        cls.registry_name = name
+        cls.registry_name, cls.Config = name, config
         return cls
     return deco
 

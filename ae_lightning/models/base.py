@@ -22,19 +22,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
 import torch
 
-from ae_lightning.errors import UserError
-from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt
+from ae_lightning.configs.base import BaseConfig
 from ae_lightning.metrics import BatchMeans, ReconMetrics, reconstruction_loss
-from ae_lightning.models.layers import Activation
-
-Optimizer = Literal["adam", "adamw", "sgd", "adagrad", "adadelta", "rmsprop"]
-Scheduler = Literal["none", "cosine", "step", "exponential", "plateau"]
 
 
 @dataclasses.dataclass
@@ -74,39 +69,22 @@ class BaseModule(L.LightningModule):
     # objective is set by model.likelihood, not model.loss)
     hparam_options_unused: ClassVar[tuple[str, ...]] = ()
 
+    Config: ClassVar[type] = BaseConfig  # the model section's dataclass (set by models.register)
     # ``model`` values that make a costly evaluation cheap, for runs that read none of its figures (the
     # studies use them unless a run sets the key); e.g. the VAE's importance-sampled test NLL
     cheap_evaluation: ClassVar[dict[str, Any]] = {}
-    # DDP must search for parameters without gradients (e.g. the randomized AE's layer-wise stages)
-    ddp_find_unused_parameters: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        optimizer: Optimizer = "adam",
-        lr: PosFloat = 1e-3,
-        weight_decay: NonNegFloat = 0.0,
-        momentum: Fraction = 0.9,  # sgd and rmsprop
-        lr_scheduler: Scheduler = "none",
-        lr_step_size: PosInt = 10,  # step: epochs between decays
-        lr_gamma: PosFloat = 0.5,  # step / exponential / plateau factor
-        lr_decay_start: NonNegInt = 0,  # cosine / step / exponential: epochs at the full lr first
-        eps: PosFloat | None = None,  # adam / adamw / adagrad / adadelta / rmsprop epsilon (null: torch's)
-    ):
+    def __init__(self, **options: Any):
+        """``options``: the fields of the module's config (``Config``, checked with the run config;
+        missing ones take its defaults), saved as the hyperparameters every checkpoint keeps."""
         super().__init__()
-        self.save_hyperparameters()  # collects the init arguments of every subclass too
-        self.check_config(dict(self.hparams))
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        """Cross-field checks of the ``model`` section; raise UserError. Subclasses extend."""
-        if model.get("eps") is not None and model.get("optimizer") == "sgd":
-            raise UserError("model.eps: sgd has no epsilon (set it to null, or pick adam, adagrad, adadelta or rmsprop)")
+        self.save_hyperparameters(dataclasses.asdict(self.Config(**options)))
 
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
         kw = {"lr": hp.lr, "weight_decay": hp.weight_decay}
-        if hp.get("eps") is not None:  # e.g. Keras' 1e-7 (torch's Adam: 1e-8); SGD has none (check_config)
+        if hp.get("eps") is not None:  # e.g. Keras' 1e-7 (torch's Adam: 1e-8); SGD has none (BaseConfig.check)
             kw["eps"] = hp.eps
         opt = {
             "adam": lambda: torch.optim.Adam(params, **kw),
@@ -158,12 +136,6 @@ class BaseModule(L.LightningModule):
         self.log(name, value, sync_dist=True, reduce_fx="max", **kwargs)
 
 
-PIXELS = 28 * 28
-# the widest code accepted: 16x overcomplete is far beyond any variant here (sparse codes are 32-1000
-# wide); above it a run is a typo (--latent-dim 100000: 190 s per epoch, 480 MB checkpoints)
-MAX_LATENT = 16 * PIXELS
-
-
 class AutoencoderModule(BaseModule):
     """The loop of every autoencoder: loss, exact reconstruction metrics, logging."""
 
@@ -172,36 +144,13 @@ class AutoencoderModule(BaseModule):
     encoder: torch.nn.Module | None
     decoder: torch.nn.Module | None
 
-    def __init__(
-        self,
-        latent_dim: PosInt = 32,
-        hidden_act: Activation = "leaky_relu",
-        leaky_slope: NonNegFloat = 0.01,
-        output_act: Literal["sigmoid", "tanh", "none"] = "sigmoid",  # tanh: see MLPAutoencoder.pixel_scale
-        loss: Literal["mse", "bce", "bce_clipped", "bce_logits", "l1", "kl"] = "mse",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         # None until the variant assigns its module (nn.Module then registers it as a submodule; a
         # class attribute would shadow that)
         self.encoder = self.decoder = None
         self.metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
         self.eval_means = {"val": BatchMeans(), "test": BatchMeans()}  # <stage>/loss and its terms
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        if model.get("latent_dim", 0) > MAX_LATENT:
-            k = model["latent_dim"]
-            raise UserError(f"model.latent_dim {k} is above {MAX_LATENT}, 16x the {PIXELS} input pixels: such a code "
-                            f"does not compress, and each code unit costs 24 bytes of checkpoint (a weight and Adam's "
-                            f"two moments, in and out) per unit of the layer beside it: {24 * 196 * k / 1e6:.0f} MB "
-                            f"next to the fc variant's 196")
-        if model.get("loss") in ("bce", "bce_clipped") and model.get("output_act") != "sigmoid":
-            raise UserError(f"model.loss {model['loss']} needs model.output_act sigmoid (BCE is defined on [0, 1] "
-                            "outputs; bce_logits takes a linear output as logits)")
-        if model.get("loss") == "bce_logits" and model.get("output_act") != "none":
-            raise UserError("model.loss bce_logits takes the linear output as logits: it needs model.output_act none")
 
     # -- the variant contract: a subclass defines encode(x) -> z and decode(z) -> logits -------------
     def output(self, logits: torch.Tensor) -> torch.Tensor:

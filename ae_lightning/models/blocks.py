@@ -14,13 +14,9 @@ padding / output_padding give back exactly the encoder's spatial sizes, ending a
 """
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
 
 from ae_lightning.models.layers import activation, mlp
-
-ConvLayout = Literal["strided", "pooled"]
 
 
 def spatial_sizes(n_stages: int, layout: str, size: int = 28) -> list[int]:

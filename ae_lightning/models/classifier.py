@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ae_lightning.configs.classifier import ClassifierConfig
 from ae_lightning.data import NUM_CLASSES
 from ae_lightning.errors import UserError
-from ae_lightning.hints import Fraction, NonNegInt
 from ae_lightning.metrics import BatchMeans, per_class_accuracy
 from ae_lightning.models import CKPT_KEY, get_module, read_checkpoint, register
 from ae_lightning.models.base import AutoencoderModule, BaseModule
@@ -75,24 +75,16 @@ def build_autoencoder(cfg: Any, where: str) -> AutoencoderModule:
         raise UserError(f"{where}: cannot rebuild its {cfg.get('variant')!r} autoencoder: {type(e).__name__}: {e}") from None
 
 
-@register("classifier")
+@register(ClassifierConfig)
 class LatentClassifier(BaseModule):
-    def __init__(
-        self,
-        encoder: str | None = None,  # checkpoint of a trained autoencoder (train.py --encoder)
-        finetune: bool = False,  # train the encoder too (else frozen, on cached codes)
-        hidden: list[int] = [128],  # hidden sizes of the head; [] is a linear head
-        dropout: Fraction = 0.0,  # after each hidden layer of the head
-        standardize_codes: bool = True,  # z-score the codes with the training codes' statistics
-        label_smoothing: Fraction = 0.0,
-        augment_shift: NonNegInt = 0,  # finetune: random shifts of up to N pixels of training images
-        **kwargs,
-    ):
+    def __init__(self, **options: Any):
         # the encoder's run config: given back by load_from_checkpoint from the saved hyperparameters
         # (architecture from there, weights from the state_dict); a new classifier reads the file.
-        # Not a parameter of the signature, so no config key: the run config names the file only.
-        stored = kwargs.pop("encoder_config", None)
-        super().__init__(**kwargs)  # saves the hyperparameters (all plain values) and checks them
+        # Not a field of the config, so no config key: the run config names the file only.
+        stored = options.pop("encoder_config", None)
+        super().__init__(**options)  # saves the hyperparameters (all plain values)
+        hp = self.hparams
+        encoder, finetune, hidden, dropout = hp.encoder, hp.finetune, hp.hidden, hp.dropout
         if stored is not None:
             self.autoencoder, self.encoder_config = build_autoencoder(stored, "the classifier checkpoint"), stored
         else:
@@ -119,18 +111,6 @@ class LatentClassifier(BaseModule):
         self.confusion = nn.ModuleDict({s: MulticlassConfusionMatrix(NUM_CLASSES, validate_args=False) for s in ("val", "test")})
         self._confusion: dict[str, np.ndarray] = {}  # stage -> the last epoch's matrix
         self._eval_loss = {"val": BatchMeans(), "test": BatchMeans()}
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        if not model.get("encoder"):
-            raise UserError("the classifier needs an encoder: pass --encoder PATH/TO/autoencoder.ckpt "
-                            "(a checkpoint written by train.py)")
-        if model.get("augment_shift") and not model.get("finetune"):
-            raise UserError("model.augment_shift needs --finetune (a frozen encoder's codes are computed once, "
-                            "from unshifted images)")
-        if model.get("augment_shift", 0) > 8:
-            raise UserError(f"model.augment_shift must be at most 8 pixels, got {model['augment_shift']}")
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):

@@ -18,23 +18,22 @@ Logged: ``<stage>/recon`` and ``<stage>/contractive_penalty`` (the weighted term
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from ae_lightning.hints import NonNegFloat
+from ae_lightning.configs.contractive import ContractiveConfig
 from ae_lightning.models import register
 from ae_lightning.models.base import LossOutput
 from ae_lightning.models.mlp import MLPAutoencoder
 
 
-@register("contractive")
+@register(ContractiveConfig)
 class ContractiveAutoencoder(MLPAutoencoder):
-    def __init__(self, contractive_weight: NonNegFloat = 1e-3,
-                 penalty: Literal["jacobian", "weights"] = "jacobian", **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         mods = list(self.encoder)
         # the closed form applies to exactly Linear -> Sigmoid
         self._one_sigmoid = len(mods) == 2 and isinstance(mods[0], nn.Linear) and isinstance(mods[1], nn.Sigmoid)

@@ -17,37 +17,19 @@ from typing import Any
 
 import torch
 
-from ae_lightning.errors import UserError
+from ae_lightning.configs.conv import ConvConfig
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.models.blocks import ConvLayout, conv_autoencoder
-from ae_lightning.models.layers import Activation
+from ae_lightning.models.blocks import conv_autoencoder
 
 
-def check_conv(model: dict[str, Any]) -> None:
-    """The conv options shared by ``conv`` and ``denoising`` (architecture conv)."""
-    channels, hidden = model.get("channels") or [], model.get("hidden")
-    if not channels or any(c <= 0 for c in channels):
-        raise UserError(f"model.channels must list at least one positive channel count, got {channels}")
-    if len(channels) > 4:
-        raise UserError(f"model.channels: at most 4 stages fit a 28x28 image (28-14-7-3-1), got {len(channels)}")
-    if hidden is not None and any(n <= 0 for n in hidden):
-        raise UserError(f"model.hidden must hold positive sizes, got {hidden}")
-
-
-@register("conv")
+@register(ConvConfig)
 class ConvAutoencoder(AutoencoderModule):
-    def __init__(self, channels: list[int] = [8, 16, 32], hidden: list[int] = [64],
-                 layout: ConvLayout = "strided", code_act: Activation = "none", **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         hp = self.hparams
-        self.encoder, self.decoder = conv_autoencoder(channels, hidden, hp.latent_dim, layout,
-                                                      hp.hidden_act, code_act, hp.leaky_slope)
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        check_conv(model)
+        self.encoder, self.decoder = conv_autoencoder(hp.channels, hp.hidden, hp.latent_dim, hp.layout,
+                                                      hp.hidden_act, hp.code_act, hp.leaky_slope)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # (B,1,28,28) -> (B,k)

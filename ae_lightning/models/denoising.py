@@ -22,20 +22,17 @@ targets; ``test_mse_clean_input`` / ``test_nrmse_clean_input`` reconstruct the c
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from ae_lightning.errors import UserError
-from ae_lightning.hints import NonNegFloat, NonNegInt, PosInt
+from ae_lightning.configs.denoising import DenoisingConfig
 from ae_lightning.metrics import ReconMetrics
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.models.blocks import ConvLayout, conv_autoencoder, mlp_autoencoder
-from ae_lightning.models.conv import check_conv
-from ae_lightning.models.layers import Activation, Init, check_layers, initialize
+from ae_lightning.models.blocks import conv_autoencoder, mlp_autoencoder
+from ae_lightning.models.layers import initialize
 
-Noise = Literal["gaussian", "masking", "occlusion", "salt_pepper"]
 ARCH_LAYERS = {"fc": [784, 392, 196], "deep": [784, 128]}
 
 
@@ -62,48 +59,20 @@ def add_noise(x: torch.Tensor, kind: str, factor: float, patch_size: int,
     raise ValueError(f"unknown noise {kind!r}")
 
 
-@register("denoising")
+@register(DenoisingConfig)
 class DenoisingAutoencoder(AutoencoderModule):
-    def __init__(
-        self,
-        architecture: Literal["fc", "deep", "conv"] = "fc",
-        noise: Noise = "gaussian",
-        noise_factor: NonNegFloat = 0.3,  # gaussian: std; masking / salt_pepper: fraction of pixels
-        patch_size: PosInt = 10,  # occlusion: side of the blanked square
-        noise_seed: NonNegInt = 1234,  # validation / test noise
-        layers: list[int] | None = None,  # fc / deep: encoder sizes from 784 (null: the architecture's)
-        code_act: Activation = "none",
-        channels: list[int] = [8, 16, 32],  # conv
-        hidden: list[int] = [64],  # conv
-        layout: ConvLayout = "strided",  # conv
-        init: Init = "torch",  # glorot_uniform: Keras' default (the shallow/deep notebook)
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         hp = self.hparams
-        if architecture == "conv":
-            self.encoder, self.decoder = conv_autoencoder(channels, hidden, hp.latent_dim, layout,
-                                                          hp.hidden_act, code_act, hp.leaky_slope)
+        if hp.architecture == "conv":
+            self.encoder, self.decoder = conv_autoencoder(hp.channels, hp.hidden, hp.latent_dim, hp.layout,
+                                                          hp.hidden_act, hp.code_act, hp.leaky_slope)
         else:
-            self.encoder, self.decoder = mlp_autoencoder(layers or ARCH_LAYERS[architecture], hp.latent_dim,
-                                                         hp.hidden_act, code_act, hp.leaky_slope)
-        initialize(self, init)
+            self.encoder, self.decoder = mlp_autoencoder(hp.layers or ARCH_LAYERS[hp.architecture], hp.latent_dim,
+                                                         hp.hidden_act, hp.code_act, hp.leaky_slope)
+        initialize(self, hp.init)
         self.clean_metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
         self._eval_batch = 0
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        noise, factor = model.get("noise", "gaussian"), model.get("noise_factor", 0.3)
-        if noise in ("masking", "salt_pepper") and factor > 1:
-            raise UserError(f"model.noise_factor is the fraction of corrupted pixels for {noise}: "
-                            f"expected a number <= 1, got {factor}")
-        if model.get("patch_size", 10) > 28:
-            raise UserError(f"model.patch_size must fit a 28x28 image, got {model['patch_size']}")
-        if model.get("architecture", "fc") == "conv":
-            check_conv(model)
-        else:
-            check_layers(model.get("layers"))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x if self.hparams.architecture == "conv" else x.flatten(1))

@@ -1,14 +1,7 @@
 """Building blocks shared by the variants: activations by name, and MLP stacks."""
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
-
-from ae_lightning.errors import UserError
-
-Activation = Literal["leaky_relu", "relu", "sigmoid", "tanh", "gelu", "none"]
-Init = Literal["torch", "glorot_uniform"]
 
 
 def initialize(module: nn.Module, scheme: str) -> None:
@@ -51,7 +44,3 @@ def mlp(sizes: list[int], act: str, last_act: str, slope: float = 0.01) -> nn.Se
     return nn.Sequential(*layers)
 
 
-def check_layers(layers: list[int] | None) -> None:
-    """A fully connected layer list starts at the 784 input pixels and holds positive sizes."""
-    if layers is not None and (not layers or layers[0] != 784 or any(n <= 0 for n in layers)):
-        raise UserError(f"model.layers must start at 784 (the 28x28 input) and hold positive sizes, got {layers}")

@@ -20,36 +20,25 @@ maps the network's output y back to x_hat = (y + 1) / 2.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from ae_lightning.errors import UserError
+from ae_lightning.configs.mlp import MLPConfig
 from ae_lightning.metrics import reconstruction_loss
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.models.layers import Activation, Init, check_layers, initialize, mlp
+from ae_lightning.models.layers import initialize, mlp
 
 
-@register("mlp")
+@register(MLPConfig)
 class MLPAutoencoder(AutoencoderModule):
-    def __init__(self, layers: list[int] = [784, 392, 196], code_act: Activation = "none", init: Init = "torch",
-                 pixel_scale: Literal["unit", "symmetric"] = "unit", **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         hp = self.hparams
-        self.encoder = mlp([*layers, hp.latent_dim], hp.hidden_act, code_act, hp.leaky_slope)
-        self.decoder = mlp([hp.latent_dim, *reversed(layers)], hp.hidden_act, "none", hp.leaky_slope)
-        initialize(self, init)
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        check_layers(model.get("layers"))
-        if model.get("pixel_scale") == "symmetric":
-            if model.get("output_act") not in ("tanh", "none"):
-                raise UserError("model.pixel_scale symmetric works in [-1, 1]: it needs model.output_act tanh or none")
-            if model.get("loss") not in ("mse", "l1"):
-                raise UserError("model.pixel_scale symmetric: the loss must be mse or l1 (computed in [-1, 1])")
+        self.encoder = mlp([*hp.layers, hp.latent_dim], hp.hidden_act, hp.code_act, hp.leaky_slope)
+        self.decoder = mlp([hp.latent_dim, *reversed(hp.layers)], hp.hidden_act, "none", hp.leaky_slope)
+        initialize(self, hp.init)
 
     def _symmetric(self) -> bool:
         return self.hparams.get("pixel_scale", "unit") == "symmetric"

@@ -16,21 +16,24 @@ the softmax confidence of its top class is at least the threshold (0.9 in the st
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ae_lightning.configs.pixel_cnn import PixelCNNConfig
 from ae_lightning.data import NUM_CLASSES
-from ae_lightning.hints import Fraction, PosInt
 from ae_lightning.models import register
 from ae_lightning.models.base import BaseModule
 
 
-@register("pixel_cnn")  # a literal: ae_lightning.sourceschema reads the registry from the source
+@register(PixelCNNConfig)
 class PixelCNN(BaseModule):
-    def __init__(self, channels: list[int] = [16, 32], hidden: PosInt = 128, dropout: Fraction = 0.2, **kwargs):
-        super().__init__(**kwargs)
-        c1, c2 = channels
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        hidden, dropout = self.hparams.hidden, self.hparams.dropout
+        c1, c2 = self.hparams.channels
         self.net = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

@@ -31,29 +31,28 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
+from ae_lightning.configs.randomized import RandomizedConfig
 from ae_lightning.errors import UserError
-from ae_lightning.hints import NonNegInt, PosFloat
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule, LossOutput
-from ae_lightning.models.layers import activation, check_layers
+from ae_lightning.models.layers import activation
 
 
-@register("randomized")
+@register(RandomizedConfig)
 class RandomizedAutoencoder(AutoencoderModule):
     # each layer-wise stage trains one decoder: DDP must not wait for the other parameters' gradients
     ddp_find_unused_parameters = True
 
-    def __init__(self, layers: list[int] = [784, 500, 200, 100], finetune_epochs: NonNegInt = 0,
-                 random_gain: PosFloat = 4.0, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         hp = self.hparams
-        sizes = [*layers, hp.latent_dim]
+        sizes = [*hp.layers, hp.latent_dim]
         pairs = list(zip(sizes[:-1], sizes[1:]))
         self.random_encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         for lin in self.random_encoders:
             # N(0, gain^2 / n_in), bias 0: PyTorch's default init (std ~ 0.6 / sqrt(n_in)) leaves every
             # sigmoid feature near 0.5 for all images, and the decoder learns next to nothing from them
-            nn.init.normal_(lin.weight, 0.0, random_gain / lin.in_features ** 0.5)
+            nn.init.normal_(lin.weight, 0.0, hp.random_gain / lin.in_features ** 0.5)
             nn.init.zeros_(lin.bias)
         self.random_encoders.requires_grad_(False)  # frozen: saved in checkpoints, never optimized
         self.encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)  # layer i: n_i -> n_{i+1}
@@ -61,11 +60,6 @@ class RandomizedAutoencoder(AutoencoderModule):
         self.act = activation(hp.hidden_act, hp.leaky_slope)
         self.n_stages = len(pairs)
         self.stage = 0  # set from the epoch at each training epoch start; n_stages = fine-tuning
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        check_layers(model.get("layers"))
 
     # -- the deep autoencoder --------------------------------------------------------------------
     def encode_to(self, x: torch.Tensor, depth: int) -> torch.Tensor:

@@ -14,12 +14,9 @@ z > ``active_threshold``, i.e. the average share of code units an image switches
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from ae_lightning.errors import UserError
-from ae_lightning.hints import Fraction, NonNegFloat
+from ae_lightning.configs.sparse import SparseConfig
 from ae_lightning.metrics import EPS
 from ae_lightning.models import register
 from ae_lightning.models.base import LossOutput
@@ -32,23 +29,8 @@ def kl_sparsity(rho: float, z: torch.Tensor) -> torch.Tensor:
     return (rho * (rho / rho_hat).log() + (1 - rho) * ((1 - rho) / (1 - rho_hat)).log()).sum()
 
 
-@register("sparse")
+@register(SparseConfig)
 class SparseAutoencoder(MLPAutoencoder):
-    def __init__(self, sparsity_weight: NonNegFloat = 1e-4, sparsity_target: Fraction | None = None,
-                 kl_weight: NonNegFloat = 0.01, active_threshold: NonNegFloat = 0.01, **kwargs):
-        super().__init__(**kwargs)
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        rho = model.get("sparsity_target")
-        if rho is not None:
-            if not 0 < rho < 1:
-                raise UserError(f"model.sparsity_target must lie strictly between 0 and 1, got {rho}")
-            if model.get("code_act") != "sigmoid":
-                raise UserError("model.sparsity_target needs model.code_act sigmoid (the KL target compares "
-                                "mean activations in (0, 1))")
-
     def loss(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, LossOutput]:
         hp = self.hparams
         z = self.encode(self.corrupt(x, stage))  # (B,k)

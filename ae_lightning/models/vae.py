@@ -20,58 +20,42 @@ binarized data (``data.binarize: dynamic``) it is the figure published VAE paper
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_lightning.errors import UserError
-from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
+from ae_lightning.configs.vae import VAEConfig
 from ae_lightning.metrics import ExactMean
 from ae_lightning.models import register
 from ae_lightning.models.base import AutoencoderModule, LossOutput
-from ae_lightning.models.blocks import ConvLayout, conv_decoder, conv_encoder
-from ae_lightning.models.conv import check_conv
+from ae_lightning.models.blocks import conv_decoder, conv_encoder
 from ae_lightning.models.layers import mlp
 
 LOG_2PI = math.log(2 * math.pi)
-# importance-sampling decodes per chunk: K * images (memory ~ chunk * 784 floats). Profiled on the conv VAE
-# (torch.profiler, 1 CPU thread): 88 % of the NLL is the decoder's convolutions, whose per-image cost grows
-# with the batch once it leaves the cache: 4,096 decodes per chunk (40 images at K = 100) took 2.2 s of CPU
-# per 400 test images, 25,600 took 3.9 s (side by side, 2026-12-03). The estimator is the same.
+# importance-sampling decodes per chunk: K * images (memory ~ chunk * 784 floats). Most of the NLL's time is
+# the decoder's convolutions, whose per-image cost grows with the batch once it leaves the cache, so the
+# chunk is small (docs/benchmarks.md, "VAE test NLL chunk"). The estimator is the same for any chunk.
 IS_CHUNK = 4_096
 
 
-@register("vae")
+@register(VAEConfig)
 class VAE(AutoencoderModule):
     # the test NLL costs nll_samples decoder passes per test image: 10 where no one reads it (the studies)
     cheap_evaluation = {"nll_samples": 10}
     hparam_options_unused = ("model.loss",)  # the objective is -ELBO, set by model.likelihood
 
-    def __init__(
-        self,
-        encoder: Literal["conv", "fc"] = "conv",
-        channels: list[int] = [8, 16, 32],  # conv stages
-        layout: ConvLayout = "strided",
-        hidden: list[int] = [128, 64],  # fully connected sizes after the convs (conv) or after 784 (fc)
-        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
-        obs_std: PosFloat = 0.1,  # gaussian: the fixed standard deviation of p(x|z)
-        beta: NonNegFloat = 1.0,
-        kl_warmup_epochs: NonNegInt = 0,
-        nll_samples: PosInt = 100,  # K of the importance-sampled test NLL
-        heads_act: Literal["hidden", "none"] = "hidden",  # after the last hidden layer, before mu / log var
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         hp = self.hparams
-        act, slope, k = hp.hidden_act, hp.leaky_slope, hp.latent_dim
-        last = act if heads_act == "hidden" else "none"  # none: the tuned study's appendix (Linear(128, 64) -> heads)
-        if encoder == "conv":
-            convs, flat = conv_encoder(channels, layout, act, slope)
+        act, slope, k, hidden = hp.hidden_act, hp.leaky_slope, hp.latent_dim, hp.hidden
+        last = act if hp.heads_act == "hidden" else "none"  # none: the tuned study's appendix (Linear(128, 64) -> heads)
+        if hp.encoder == "conv":
+            convs, flat = conv_encoder(hp.channels, hp.layout, act, slope)
             self.body = nn.Sequential(convs, mlp([flat, *hidden], act, last, slope))  # (B,1,28,28) -> (B,h)
             self.decoder = nn.Sequential(mlp([k, *reversed(hidden), flat], act, act, slope),
-                                         conv_decoder(channels, layout, act, slope))
+                                         conv_decoder(hp.channels, hp.layout, act, slope))
         else:
             self.body = nn.Sequential(nn.Flatten(), mlp([784, *hidden], act, last, slope))
             self.decoder = nn.Sequential(mlp([k, *reversed(hidden), 784], act, "none", slope),
@@ -80,18 +64,6 @@ class VAE(AutoencoderModule):
         self.logvar = nn.Linear(hidden[-1], k)
         # test: importance-sampled -log p(x), nats per image (in a dict, as the base's metrics: not a submodule)
         self.nll = {"test": ExactMean()}
-
-    @classmethod
-    def check_config(cls, model: dict[str, Any]) -> None:
-        super().check_config(model)
-        if not model.get("hidden") or any(n <= 0 for n in model["hidden"]):
-            raise UserError(f"model.hidden must list at least one positive size, got {model.get('hidden')}")
-        if model.get("encoder", "conv") == "conv":
-            check_conv(model)
-        if model.get("likelihood") == "bernoulli" and model.get("output_act") != "sigmoid":
-            raise UserError("model.likelihood bernoulli needs model.output_act sigmoid (the decoder gives Bernoulli logits)")
-        if model.get("loss", "mse") != "mse":
-            raise UserError("model.loss does not apply to the vae: its loss is -ELBO; choose model.likelihood instead")
 
     # -- the model -------------------------------------------------------------------------------
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -243,7 +243,7 @@ def smoke_preset(preset: dict) -> dict:
 
 
 
-def check_configs(preset: dict, args, classes: bool = True) -> list[dict]:
+def check_configs(preset: dict, args) -> list[dict]:
     """Every run config a preset implies, resolved (a bad key fails in a second, not after hours):
     the preset's and the entry's ``config`` over the entry's variant, with each of its ``choices``
     and each of its ``models``."""
@@ -256,14 +256,14 @@ def check_configs(preset: dict, args, classes: bool = True) -> list[dict]:
         variants = [(spec.get("variant", preset.get("variant")), {})]
         variants += [(spec.get("variant", preset.get("variant")), overrides_of(c)) for c in (spec.get("choices") or {}).values()]
         variants += [(m.get("variant"), overrides_of(m.get("config"))) for m in (spec.get("models") or {}).values()]
-        configs += [resolve.load(variant, None, {**base, **extra}, classes=classes) for variant, extra in variants if variant]
+        configs += [resolve.load(variant, None, {**base, **extra}) for variant, extra in variants if variant]
     return configs
 
 
 def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
-    """The flags and the presets they name, checked before torch: ``(args, {name: preset})``, each preset
-    with its ``--set`` applied (and made tiny by ``--smoke``), every run config it implies resolved against the
-    schemas read from the source, its ``--only`` entries known and its data files found (or left to a download)."""
+    """The flags and the presets they name, checked before torch: ``(args, {name: preset})``, each
+    preset with its ``--set`` applied (and made tiny by ``--smoke``), every run config it implies
+    resolved, its ``--only`` entries known and its data files found (or left to a download)."""
     args = parser().parse_args(argv)
     parse_seeds(args.seeds)
     names = presets() if args.name == "all" else [args.name]
@@ -277,7 +277,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
                             f"(its entries: {', '.join(p['studies'])})")
         check_folder(args.data_dir)
         data = {(c["data"]["data_dir"], c["data"]["dataset"], c["data"]["download"])
-                for c in check_configs(p, args, classes=False)}
+                for c in check_configs(p, args)}
         for data_dir, dataset, download in sorted(data, key=str):  # a download waits until the first run needs it
             locate_all(data_dir, dataset, download, fetch=False)
     return args, loaded
