@@ -11,10 +11,16 @@ final move is a copy that first truncates the previous checkpoint.
 (empty, truncated, not a checkpoint). The commands add the way out: ``--resume`` falls back to the
 newest intact checkpoint of the run (:func:`resume_point`); probes, generation and ``--encoder``
 name an intact checkpoint beside the damaged one (:func:`intact_beside`).
+
+Every load is ``weights_only``: tensors and plain data, which is all this project's checkpoints
+hold, so no allow-list is needed. Checkpoints travel between people and machines, and a pickle
+can run code as it loads; one that needs anything else is refused in one line naming it
+(``refused checkpoint PATH``, never mistaken for damage), and nothing in it runs.
 """
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -27,6 +33,8 @@ from ae_lightning.errors import UserError
 
 TEMP_GLOB = ".*.ckpt.*.tmp"  # the temporary files of files.atomic_open for *.ckpt targets
 ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of every file torch.save writes
+# what a weights-only load refused, as torch's message names it ("GLOBAL posix.system", "but got <class 'x.Y'>")
+_REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -40,11 +48,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Optional[Callable] = lambda storage, loc: storage,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
+        """Lightning's own loads (``fit(ckpt_path=...)``, ``test(ckpt_path=...)``): weights only, whatever
+        the caller asks; explicit, as torch's default yields to ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``."""
         files.checkpoint_file(path)
         try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except Exception as e:
-            raise UserError(f"damaged checkpoint {path}: {why_damaged(Path(path), e)}") from None
+            raise unreadable(Path(path), e) from None
+
+
+def unreadable(path: Path, error: BaseException) -> UserError:
+    """The one line for a checkpoint that ``torch.load`` refused: ``refused checkpoint PATH`` naming
+    the global a weights-only load does not allow (code, or a type that is not data; the load stops
+    before it is called), else ``damaged checkpoint PATH: cause``."""
+    found = _REFUSED.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
+    if found:
+        return UserError(f"refused checkpoint {path}: it needs {found.group(1) or found.group(2)}, which is "
+                         f"not tensors or plain data (checkpoints load as data only: nothing in it ran)")
+    return UserError(f"damaged checkpoint {path}: {why_damaged(path, error)}")
 
 
 def why_damaged(path: Path, error: BaseException) -> str:
@@ -71,21 +92,22 @@ def why_damaged(path: Path, error: BaseException) -> str:
     return f"damaged zip archive ({size} bytes; {type(error).__name__}" + (f": {first})" if first else ")")
 
 
-def read(path: str | Path, *, weights_only: bool = True) -> dict[str, Any]:
-    """The checkpoint dict at ``path`` (on the CPU); UserError ``damaged checkpoint PATH: cause``."""
+def read(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (on the CPU), loaded weights only; UserError ``damaged
+    checkpoint PATH: cause`` or ``refused checkpoint PATH: ...`` (:func:`unreadable`)."""
     path = files.checkpoint_file(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"damaged checkpoint {path}: {why_damaged(path, e)}") from None
+        raise unreadable(path, e) from None
     if not isinstance(ckpt, dict):
         raise UserError(f"damaged checkpoint {path}: not a checkpoint of this project (holds a {type(ckpt).__name__})")
     return ckpt
 
 
-def intact(path: Path, *, weights_only: bool = True) -> dict[str, Any] | None:
+def intact(path: Path) -> dict[str, Any] | None:
     try:
-        return read(path, weights_only=weights_only)
+        return read(path)
     except UserError:
         return None
 

@@ -184,8 +184,13 @@ def test_an_epoch_trained_again_after_a_kill_replaces_its_best_checkpoint(cfg_fo
                 verbose=False)
     ckpts = first.run_dir / "checkpoints"
     shutil.copy(ckpts / "last.ckpt", ckpts / "best-001.ckpt")  # epoch 1's best, written just before the kill
+    stale = torch.load(ckpts / "best-001.ckpt", weights_only=True)  # the stale copy: epoch 0's
     res = fit(cfg_for("fc", trainer__max_epochs=3, data__subset=300), run_dir=first.run_dir,
               ckpt_path=ckpts / "last.ckpt", callbacks=[fixed_val_loss([1.0, 0.5, 2.0])], verbose=False)
     assert sorted(p.name for p in ckpts.iterdir()) == ["best-001.ckpt", "last.ckpt"]
     assert res.metrics["best_checkpoint"].endswith("best-001.ckpt")
-    assert torch.load(ckpts / "best-001.ckpt", weights_only=True)["global_step"] > 0
+    # the file is the resumed run's epoch 1 (twice the steps of the stale copy, other weights), not the copy
+    best = torch.load(ckpts / "best-001.ckpt", weights_only=True)
+    assert (stale["epoch"], best["epoch"]) == (0, 1)
+    assert best["global_step"] == 2 * stale["global_step"] > 0
+    assert any(not torch.equal(best["state_dict"][k], v) for k, v in stale["state_dict"].items())

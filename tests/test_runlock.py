@@ -17,6 +17,13 @@ from test_train_cli import tiny_args  # noqa: E402
 import train  # noqa: E402
 
 
+def _epochs_in(ckpt: Path) -> int:
+    """Epochs a checkpoint has trained (0 before it exists; written atomically, so never read half-written)."""
+    import torch
+
+    return torch.load(ckpt, weights_only=True)["epoch"] + 1 if ckpt.exists() else 0
+
+
 def test_resume_of_a_live_run_is_refused_naming_its_pid_and_works_once_it_died(data_dir, tmp_path, capsys):
     args = tiny_args(data_dir, tmp_path, "--batch-size", "5", "--max-epochs", "30", "--set",
                      "data.val_size=20")
@@ -39,15 +46,18 @@ def test_resume_of_a_live_run_is_refused_naming_its_pid_and_works_once_it_died(d
         assert proc.poll() is None  # the live run goes on, its folder untouched
         assert (run / "config.yaml").read_text() == config_before
         assert sorted(run.glob("events.out.tfevents.*")) == events_before
+        # killed once it trained 2 epochs (however slow): the refusal below of fewer epochs always runs
+        while _epochs_in(last) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert _epochs_in(last) >= 2 and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "slow"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     # the lock died with its process: --resume continues the run
-    import torch
-    done = torch.load(last, weights_only=True)["epoch"] + 1
-    if done >= 2:
-        assert train.main([*args, "--resume", "--max-epochs", str(done - 1)]) == 2  # fewer than trained
-        assert f"has trained {done} epochs" in capsys.readouterr().err
+    done = _epochs_in(last)
+    assert train.main([*args, "--resume", "--max-epochs", str(done - 1)]) == 2  # fewer than trained
+    err = capsys.readouterr().err.strip()
+    assert f"has trained {done} epochs, more than trainer.max_epochs {done - 1}" in err and "\n" not in err, err
     assert train.main([*args, "--resume", "--max-epochs", str(done + 1)]) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs"] == done + 1
     assert not list((run / "checkpoints").glob(".*"))

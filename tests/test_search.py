@@ -304,6 +304,10 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     for r in rows:  # Ray's own files and tables hold a trial's real values, not Ax's encoding
         tune_config = json.loads((Path(r["trial_dir"]) / "params.json").read_text())
         assert tune_config["model"]["lr"] == pytest.approx(float(r["model.lr"]))
+    for r in rows:  # without --keep-checkpoints a finished trial keeps its best checkpoint alone
+        trial = Path(r["trial_dir"])
+        assert not list(trial.glob("**/last.ckpt")) and not list(trial.glob("checkpoint_*")), sorted(trial.rglob("*"))
+        assert r["status"] != "completed" or len(list(trial.glob("checkpoints/best-*.ckpt"))) == 1
 
     best = json.loads((exp / "best.json").read_text())
     assert best["value"] == min(float(r["best_val_loss"]) for r in done)
@@ -336,6 +340,97 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     m = json.loads((run / "metrics.json").read_text())
     # same config, seed and data: the retrained run reproduces the trial's validation loss
     assert m["best_val_loss"] == pytest.approx(best["value"], rel=1e-4)
+
+
+LR_SPACE = "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}\n"
+
+
+@pytest.fixture(scope="module")
+def budget_sweep(tmp_path_factory, data_dir):
+    """A finished random sweep of up to 6 one-epoch trials, one at a time, under --epoch-budget 2 and
+    with --keep-checkpoints: (experiment folder, exit code, its stdout)."""
+    import contextlib
+    import io
+
+    from search.tune import main
+
+    tmp = tmp_path_factory.mktemp("budget")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(sweep_args(data_dir, tmp / "search", "budget", write(tmp, LR_SPACE), "--algo", "random",
+                               "--num-samples", "6", "--max-epochs", "1", "--epoch-budget", "2", "--keep-checkpoints"))
+    return tmp / "search" / "budget", code, out.getvalue()
+
+
+def test_epoch_budget_ends_the_sweep_once_its_trials_trained_that_many_epochs(budget_sweep):
+    """6 trials asked, 1 epoch each, one at a time: the budget of 2 epochs ends the sweep after the
+    second trial (without --epoch-budget, all 6 run)."""
+    exp, code, out = budget_sweep
+    assert code == 0, out
+    rows = read_rows(exp / "results.csv")
+    assert [(r["status"], r["epochs"]) for r in rows] == [("completed", "1")] * 2, rows
+    assert json.loads((exp / "search.json").read_text())["epoch_budget"] == 2
+
+
+def test_epoch_budget_counts_every_trial_s_epochs_and_stops_when_a_trial_ends_in_full():
+    """The stopper itself: a trial's epochs count once (its highest epochs_total), a trial ASHA
+    stopped counts too, and the sweep ends only when a trial ends in full with the budget reached."""
+    from search.results import FINAL
+    from search.searchers import EpochBudget
+
+    stop = EpochBudget(5)
+    for epochs in (1, 2, 3):
+        assert not stop("a", {"epochs_total": epochs}) and not stop.stop_all()
+    assert not stop("b", {"epochs_total": 1}) and not stop.stop_all()  # b: stopped by ASHA after 1 epoch
+    assert not stop("a", {"epochs_total": 3, FINAL: True}) and not stop.stop_all()  # 3 + 1 < 5
+    assert not stop("c", {"epochs_total": 6}) and not stop.stop_all()  # past the budget, but c runs on
+    assert not stop("c", {"epochs_total": 6, FINAL: True}) and stop.stop_all()  # 3 + 1 + 6 >= 5
+
+
+def test_keep_checkpoints_keeps_each_finished_trial_s_last_and_tune_checkpoints(budget_sweep):
+    """--keep-checkpoints: a finished trial keeps its last.ckpt and Tune's checkpoint_* beside its best
+    checkpoint (without it they are removed: test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best)."""
+    exp, code, out = budget_sweep
+    assert code == 0, out
+    rows = read_rows(exp / "results.csv")
+    assert rows
+    for r in rows:
+        trial = Path(r["trial_dir"])
+        assert len(list(trial.glob("checkpoints/best-*.ckpt"))) == 1 and (trial / "checkpoints" / "last.ckpt").is_file()
+        assert list(trial.glob("checkpoint_*/last.ckpt")), sorted(p.name for p in trial.iterdir())
+
+
+def test_search_report_rewrites_a_finished_sweep_s_outputs_and_compares_sweeps(budget_sweep, tmp_path, capsys):
+    """python -m search.report EXP rewrites results.csv, best.json, best.yaml, best_trial.yaml and
+    search.png from the experiment folder alone, as the sweep wrote them; --compare draws the curves
+    of several sweeps and prints each one's best."""
+    from search import report
+
+    exp, code, out = budget_sweep
+    assert code == 0, out
+    outputs = ("results.csv", "best.json", "best.yaml", "best_trial.yaml", "search.png")
+    before = {name: (exp / name).read_bytes() for name in outputs}
+    for name in outputs:
+        (exp / name).unlink()
+    done = subprocess.run([sys.executable, "-m", "search.report", str(exp)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = json.loads((exp / "best.json").read_text())
+    assert done.stdout.strip().splitlines()[-1] == (f"{exp}: best best_val_loss {best['value']:.6g}; "
+                                                    f"retrain: python train.py --config {exp.resolve() / 'best.yaml'}")
+    for name in ("results.csv", "best.json", "best.yaml", "best_trial.yaml"):
+        assert (exp / name).read_bytes() == before[name], name
+    assert (exp / "search.png").stat().st_size > 1000
+    rows = read_rows(exp / "results.csv")
+    assert best["value"] == min(float(r["best_val_loss"]) for r in rows) and best["trials"] == len(rows) == 2
+
+    png = tmp_path / "compare.png"
+    assert report.main([str(exp), str(exp), "--compare", "--labels", "one", "two", "--out", str(png)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = 1 + [float(r["best_val_loss"]) for r in rows].index(best["value"])
+    for label in ("one", "two"):
+        assert f"{label}: 2 trials, best {best['value']:.6g} (first reached at trial {first})" in lines, lines
+    assert png.stat().st_size > 1000
 
 
 @pytest.mark.slow

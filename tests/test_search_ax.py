@@ -554,6 +554,7 @@ SEARCH_CASES = list(search_flag_cases())
 
 
 def test_every_search_flag_is_walked():
+    # bad values only; what the flags do: tests/test_search.py (e.g. --epoch-budget, --keep-checkpoints)
     walked = {f for f, *_ in SEARCH_CASES}
     assert {"--num-samples", "--max-epochs", "--init-trials", "--cv", "--gpus-per-trial", "--algo", "--subset",
             "--num-cpus", "--epoch-budget", "--objective", "--address"} <= walked

@@ -2,7 +2,8 @@
 ``python -m search.tune --address HOST:PORT`` (issue 13).
 
 The cluster is two ``ray start --block`` processes on this machine, each with its own ports: a
-head and a second node, started as docs/search.md says. The head runs in Ray 2.60's default mode:
+head and a second node (at its own loopback address, so that a trial's results name the node
+that ran it), started as docs/search.md says. The head runs in Ray 2.60's default mode:
 ``RAY_AUTH_MODE`` unset and a token in ``~/.ray/auth_token`` (``HOME`` is a temporary folder), so
 the head turns token authentication on by itself; the second node joins with
 ``RAY_AUTH_MODE=token``. Every process of the cluster is killed at the end, pass or fail.
@@ -44,6 +45,9 @@ def _free_ports(n: int) -> list[int]:
 
 NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--runtime-env-agent-port",
               "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port")
+
+
+NODE_IP = "127.0.0.2"  # the second node's own address (loopback): the trials that ran there say so
 
 
 def _node_ports(ports: list[int]) -> list[str]:
@@ -101,8 +105,8 @@ def cluster():
         _wait_started(head, head_log)
         assert "Token authentication is enabled" in head_log.read_text()  # Ray 2.60's default with a token
         node_log = root / "node.log"
-        node = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *_node_ports(node_ports[len(NODE_PORTS):]),
-                                 *common],
+        node = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", f"--node-ip-address={NODE_IP}",
+                                 *_node_ports(node_ports[len(NODE_PORTS):]), *common],
                                 env={**env, "RAY_AUTH_MODE": "token"}, stdout=node_log.open("w"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(node)
@@ -154,6 +158,9 @@ def test_two_node_sweep_with_token_auth(cluster, data_dir, tmp_path):
     best = yaml.safe_load((exp / "best_trial.yaml").read_text())
     assert best["variant"] == "linear" and best["trainer"]["max_epochs"] == 2
     assert f"retrain: python train.py --config {exp / 'best.yaml'}" in done.stdout
+    # Tune stamps every result with the IP of the node that ran the trial; the second node has its own
+    ran_on = {json.loads(line)["node_ip"] for r in rows for line in (Path(r["trial_dir"]) / "result.json").open()}
+    assert NODE_IP in ran_on, f"no trial ran on the second node ({NODE_IP}): {ran_on}"
 
 
 @pytest.mark.parametrize("case", ["wrong", "missing"])

@@ -62,7 +62,7 @@ def read_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict of a run of this project; a clear UserError for anything else."""
     path = Path(path)
     try:  # truncated zip, pickle garbage, an empty file, permissions: one line, and the way out
-        ckpt = checkpoint_io.read(path, weights_only=False)
+        ckpt = checkpoint_io.read(path)  # weights only: a refused one is not damage, and says so alone
     except UserError as e:
         if not str(e).startswith("damaged checkpoint"):
             raise
@@ -80,7 +80,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     cfg = ckpt[CKPT_KEY]["config"]
     cls = get_module(cfg["module"])
     try:
-        module = cls.load_from_checkpoint(str(path), map_location=map_location)
+        module = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=True)
     except Exception as e:
         raise UserError(f"cannot load {path} as {cls.__name__}: {type(e).__name__}: {e}") from None
     return module.eval(), cfg
