@@ -10,17 +10,15 @@ Layers, later wins: configs/defaults.yaml, configs/<variant>.yaml, --config, fla
 """
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any
 
 from ae_lightning import dotted, flags, quiet, runlock
 from ae_lightning.config import Text, cli, variants
 from ae_lightning.datafiles import locate_all
 from ae_lightning.errors import UserError
-from ae_lightning.resolve import config_hint, load
+from ae_lightning.resolve import load
 
-# flag -> dotted config key; each flag's value is checked by the config schema, not by argparse
+# flag -> the dotted config key it sets; the parser types it by that key's schema
 FLAGS = {
     "dataset": "data.dataset", "latent_dim": "model.latent_dim", "max_epochs": "trainer.max_epochs",
     "batch_size": "data.batch_size", "lr": "model.lr", "weight_decay": "model.weight_decay",
@@ -30,23 +28,19 @@ FLAGS = {
 }
 
 
-def flag_hints() -> dict[str, Any]:
-    """Each flag's config-key type hint (model keys: of the autoencoders', or the classifier's)."""
-    return {name: config_hint(key, ("mlp", "classifier")) for name, key in FLAGS.items()}
-
-
-def parser(variants: list[str]) -> argparse.ArgumentParser:
-    p = flags.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"variants: {', '.join(variants)}\ndatasets: mnist, fashion_mnist")
+def parser(variants: list[str]) -> flags.Parser:
+    # model keys: the autoencoders' schema, or the classifier's (--encoder, --finetune)
+    p = flags.Parser(None, __doc__, models=("mlp", "classifier"),
+                     epilog=f"variants: {', '.join(variants)}\ndatasets: mnist, fashion_mnist")
     p.add_argument("--variant", help="one of: " + ", ".join(variants))
-    p.add_argument("--dataset", help="mnist (default) or fashion_mnist")
+    p.add_argument("--dataset", key=FLAGS["dataset"], help="mnist (default) or fashion_mnist")
     p.add_argument("--config", help="a YAML file layered over the variant's config (or a run's config.yaml)")
     for flag in ("latent-dim", "max-epochs", "batch-size", "lr", "weight-decay", "optimizer", "seed",
                  "subset", "data-dir", "output-dir", "accelerator", "devices", "precision"):
-        p.add_argument(f"--{flag}", metavar=flag.split("-")[-1].upper())
-    p.add_argument("--encoder", help="classifier: checkpoint of a trained autoencoder")
-    p.add_argument("--finetune", action="store_const", const="true", help="classifier: train the encoder too")
+        p.add_argument(f"--{flag}", key=FLAGS[flag.replace("-", "_")], metavar=flag.split("-")[-1].upper())
+    p.add_argument("--encoder", key=FLAGS["encoder"], help="classifier: checkpoint of a trained autoencoder")
+    p.add_argument("--finetune", key=FLAGS["finetune"], action="store_const", const="true",
+                   help="classifier: train the encoder too")
     p.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this variant")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set model.beta=4 --set trainer.images_every_n_epochs=0")
@@ -63,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {}
     for name, key in FLAGS.items():
         value = getattr(args, name)
-        if value is not None:  # text: the schema reads it as its key's type (config.Text)
-            overrides[key] = Text(value)
+        if value is not None:  # typed by the parser, checked again with the variant's whole config
+            overrides[key] = value
     for item in args.set:
         k, v = dotted.parse_set(item)
         overrides[k] = Text(v)

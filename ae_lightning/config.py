@@ -236,11 +236,12 @@ def _check_nested(where: str, value: Any, hint: Any, prefix: str) -> None:
         check_keys(where, value, hint, prefix=prefix)
 
 
-def coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against ``hint``; return it (ints widened to float where a float is due)."""
+def coerce(key: str, value: Any, hint: Any, shown: Any = None) -> Any:
+    """Check ``value`` against ``hint``; return it (ints widened to float where a float is due).
+    ``shown``: what the message quotes as given (default ``value``), e.g. a flag's text."""
     ok, out = _coerce(value, hint)
     if not ok:
-        raise UserError(f"{key}: expected {_describe(hint)}, got {value!r}")
+        raise UserError(f"{key}: expected {_describe(hint)}, got {value if shown is None else shown!r}")
     return out
 
 

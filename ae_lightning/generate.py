@@ -13,10 +13,8 @@ curves) at the end of every run whose ``trainer.images_every_n_epochs`` is not 0
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -72,27 +70,22 @@ def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, 
     return paths
 
 
-def flag_hints() -> dict[str, Any]:
-    """Each flag's type hint: ``generate_from_checkpoint``'s parameter it feeds."""
-    return flags.param_hints(generate_from_checkpoint, ("n", "seed", "limit", "data_dir"))
-
-
-def parser() -> argparse.ArgumentParser:
-    p = flags.ArgumentParser(prog="python -m ae_lightning.generate",
-                             description="Decode random codes of a trained autoencoder into image grids.")
+def parser() -> flags.Parser:
+    hint = flags.param_hints(generate_from_checkpoint, ("n", "seed", "limit", "data_dir"))
+    p = flags.Parser("python -m ae_lightning.generate", "Decode random codes of a trained autoencoder into image grids.")
     p.add_argument("checkpoint", help="a .ckpt written by train.py / fit")
     p.add_argument("--out", required=True, help="folder for the PNG grids and code_ranges.json")
-    p.add_argument("--n", default=64, help="images per grid (default 64)")
-    p.add_argument("--seed", default=0)
-    p.add_argument("--limit", default=None, help="test images whose codes set the ranges (default all)")
-    p.add_argument("--data-dir", default=None, help="where the dataset lives, if not where the run found it")
+    p.add_argument("--n", hint=hint["n"], default=64, help="images per grid (default 64)")
+    p.add_argument("--seed", hint=hint["seed"], default=0)
+    p.add_argument("--limit", hint=hint["limit"], default=None, help="test images whose codes set the ranges (default all)")
+    p.add_argument("--data-dir", hint=hint["data_dir"],
+                   help="where the dataset lives, if not where the run found it")
     return p
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    flags.check(args, flag_hints())
     files.checkpoint_file(args.checkpoint)  # before the data and the models' imports (seconds)
     paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
     for path in paths.values():

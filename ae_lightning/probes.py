@@ -17,7 +17,6 @@ to ``probes.json`` (in ``--out``, by default the checkpoint's run folder).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -160,30 +159,25 @@ def default_out_dir(checkpoint: Path) -> Path:
     return parent.parent if parent.name == "checkpoints" else parent
 
 
-def flag_hints() -> dict[str, Any]:
-    """Each flag's type hint: ``run_probes``'s parameter it feeds (checked by ``flags.check``)."""
-    return flags.param_hints(run_probes, ("k", "l2", "train_limit", "test_limit", "device", "data_dir"))
-
-
-def parser() -> argparse.ArgumentParser:
-    p = flags.ArgumentParser(prog="python -m ae_lightning.probes", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> flags.Parser:
+    hint = flags.param_hints(run_probes, ("k", "l2", "train_limit", "test_limit", "device", "data_dir"))
+    p = flags.Parser("python -m ae_lightning.probes", __doc__)
     p.add_argument("checkpoint", help="checkpoint of a trained autoencoder (train.py writes them)")
     p.add_argument("--out", help="folder for probes.json (default: the checkpoint's run folder)")
-    p.add_argument("--k", default=5, help="neighbours of the kNN probe (default 5)")
-    p.add_argument("--l2", default=1e-4, help="L2 penalty of the linear probe (default 1e-4)")
-    p.add_argument("--data-dir", help="where MNIST / FashionMNIST live (default: the checkpoint's, else auto)")
-    p.add_argument("--train-limit", help="use only the first N training images")
-    p.add_argument("--test-limit", help="use only the first N test images")
+    p.add_argument("--k", hint=hint["k"], default=5, help="neighbours of the kNN probe (default 5)")
+    p.add_argument("--l2", hint=hint["l2"], default=1e-4, help="L2 penalty of the linear probe (default 1e-4)")
+    p.add_argument("--data-dir", hint=hint["data_dir"],
+                   help="where MNIST / FashionMNIST live (default: the checkpoint's, else auto)")
+    p.add_argument("--train-limit", hint=hint["train_limit"], help="use only the first N training images")
+    p.add_argument("--test-limit", hint=hint["test_limit"], help="use only the first N test images")
     p.add_argument("--no-baselines", action="store_true", help="probe the codes only (no pixels, no PCA)")
-    p.add_argument("--device", default="auto", help="auto (default: cuda when there is one), cpu or cuda")
+    p.add_argument("--device", hint=hint["device"], default="auto", help="auto (default: cuda when there is one), cpu or cuda")
     return p
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    flags.check(args, flag_hints())
     files.checkpoint_file(args.checkpoint)  # before the data and the models' imports (seconds)
     result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
                         train_limit=args.train_limit, test_limit=args.test_limit,

@@ -22,7 +22,6 @@ starts again: a wall-clock budget cannot be split).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -35,8 +34,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from ae_lightning import files
-from ae_lightning.config import ROOT, cli, coerce, parse_value, schema_of
+from ae_lightning import files, flags
+from ae_lightning.config import ROOT, cli, schema_of
 from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegInt, PosFloat, PosInt
 from search import bench_report, report, tune
@@ -75,11 +74,6 @@ class BenchSettings:
     init_trials: PosInt = 6  # Sobol trials before Ax's Bayesian step
     grace_period: PosInt = 1  # ASHA's and Ax's early stopping: epochs before a trial can be stopped
     space: str = "configs/search/bench.yaml"  # relative to the project
-
-
-def _checked(values: dict) -> BenchSettings:
-    schema = schema_of(BenchSettings)
-    return BenchSettings(**{k: coerce(f"--{k.replace('_', '-')}", v, schema[k][0]) for k, v in values.items()})
 
 
 def machine() -> str:
@@ -331,9 +325,9 @@ def goals(wall: list[dict]) -> dict:
     }
 
 
-def parser() -> argparse.ArgumentParser:
-    p = tune._Parser(prog="python -m search.bench", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> flags.Parser:
+    p = flags.Parser("python -m search.bench", __doc__)
+    schema = schema_of(BenchSettings)
     p.add_argument("--out", default="docs/search", help="bench.json, bench.md and the figures (default docs/search)")
     p.add_argument("--storage", default="runs/bench", help="the sweeps' folders (default runs/bench)")
     p.add_argument("--data-dir", help="data folder (default: as train.py finds it)")
@@ -341,22 +335,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="write the outputs from the finished sweeps, run nothing")
     p.add_argument("--smoke", action="store_true", help="1 seed, 40 s sweeps of 1-epoch trials on 1,000 images")
     for f in dataclasses.fields(BenchSettings):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, help=f"default {getattr(BenchSettings(), f.name)}")
+        p.add_argument(flags.flag_name(f.name), dest=f.name, hint=schema[f.name][0],
+                       help=f"default {getattr(BenchSettings(), f.name)}")
     return p
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    values = {f.name: parse_value(getattr(args, f.name)) for f in dataclasses.fields(BenchSettings)
-              if getattr(args, f.name) is not None}
-    for k in ("seeds", "arms", "extra_arms"):
-        if isinstance(values.get(k), (int, str)):
-            values[k] = [parse_value(x) for x in str(values[k]).split(",")]
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings) if getattr(args, f.name) is not None}
     if args.smoke:
         values = {"seeds": [0], "budget_s": 40.0, "subset": 1000, "epochs": 1, "init_trials": 3,
                   "space": "configs/search/small.yaml", **values}  # 1,000 images: batch sizes up to 128
-    b = _checked(values)
+    b = BenchSettings(**values)
     if len(set(b.seeds)) != len(b.seeds):
         raise UserError(f"--seeds {b.seeds}: a seed is given twice")
     if any(a not in ARMS for a in [*b.arms, *b.extra_arms]) or "random" not in b.arms:

@@ -13,7 +13,6 @@ sweep is unfinished (``RUNNING``, ``PENDING``, ``PAUSED``).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -25,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ae_lightning import files
+from ae_lightning import files, flags
 from ae_lightning.config import cli, dump_yaml
 from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
@@ -254,15 +253,19 @@ def plot(series: list[tuple[str, list[dict]]], out: str | Path, title: str = "")
     return files.write_bytes(out, buf.getvalue())
 
 
-@cli
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> flags.Parser:
+    p = flags.Parser("python -m search.report", __doc__)
     p.add_argument("experiments", nargs="+", help="experiment folders <storage>/<name>")
     p.add_argument("--compare", action="store_true", help="one figure with every experiment's curve")
     p.add_argument("--labels", nargs="*", help="curve labels for --compare (default: folder names)")
     p.add_argument("--out", help="--compare: the PNG to write")
     p.add_argument("--title", default="")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     dirs = [Path(d) for d in args.experiments]
     for d in dirs:
         load_settings(d)

@@ -1,19 +1,15 @@
 """A sweep's settings: one typed dataclass, checked by the config's own schema code.
 
-Every number or choice a user gives ``search.tune`` is a field here, and each flag's argparse type
-is derived from the field's type hint (``flag_type``), so a flag is checked exactly as a config key
-is: ``--num-samples 0`` and ``--set data.batch_size=0`` fail with the same kind of line. The
-dataclass is saved as ``search.json`` at launch and read back by ``--resume`` and the reports.
+Every number or choice a user gives ``search.tune`` is a field here, and each flag is typed by the
+field's hint (``flags.Parser``), so a flag is checked exactly as a config key is: ``--num-samples 0``
+and ``--set data.batch_size=0`` fail with the same kind of line. The dataclass is saved as
+``search.json`` at launch and read back by ``--resume`` and the reports.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import types
-import typing
-from typing import Any, Literal
+from typing import Literal
 
-from ae_lightning.config import coerce, parse_value, schema_of
 from ae_lightning.errors import UserError
 from ae_lightning.hints import NonNegFloat, NonNegInt, PosFloat, PosInt
 from search.objectives import Objective
@@ -64,25 +60,6 @@ class SweepSettings:
             raise UserError(f"{where}: saved by an older version: start a new sweep")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def flag_type(field: str):
-    """The argparse ``type`` of the flag for ``field``: its text read as YAML, then checked against
-    the field's hint by ``ae_lightning.config.coerce`` (the config keys' own check)."""
-    hint = schema_of(SweepSettings)[field][0]
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:  # a flag is never null
-        rest = [a for a in args if a is not type(None)]
-        hint = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
-
-    def conv(text: str) -> Any:
-        try:
-            return coerce("value", parse_value(text), hint)
-        except UserError as e:
-            raise argparse.ArgumentTypeError(f"{str(e).removeprefix('value: ')}") from None
-
-    conv.__name__ = field  # argparse names the type in its messages
-    return conv
 
 
 def check(s: SweepSettings, objectives: list[Objective]) -> None:

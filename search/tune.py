@@ -16,28 +16,22 @@ the best config. See docs/search.md.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from ae_lightning import dotted, files, quiet, runlock
-from ae_lightning.config import ROOT, cli, parse_value, variants
+from ae_lightning import dotted, files, flags, quiet, runlock
+from ae_lightning.config import ROOT, cli, parse_value, schema_of, variants
 from ae_lightning.datafiles import default_data_dir, locate_all
 from ae_lightning.errors import UserError
+from ae_lightning.hints import PosInt
 from ae_lightning.resolve import load
 from search import cluster, report
 from search.results import METRIC
-from search.settings import ALGOS, SCHEDULERS, SweepSettings, check, flag_type
+from search.settings import ALGOS, SCHEDULERS, SweepSettings, check
 from search.space import load_space, with_objectives
 
 DEFAULT_SPACE = ROOT / "configs" / "search" / "default.yaml"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse would print the usage too)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 # flags that are fields of SweepSettings: each one's type is the field's schema (search.settings)
@@ -65,26 +59,26 @@ SETTING_FLAGS = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m search.tune", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> flags.Parser:
+    p = flags.Parser("python -m search.tune", __doc__)
+    schema = schema_of(SweepSettings)
     p.add_argument("--variant", help="the variant to tune (configs/<variant>.yaml)")
     p.add_argument("--dataset", help="mnist (default) or fashion_mnist")
     p.add_argument("--space", help=f"search space YAML (default {DEFAULT_SPACE.relative_to(ROOT)})")
     for flag, (field, text) in SETTING_FLAGS.items():
-        p.add_argument(flag, dest=field, type=flag_type(field), help=text)
+        p.add_argument(flag, dest=field, hint=schema[field][0], help=text)
     p.add_argument("--objective", action="append", default=[], metavar="NAME[:min|max][<=|>=VALUE]",
                    help="what to optimise, repeatable: val_loss (default), test_mse, test_nrmse, ... or a "
                         "searched key such as model.latent_dim; two or more give a Pareto front "
                         "(search/objectives.py); overrides the space file's objectives:")
-    p.add_argument("--subset", type=flag_int, help="train on the first N training images (val: N/10)")
+    p.add_argument("--subset", key="data.subset", help="train on the first N training images (val: N/10)")
     p.add_argument("--data-dir", help="data folder; on a cluster, a path every node can read")
     p.add_argument("--storage", default="runs/search", help="experiments folder (default runs/search); "
                    "on a cluster, shared by every node")
     p.add_argument("--name", help="experiment name (default <variant>-<dataset>-<algo>)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
     p.add_argument("--address", help="join a running Ray cluster (auto, or HOST:PORT of `ray start --head`)")
-    p.add_argument("--num-cpus", type=flag_int, help="CPUs Ray may use on this machine (default: all)")
+    p.add_argument("--num-cpus", hint=PosInt, help="CPUs Ray may use on this machine (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any other config key for every trial, e.g. --set model.beta=2")
     p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
@@ -93,9 +87,6 @@ def parser() -> argparse.ArgumentParser:
                    help="a finished trial keeps its last.ckpt and Tune's checkpoint beside its best one "
                         "(default: the best checkpoint alone, about 1/3 of the disk)")
     return p
-
-
-flag_int = flag_type("num_samples")  # a positive integer, checked as the config checks one
 
 
 def _check_batches_fit(space, base: dict, cv: int) -> None:

@@ -47,8 +47,8 @@ def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:
 
 @pytest.mark.parametrize("args, message", [
     (["train.py", "--variant", "fc", "--set", "model.bogus=1"], "unknown config key model.bogus"),
-    (["train.py", "--variant", "vae", "--lr", "-1"], "model.lr: expected float > 0"),
-    (["train.py", "--variant", "fc", "--max-epochs", "ten"], "trainer.max_epochs: expected int > 0"),
+    (["train.py", "--variant", "vae", "--lr", "-1"], "--lr (model.lr): expected float > 0"),
+    (["train.py", "--variant", "fc", "--max-epochs", "ten"], "--max-epochs (trainer.max_epochs): expected int > 0"),
     (["train.py", "--variant", "conv", "--set", "data.normalise=unit"], "(did you mean 'normalize'?)"),
     (["train.py", "--variant", "fc", "--set", "trainer.precision=8"], "trainer.precision: expected one of"),
     (["train.py", "--variant", "nope"], "unknown variant 'nope'"),

@@ -1,5 +1,5 @@
-"""Every flag of train.py, the studies, probes and generate goes through the config schema's type and
-range checks: the parsers are walked, so a new flag is covered (or this test fails until it is)."""
+"""Every flag of every command goes through the config schema's type and range checks: the parsers
+(one factory, ``flags.Parser``) are walked, so a new flag is covered (or this test fails until it is)."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 import train  # noqa: E402
-from ae_lightning import generate, probes  # noqa: E402
+from ae_lightning import flags, generate, probes  # noqa: E402
 from ae_lightning.config import variants  # noqa: E402
 from ae_lightning.hints import Range  # noqa: E402
 from ae_lightning.studies import __main__ as studies_cli  # noqa: E402
-from ae_lightning.studies import studies  # noqa: E402
+from ae_lightning.studies import presets, studies  # noqa: E402
+from search import bench, tune  # noqa: E402
+from search import report as search_report  # noqa: E402
 
 # flags outside the schema, each with a value that must be refused (None: no value can be wrong:
 # a switch, or a free path)
@@ -27,22 +29,33 @@ SPECIAL = {
                 "verbose": None},
     "probes": {"out": None, "no_baselines": None},
     "generate": {"out": None},
+    "reproduce": {"out": None, "runs_dir": None, "fidelity_dir": None, "smoke": None, "resume": None, "only": "nope",
+                  "seeds": "0,x", "verbose": None, "set": "novalue"},
+    "tune": {"variant": "nope", "dataset": "nope", "space": "/nonexistent.yaml", "objective": "nope", "storage": None,
+             "name": None, "resume": None, "address": "nohost", "set": "novalue", "quiet": None, "verbose": None,
+             "keep_checkpoints": None, "data_dir": "/nonexistent"},
+    "bench": {"out": None, "storage": None, "data_dir": None, "resume": None, "report": None, "smoke": None,
+              "variant": None, "space": None},
+    "report": {"compare": None, "labels": None, "out": None, "title": None},
 }
 
 
 def commands(tmp_path):
-    """name -> (parser, flag hints, config keys of the flags, argv before the flag)."""
+    """name -> (parser, argv before the flag)."""
     return {
-        "train": (train.parser(variants()), train.flag_hints(), train.FLAGS, ["--variant", "fc"]),
-        "studies": (studies_cli.parser([s.name for s in studies()]), studies_cli.flag_hints(), studies_cli.FLAGS,
-                    ["compression", "--out", str(tmp_path / "s")]),
-        "probes": (probes.parser(), probes.flag_hints(), {}, [str(tmp_path / "missing.ckpt")]),
-        "generate": (generate.parser(), generate.flag_hints(), {}, [str(tmp_path / "missing.ckpt"), "--out",
-                                                                     str(tmp_path / "g")]),
+        "train": (train.parser(variants()), ["--variant", "fc"]),
+        "studies": (studies_cli.parser([s.name for s in studies()]), ["compression", "--out", str(tmp_path / "s")]),
+        "probes": (probes.parser(), [str(tmp_path / "missing.ckpt")]),
+        "generate": (generate.parser(), [str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "g")]),
+        "reproduce": (presets.parser(), ["reproduce", "keras", "--smoke", "--out", str(tmp_path / "s")]),
+        "tune": (tune.parser(), ["--variant", "fc", "--storage", str(tmp_path / "s")]),
+        "bench": (bench.parser(), ["--report", "--out", str(tmp_path / "s"), "--storage", str(tmp_path / "s")]),
+        "report": (search_report.parser(), [str(tmp_path / "missing")]),
     }
 
 
-MAINS = {"train": train.main, "studies": studies_cli.main, "probes": probes.main, "generate": generate.main}
+MAINS = {"train": train.main, "studies": studies_cli.main, "probes": probes.main, "generate": generate.main,
+         "reproduce": studies_cli.main, "tune": tune.main, "bench": bench.main, "report": search_report.main}
 
 
 def _parts(hint: Any) -> tuple[list[Any], list[Range]]:
@@ -84,7 +97,8 @@ def bad_values(hint: Any) -> list[tuple[str, str]]:
 def cases():
     import tempfile
     tmp = Path(tempfile.gettempdir()) / "ae-flags-test"
-    for name, (parser, hints, keys, _) in commands(tmp).items():
+    for name, (parser, _) in commands(tmp).items():
+        assert isinstance(parser, flags.Parser), name
         for action in parser._actions:
             if not action.option_strings or isinstance(action, argparse._HelpAction):
                 continue
@@ -92,9 +106,9 @@ def cases():
                 if SPECIAL[name][action.dest] is not None:
                     yield name, action.option_strings[0], "special", SPECIAL[name][action.dest], action.dest
                 continue
-            assert action.dest in hints, f"{name} {action.option_strings[0]} bypasses the schema"
+            assert action.dest in parser.hints, f"{name} {action.option_strings[0]} bypasses the schema"
             assert action.type is None and action.choices is None, f"{name} {action.option_strings[0]}: argparse checks it"
-            for kind, text in bad_values(hints[action.dest]):
+            for kind, text in bad_values(parser.hints[action.dest]):
                 yield name, action.option_strings[0], kind, text, action.dest
 
 
@@ -109,22 +123,33 @@ def test_every_flag_is_walked():
         assert ("studies", flag) in walked
     assert {("probes", f) for f in ("--k", "--l2", "--train-limit", "--test-limit", "--device")} <= walked
     assert {("generate", f) for f in ("--n", "--seed", "--limit")} <= walked
+    assert {("tune", f) for f in ("--num-samples", "--max-epochs", "--algo", "--subset", "--num-cpus")} <= walked
+    assert {("bench", f) for f in ("--seeds", "--budget-s", "--dataset")} <= walked
+    assert ("reproduce", "--accelerator") in walked
+
+
+def test_an_unknown_flag_names_the_nearest(capsys):
+    assert train.main(["--variant", "fc", "--max_epochs", "3"]) == 2
+    assert "unrecognized arguments: --max_epochs 3 (did you mean '--max-epochs'?)" in capsys.readouterr().err
+    # no abbreviations: a prefix is a near miss, never silently the longer flag (a real sweep would start)
+    assert tune.main(["--variant", "fc", "--num-sample", "3"]) == 2
+    assert "--num-sample 3 (did you mean '--num-samples'?)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command, flag, kind, text, dest", CASES,
                          ids=[f"{c}{f}={t}" for c, f, _, t, _ in CASES])
 def test_a_bad_flag_value_is_one_line_and_exit_2(command, flag, kind, text, dest, tmp_path, capsys):
-    _, _, keys, before = commands(tmp_path)[command]
+    parser, before = commands(tmp_path)[command]
     assert MAINS[command]([*before, f"{flag}={text}"]) == 2, (kind, text)
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    assert flag in err or keys.get(dest, "-") in err or kind == "special", err
+    assert flag in err or parser.keys.get(dest, "-") in err or kind == "special", err
     assert not (tmp_path / "s" / "runs").exists()
 
 
 @pytest.mark.parametrize("command", sorted(MAINS))
 def test_argparse_errors_are_one_line_too(command, tmp_path, capsys):
-    _, _, _, before = commands(tmp_path)[command]
+    _, before = commands(tmp_path)[command]
     for argv in ([*before, "--no-such-flag"], [*before, "--seed"]):
         assert MAINS[command](argv) == 2
         err = capsys.readouterr().err.strip()

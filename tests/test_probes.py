@@ -118,7 +118,7 @@ def test_bad_checkpoints(kind, encoder_ckpt, data_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, expected", [(["--k", "0"], "--k: expected int > 0, got '0'"),
                                              (["--k", "5000"], "exceeds the 1080 training images"),
-                                             (["--train-limit", "0"], "--train-limit: expected int > 0 or null"),
+                                             (["--train-limit", "0"], "--train-limit: expected int > 0, got '0'"),
                                              (["--l2", "-1"], "--l2: expected float >= 0, got '-1'")])
 def test_bad_flags(flags, expected, encoder_ckpt, data_dir, tmp_path, capsys):
     from ae_lightning.probes import main

@@ -184,7 +184,7 @@ def bytes_of(img) -> bytes:
 # CLI: bad input fails with one line, exit 2, before Ray starts
 @pytest.mark.parametrize("argv, message", [
     (["--num-samples", "0"], "argument --num-samples: expected int > 0, got 0"),
-    (["--num-samples", "ten"], "argument --num-samples: expected int > 0, got 'ten'"),
+    (["--num-samples", "ten"], "--num-samples: expected int > 0, got 'ten'"),
     (["--algo", "hyperopt"], "argument --algo: expected one of ax, random, got 'hyperopt'"),
     (["--scheduler", "pbt"], "argument --scheduler: expected one of asha, ax, none, got 'pbt'"),
     (["--space", "/nonexistent/space.yaml"], "search space file not found"),

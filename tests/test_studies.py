@@ -36,7 +36,7 @@ def test_registry_holds_every_study_in_report_order():
 @pytest.mark.parametrize("argv, message", [
     (["nope"], "unknown study 'nope'"),
     (["compression", "--epochs", "0"], "--epochs (trainer.max_epochs): expected int > 0, got '0'"),
-    (["compression", "--subset", "-5"], "--subset (data.subset): expected int > 0 or null"),
+    (["compression", "--subset", "-5"], "--subset (data.subset): expected int > 0, got '-5'"),
     (["compression", "--dataset", "cifar"], "--dataset (data.dataset): expected one of mnist, fashion_mnist"),
     (["compression", "--variant", "nope"], "--variant 'nope': choose one of"),
     (["compression", "--latents", "2,x"], "--latents '2,x' (model.latent_dim): expected int > 0, got 'x'"),

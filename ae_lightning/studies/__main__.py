@@ -12,12 +12,10 @@ A single study writes ``report.md``, ``results.json``, its PNG figures and ``ten
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from ae_lightning import files, flags, quiet
 from ae_lightning.config import Text, cli, coerce
@@ -27,36 +25,28 @@ from ae_lightning.resolve import config_hint
 from ae_lightning.studies import get, presets, studies, study_names
 from ae_lightning.text import plural
 
-# flag -> the config key it sets in every run of a study: its value is checked by that key's schema
-FLAGS = {"epochs": "trainer.max_epochs", "subset": "data.subset", "test_subset": "data.test_subset", "seed": "seed",
-         "batch_size": "data.batch_size", "accelerator": "trainer.accelerator", "dataset": "data.dataset",
-         "data_dir": "data.data_dir"}
 
-
-def flag_hints() -> dict[str, Any]:
-    return {name: config_hint(key) for name, key in FLAGS.items()}
-
-
-def parser(names: list[str]) -> argparse.ArgumentParser:
-    p = flags.ArgumentParser(prog="python -m ae_lightning.studies", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(names: list[str]) -> flags.Parser:
+    # a flag that sets a config key in every run of a study is checked by that key's schema
+    p = flags.Parser("python -m ae_lightning.studies", __doc__)
     p.add_argument("study", nargs="?", help="one of: " + ", ".join(names) + ", or all")
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--resume", action="store_true",
                    help="all: read back the studies already finished under --out (same options); run the rest")
     p.add_argument("--variant", help="the variant a study trains (studies with a fixed set of models refuse it)")
-    p.add_argument("--dataset", help="mnist or fashion_mnist (default: the original study's)")
-    p.add_argument("--epochs", default=5, help="epochs per training run (default 5)")
-    p.add_argument("--subset", help="training images (default: all but the validation hold-out)")
-    p.add_argument("--test-subset", help="test images for metrics, maps and neighbours (default: all)")
+    p.add_argument("--dataset", key="data.dataset", help="mnist or fashion_mnist (default: the original study's)")
+    p.add_argument("--epochs", key="trainer.max_epochs", default=5, help="epochs per training run (default 5)")
+    p.add_argument("--subset", key="data.subset", help="training images (default: all but the validation hold-out)")
+    p.add_argument("--test-subset", key="data.test_subset", help="test images for metrics, maps and neighbours (default: all)")
     p.add_argument("--latents", help="latent sizes for compression and inversion, e.g. 2,8,32 "
                    "(default 2,4,8,16,32,64 and the sweep 5,20,...,95)")
-    p.add_argument("--seed", default=0)
-    p.add_argument("--batch-size", help="training batch size (default: the variant's)")
+    p.add_argument("--seed", key="seed", default=0)
+    p.add_argument("--batch-size", key="data.batch_size", help="training batch size (default: the variant's)")
     p.add_argument("--out", default="studies", help="output folder (default ./studies)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
-    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
-    p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
+    p.add_argument("--accelerator", key="trainer.accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
+    p.add_argument("--data-dir", key="data.data_dir",
+                   help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
     p.add_argument("--verbose", action="store_true", help="Lightning's banners and repeated warnings too")
     return p
 
@@ -165,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     # the flags are checked before the studies (torch, Lightning) are imported
     args = parser(study_names()).parse_args(argv)
     quiet.set_verbose(args.verbose)
-    flags.check(args, flag_hints(), FLAGS)
     if args.list:
         for s in studies():
             print(f"{s.name:12s} {s.summary}")

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 
+from ae_lightning import flags
 from ae_lightning.data import default_data_dir, load_split
 from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
@@ -207,12 +208,11 @@ register("neighbors", "Neighbourhood preservation", order=6, dataset="mnist", pa
 def time_pixel_neighbours(argv: list[str] | None = None) -> None:
     """``python -m ae_lightning.studies.neighbors [--n N] [--k K] [--data-dir DIR]``: the wall and CPU
     time of the pixel-space neighbours (L2, then L1) over the first N MNIST training images."""
-    import argparse
     import resource
 
-    p = argparse.ArgumentParser(prog="python -m ae_lightning.studies.neighbors", description=time_pixel_neighbours.__doc__)
-    p.add_argument("--n", type=int, default=60000)
-    p.add_argument("--k", type=int, default=200)
+    p = flags.Parser("python -m ae_lightning.studies.neighbors", time_pixel_neighbours.__doc__)
+    p.add_argument("--n", hint=PosInt, default=60000)
+    p.add_argument("--k", hint=PosInt, default=200)
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     images, _ = load_split(args.data_dir or default_data_dir("mnist"), "mnist", "train", download=False)

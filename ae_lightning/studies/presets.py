@@ -11,7 +11,7 @@ import argparse
 import copy
 from typing import Any
 
-from ae_lightning import dotted, resolve
+from ae_lightning import dotted, flags, resolve
 from ae_lightning.config import CONFIG_DIR, SECTIONS, load_yaml, parse_value
 from ae_lightning.config import nearest as config_nearest
 from ae_lightning.datafiles import check_folder, locate_all
@@ -88,9 +88,8 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ae_lightning.studies reproduce",
-                                description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> flags.Parser:
+    p = flags.Parser("python -m ae_lightning.studies reproduce", HELP)
     p.add_argument("name", help="a preset (" + ", ".join(presets()) + ") or all")
     p.add_argument("--out", default="studies/reproduce", help="output folder (default studies/reproduce)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
@@ -98,8 +97,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run, at "
                    "the preset's own seed (unless --seeds); its fidelity rows are marked smoke, not judged")
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
-    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
-    p.add_argument("--data-dir", help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
+    p.add_argument("--accelerator", key="trainer.accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
+    p.add_argument("--data-dir", key="data.data_dir",
+                   help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
     p.add_argument("--only", metavar="ENTRY[,ENTRY]", help="run only these entries of the preset (e.g. two calls "
                    "in parallel on disjoint entries); with --resume the other finished entries are read back, the rest count as "
                    "not run until a later --resume call")
