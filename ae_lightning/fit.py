@@ -69,9 +69,10 @@ class RunResult:
 
 
 def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
-    """The module and datamodule of a resolved config (no training)."""
+    """The module and datamodule of a resolved config (no training): the module takes the data's
+    image shape (``dm.dims``, (C, H, W)). Nothing is loaded yet."""
     dm = MNISTDataModule(**cfg["data"])
-    module = get_module(cfg["module"])(**cfg["model"])
+    module = get_module(cfg["module"])(input_shape=dm.dims, **cfg["model"])
     module.prepare_for_data(dm)  # e.g. the classifier checks the dataset
     return module, dm
 

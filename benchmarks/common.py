@@ -28,8 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 from ae_lightning import files  # noqa: E402
-from ae_lightning.fit import fit  # noqa: E402
-from ae_lightning.models import get_module  # noqa: E402
+from ae_lightning.fit import build, fit  # noqa: E402
 from ae_lightning.resolve import load  # noqa: E402
 
 
@@ -152,7 +151,7 @@ def plain_data(cfg: dict, device: torch.device) -> tuple[torch.Tensor, torch.Ten
 def plain_module(cfg: dict, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The same module class and optimizer as the project run, used as a plain nn.Module."""
     L.seed_everything(cfg["seed"], verbose=False)
-    module = get_module(cfg["module"])(**cfg["model"]).to(device)
+    module = build(cfg)[0].to(device)  # as fit builds it: the data module's image shape
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     return module, opt

@@ -25,7 +25,8 @@ def test_every_module_is_built_from_its_registered_config():
         assert cls.Config is config and config.registry_name == name
         if name != "classifier":  # it needs a trained encoder (tests/test_classifier.py)
             built = cls(**{"lr": 0.25})
-            assert dict(built.hparams) == {**dataclasses.asdict(config()), "lr": 0.25}
+            # the input shape beside the options: MNIST's when none is given
+            assert dict(built.hparams) == {**dataclasses.asdict(config()), "lr": 0.25, "input_shape": (1, 28, 28)}
 
 
 def test_the_study_names_read_from_the_source_are_the_registry_s():

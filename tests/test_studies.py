@@ -14,8 +14,8 @@ EXPECTED = ["compression", "optimizers", "activations", "losses", "inversion", "
 
 
 def _module(cfg):
-    from ae_lightning.models import get_module
-    return get_module(cfg["module"])(**cfg["model"]).eval()
+    from ae_lightning.fit import build
+    return build(cfg)[0].eval()
 
 
 def _run(argv, capsys):

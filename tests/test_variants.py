@@ -87,6 +87,51 @@ def test_output_shapes(variant, make, images):
     assert m.encode_all(x).shape == (8, cfg["model"]["latent_dim"]) and m.confusion_matrix("val") is None
 
 
+# the network's other options that shape it (the conv paths of denoising and vae_fc's fc path are
+# the variants' own configs)
+SHAPED = [(v, {}) for v in AE_VARIANTS] + [
+    ("denoising", {"model__architecture": "conv"}), ("denoising", {"model__architecture": "deep"}),
+    ("conv", {"model__layout": "pooled"}), ("vae", {"model__layout": "pooled"})]
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 28, 28), (2, 20, 12)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("variant,over", SHAPED, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values())))
+def test_modules_take_their_input_shape(variant, over, shape, cfg_for):
+    """A module built for images of another shape (C, H, W) encodes, decodes, reconstructs and
+    computes its losses on them: the shape is threaded through every layer, not 1x28x28 anywhere;
+    its hyperparameters keep it, so a checkpoint rebuilds the same module."""
+    cfg = cfg_for(variant, **{**SMALL.get(variant, {}), **over})
+    cls = get_module(cfg["module"])
+    torch.manual_seed(0)
+    m = cls(input_shape=shape, **cfg["model"]).eval()
+    x = torch.rand(5, *shape)
+    k = cfg["model"]["latent_dim"]
+    with torch.no_grad():
+        z = m.encode(x)
+        assert z.shape == (5, k) and m.decode(z).shape == (5, *shape) and m(x).shape == (5, *shape)
+        for stage in ("train", "val"):  # randomized: "train" is its first layer stage
+            loss, out = m.loss(x, stage)
+            assert loss.ndim == 0 and math.isfinite(float(loss)) and out.x_hat.shape == (5, *shape)
+        if cfg["module"] == "vae":
+            assert m.sample(3).shape == (3, *shape) and m.log_likelihood(x, 4).shape == (5,)
+    assert m.hparams.input_shape == shape
+    rebuilt = cls(**m.hparams)  # what load_from_checkpoint does with the saved hyperparameters
+    assert {n: p.shape for n, p in rebuilt.state_dict().items()} == {n: p.shape for n, p in m.state_dict().items()}
+
+
+def test_pixel_classifier_and_shift_take_their_input_shape():
+    from ae_lightning.models.classifier import random_shift
+
+    m = get_module("pixel_cnn")(input_shape=(3, 20, 12)).eval()
+    assert m(torch.rand(4, 3, 20, 12)).shape == (4, 10)
+    x = torch.rand(4, 3, 20, 12)
+    torch.manual_seed(0)
+    moved = random_shift(x, 2)
+    torch.manual_seed(0)
+    first = random_shift(x[:, :1], 2)  # the same offsets: every channel moves as the first
+    assert moved.shape == x.shape and torch.equal(moved[:, :1], first)
+
+
 @pytest.mark.parametrize("variant", AE_VARIANTS)
 def test_one_step_changes_weights(variant, make, images):
     m, _ = make(variant)

@@ -4,8 +4,8 @@
 classifier derives from it directly. ``AutoencoderModule`` adds the one training / validation /
 test loop of every autoencoder and its logging. A variant overrides only what differs:
 
-    encode(x)  (B,1,28,28) in [0,1]  -> code z (B, latent_dim)
-    decode(z)  (B, latent_dim)       -> logits (B,1,28,28), before the output activation
+    encode(x)  (B,C,H,W) in [0,1]    -> code z (B, latent_dim)
+    decode(z)  (B, latent_dim)       -> logits (B,C,H,W), before the output activation
     loss(x, stage)                   -> (scalar loss, LossOutput(x_hat, z, log={name: scalar}))
     corrupt(x, stage)                -> the model's input (the identity but for denoising)
 
@@ -13,6 +13,9 @@ Optional abilities are declared on ``BaseModule`` with their "absent" default, s
 them plainly (no probing): ``encode_all`` (None: no codes), ``sample`` (None: no prior to sample),
 ``prepare_for_data``, ``selectable_epoch``, ``ddp_find_unused_parameters``,
 ``hparam_options_unused``; an autoencoder's ``corrupt``, ``encoder`` and ``decoder``.
+
+(C,H,W) is the module's ``input_shape``, the data module's ``dims`` (1x28x28 for MNIST and
+Fashion-MNIST): a constructor argument beside the options, not a config key, since the data decides it.
 
 Conventions (losses per element, metrics exact over a split) are in ``ae_lightning.metrics``.
 Batches are ``(x, y)`` from ``MNISTDataModule``; labels are ignored by autoencoders.
@@ -22,13 +25,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import lightning as L
 import numpy as np
 import torch
 
 from ae_lightning.configs.base import BaseConfig
+from ae_lightning.datafiles import IMAGE_SHAPE
 from ae_lightning.metrics import BatchMeans, ReconMetrics, reconstruction_loss
 
 
@@ -74,11 +78,27 @@ class BaseModule(L.LightningModule):
     # studies use them unless a run sets the key); e.g. the VAE's importance-sampled test NLL
     cheap_evaluation: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, **options: Any):
+    def __init__(self, input_shape: Sequence[int] = IMAGE_SHAPE, **options: Any):
         """``options``: the fields of the module's config (``Config``, checked with the run config;
-        missing ones take its defaults), saved as the hyperparameters every checkpoint keeps."""
+        missing ones take its defaults), saved as the hyperparameters every checkpoint keeps.
+        ``input_shape``: (C, H, W) of the images, the data module's ``dims`` (``fit.build`` passes
+        them); saved with the options, so ``load_from_checkpoint`` rebuilds the same module. A
+        checkpoint written before it was saved has none: it was trained on the default, MNIST's."""
         super().__init__()
-        self.save_hyperparameters(dataclasses.asdict(self.Config(**options)))
+        shape = tuple(int(n) for n in input_shape)
+        if len(shape) != 3 or min(shape) <= 0:
+            raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
+        self.save_hyperparameters({**dataclasses.asdict(self.Config(**options)), "input_shape": shape})
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        return tuple(self.hparams.input_shape)
+
+    @property
+    def input_size(self) -> int:
+        """C * H * W: the length of a flattened input image (the first fully connected layer's)."""
+        return math.prod(self.input_shape)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -118,7 +138,7 @@ class BaseModule(L.LightningModule):
         return None
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """``n`` images (n,1,28,28) from the model's prior; None for a module without one (only the
+        """``n`` images (n,C,H,W) from the model's prior; None for a module without one (only the
         VAE has one)."""
         return None
 
@@ -161,7 +181,7 @@ class AutoencoderModule(BaseModule):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction of ``x`` (B,1,28,28) in pixel scale."""
+        """Reconstruction of ``x`` (B,C,H,W) in pixel scale."""
         return self.output(self.decode(self.encode(x)))
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

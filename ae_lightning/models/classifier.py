@@ -32,7 +32,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ae_lightning.configs.classifier import ClassifierConfig
-from ae_lightning.data import NUM_CLASSES
+from ae_lightning.data import IMAGE_SHAPE, NUM_CLASSES
 from ae_lightning.errors import UserError
 from ae_lightning.metrics import BatchMeans, per_class_accuracy
 from ae_lightning.models import CKPT_KEY, get_module, read_checkpoint, register
@@ -47,10 +47,14 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the st
 
 def load_encoder(path: str | Path) -> tuple[AutoencoderModule, dict]:
     """``(autoencoder in eval mode, its run config)`` from a checkpoint of this project; UserError
-    for a missing, corrupt or foreign file, or a checkpoint that is not an autoencoder's."""
+    for a missing, corrupt or foreign file, or a checkpoint that is not an autoencoder's. The
+    autoencoder takes the input shape it was trained on (MNIST's in a checkpoint from before it was
+    saved)."""
     ckpt = read_checkpoint(path)
     cfg = ckpt[CKPT_KEY].get("config") if isinstance(ckpt[CKPT_KEY], dict) else None
-    ae = build_autoencoder(cfg, str(path))
+    hparams = ckpt.get("hyper_parameters")
+    shape = (hparams.get("input_shape") if isinstance(hparams, dict) else None) or IMAGE_SHAPE
+    ae = build_autoencoder(cfg, str(path), shape)
     try:
         ae.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as e:
@@ -59,8 +63,9 @@ def load_encoder(path: str | Path) -> tuple[AutoencoderModule, dict]:
     return ae.eval(), cfg
 
 
-def build_autoencoder(cfg: Any, where: str) -> AutoencoderModule:
-    """A fresh autoencoder from a run config; UserError unless the config names an autoencoder."""
+def build_autoencoder(cfg: Any, where: str, input_shape: tuple[int, ...] = IMAGE_SHAPE) -> AutoencoderModule:
+    """A fresh autoencoder of images ``input_shape`` (C, H, W) from a run config; UserError unless
+    the config names an autoencoder."""
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or "module" not in cfg:
         raise UserError(f"{where} is not a checkpoint of an ae-lightning autoencoder (no usable run config)")
     cls = get_module(cfg["module"])
@@ -68,7 +73,7 @@ def build_autoencoder(cfg: Any, where: str) -> AutoencoderModule:
         raise UserError(f"{where} is a checkpoint of a {cfg.get('variant', cfg['module'])!r} run, not of an "
                         f"autoencoder: give the checkpoint of a trained autoencoder variant")
     try:
-        return cls(**cfg["model"])
+        return cls(input_shape=input_shape, **cfg["model"])
     except UserError:
         raise
     except Exception as e:
@@ -85,10 +90,14 @@ class LatentClassifier(BaseModule):
         super().__init__(**options)  # saves the hyperparameters (all plain values)
         hp = self.hparams
         encoder, finetune, hidden, dropout = hp.encoder, hp.finetune, hp.hidden, hp.dropout
-        if stored is not None:
-            self.autoencoder, self.encoder_config = build_autoencoder(stored, "the classifier checkpoint"), stored
+        if stored is not None:  # the classifier's input shape is its encoder's
+            self.autoencoder = build_autoencoder(stored, "the classifier checkpoint", self.input_shape)
+            self.encoder_config = stored
         else:
             self.autoencoder, self.encoder_config = load_encoder(encoder)
+            if self.autoencoder.input_shape != self.input_shape:
+                raise UserError(f"the encoder {encoder} takes images of shape {self.autoencoder.input_shape}, "
+                                f"this run's data has {self.input_shape}")
         self.hparams["encoder_config"] = self.encoder_config  # saved in every checkpoint
         k = int(self.encoder_config["model"]["latent_dim"])
         self.latent_dim = k
@@ -128,7 +137,7 @@ class LatentClassifier(BaseModule):
         ae = self.autoencoder
         was = ae.training
         ae.eval()
-        ae.encode(torch.rand(2, 1, 28, 28)).float().sum().backward()
+        ae.encode(torch.rand(2, *self.input_shape)).float().sum().backward()
         for p in ae.parameters():
             if p.grad is None:
                 p.requires_grad_(False)
@@ -184,7 +193,7 @@ class LatentClassifier(BaseModule):
         return self.autoencoder.encode_all(x, batch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 10) of images (B,1,28,28), or of codes (B, k) when the batches are cached codes."""
+        """Logits (B, 10) of images (B,C,H,W), or of codes (B, k) when the batches are cached codes."""
         z = x if x.dim() == 2 else self.encode(x)
         if self.hparams.standardize_codes:
             z = (z - self.code_mean) / self.code_std
@@ -255,12 +264,13 @@ class LatentClassifier(BaseModule):
 
 
 def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Each image (B,1,28,28) moved by its own random offset in [-max_shift, max_shift]^2, zero-filled."""
-    b, _, h, w = x.shape
+    """Each image (B,C,H,W) moved by its own random offset in [-max_shift, max_shift]^2, zero-filled."""
+    b, c, h, w = x.shape
     p = max_shift
-    padded = F.pad(x, (p, p, p, p))  # (B, 1, h+2p, w+2p)
+    padded = F.pad(x, (p, p, p, p))  # (B, C, h+2p, w+2p)
     dy = torch.randint(0, 2 * p + 1, (b, 1, 1), device=x.device)
     dx = torch.randint(0, 2 * p + 1, (b, 1, 1), device=x.device)
     rows = dy + torch.arange(h, device=x.device).view(1, h, 1)  # (B, h, 1)
     cols = dx + torch.arange(w, device=x.device).view(1, 1, w)  # (B, 1, w)
-    return padded[torch.arange(b, device=x.device).view(b, 1, 1), 0, rows, cols].unsqueeze(1)
+    images = torch.arange(b, device=x.device).view(b, 1, 1)
+    return torch.stack([padded[images, i, rows, cols] for i in range(c)], 1)  # every channel moved alike

@@ -29,10 +29,10 @@ class ConvAutoencoder(AutoencoderModule):
         super().__init__(**options)
         hp = self.hparams
         self.encoder, self.decoder = conv_autoencoder(hp.channels, hp.hidden, hp.latent_dim, hp.layout,
-                                                      hp.hidden_act, hp.code_act, hp.leaky_slope)
+                                                      hp.hidden_act, self.input_shape, hp.code_act, hp.leaky_slope)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B,1,28,28) -> (B,k)
+        return self.encoder(x)  # (B,C,H,W) -> (B,k)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # (B,k) -> (B,1,28,28) logits
+        return self.decoder(z)  # (B,k) -> (B,C,H,W) logits

@@ -4,6 +4,7 @@ The network is one of the project's architectures (``architecture``):
 
     fc    784-392-196-k and back (``layers`` overrides the sizes), LeakyReLU
     deep  784-128-k-128-784
+          (784: the 28x28 input; the module's first size is C*H*W of its ``input_shape``)
     conv  the ``conv`` variant's network (``channels``, ``hidden``, ``layout``)
 
 Noise (``noise``), applied to pixels in [0, 1]:
@@ -33,12 +34,12 @@ from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.models.blocks import conv_autoencoder, mlp_autoencoder
 from ae_lightning.models.layers import initialize
 
-ARCH_LAYERS = {"fc": [784, 392, 196], "deep": [784, 128]}
+ARCH_HIDDEN = {"fc": [392, 196], "deep": [128]}  # the encoder's sizes after the input, before the code
 
 
 def add_noise(x: torch.Tensor, kind: str, factor: float, patch_size: int,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """A corrupted copy of ``x`` (B,1,28,28) in [0, 1]; ``x`` itself is left alone."""
+    """A corrupted copy of ``x`` (B,C,H,W) in [0, 1]; ``x`` itself is left alone."""
     g = {"generator": generator, "device": x.device}
     if kind == "gaussian":
         return (x + factor * torch.randn(x.shape, **g, dtype=x.dtype)).clamp(0, 1)
@@ -66,9 +67,11 @@ class DenoisingAutoencoder(AutoencoderModule):
         hp = self.hparams
         if hp.architecture == "conv":
             self.encoder, self.decoder = conv_autoencoder(hp.channels, hp.hidden, hp.latent_dim, hp.layout,
-                                                          hp.hidden_act, hp.code_act, hp.leaky_slope)
-        else:
-            self.encoder, self.decoder = mlp_autoencoder(hp.layers or ARCH_LAYERS[hp.architecture], hp.latent_dim,
+                                                          hp.hidden_act, self.input_shape, hp.code_act,
+                                                          hp.leaky_slope)
+        else:  # layers[0] stands for the input: its size is the input shape's
+            hidden = hp.layers[1:] if hp.layers else ARCH_HIDDEN[hp.architecture]
+            self.encoder, self.decoder = mlp_autoencoder([self.input_size, *hidden], hp.latent_dim,
                                                          hp.hidden_act, hp.code_act, hp.leaky_slope)
         initialize(self, hp.init)
         self.clean_metrics = {"val": ReconMetrics(), "test": ReconMetrics()}
@@ -78,7 +81,7 @@ class DenoisingAutoencoder(AutoencoderModule):
         return self.encoder(x if self.hparams.architecture == "conv" else x.flatten(1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, 1, 28, 28)  # logits
+        return self.decoder(z).view(-1, *self.input_shape)  # logits
 
     def corrupt(self, x: torch.Tensor, stage: str) -> torch.Tensor:
         hp = self.hparams

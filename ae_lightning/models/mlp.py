@@ -8,7 +8,9 @@ One class; the variants differ only in their configs (layer sizes and activation
     fc       784-392-196-k and back, LeakyReLU(0.5)           (fcAE study)
 
 ``layers`` lists the encoder's sizes from the input up to, not including, the code; the decoder
-mirrors them. ``code_act`` is the activation on the code layer (``none`` keeps it linear).
+mirrors them. Its first entry stands for the input (the config checks the 784 pixels of 28x28); the
+module takes that size from its ``input_shape``, C*H*W. ``code_act`` is the activation on the code
+layer (``none`` keeps it linear).
 ``init``: ``torch`` (PyTorch's default initialization) or ``glorot_uniform`` (Keras' default).
 
 ``pixel_scale``: the scale the network works in. ``unit``: pixels in [0, 1], as the data module
@@ -36,8 +38,9 @@ class MLPAutoencoder(AutoencoderModule):
     def __init__(self, **options: Any):
         super().__init__(**options)
         hp = self.hparams
-        self.encoder = mlp([*hp.layers, hp.latent_dim], hp.hidden_act, hp.code_act, hp.leaky_slope)
-        self.decoder = mlp([hp.latent_dim, *reversed(hp.layers)], hp.hidden_act, "none", hp.leaky_slope)
+        layers = [self.input_size, *hp.layers[1:]]
+        self.encoder = mlp([*layers, hp.latent_dim], hp.hidden_act, hp.code_act, hp.leaky_slope)
+        self.decoder = mlp([hp.latent_dim, *reversed(layers)], hp.hidden_act, "none", hp.leaky_slope)
         initialize(self, hp.init)
 
     def _symmetric(self) -> bool:
@@ -45,7 +48,7 @@ class MLPAutoencoder(AutoencoderModule):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        return self.encoder(2 * x - 1 if self._symmetric() else x)  # (B,784) -> (B,k)
+        return self.encoder(2 * x - 1 if self._symmetric() else x)  # (B,C*H*W) -> (B,k)
 
     def output(self, logits: torch.Tensor) -> torch.Tensor:
         y = super().output(logits)
@@ -58,4 +61,4 @@ class MLPAutoencoder(AutoencoderModule):
         return x_hat, reconstruction_loss(self.hparams.loss, super().output(logits), 2 * x - 1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, 1, 28, 28)  # logits
+        return self.decoder(z).view(-1, *self.input_shape)  # logits

@@ -11,6 +11,9 @@ no ``configs/*.yaml``, so ``train.py`` does not list it; the ``latent`` study bu
     Conv(16→32, 3, p1), ReLU, MaxPool 2 -> (32, 7, 7)
     Flatten(1568), Linear(1568→128), ReLU, Dropout, Linear(128→10)
 
+(sizes for MNIST's 1x28x28; the module's ``input_shape`` (C, H, W) sets the first conv's input
+channels and the flat size, c2 * (H // 4) * (W // 4))
+
 Test accuracy (``test_acc``) goes into metrics.json; a generated image counts as recognizable when
 the softmax confidence of its top class is at least the threshold (0.9 in the study).
 """
@@ -34,15 +37,17 @@ class PixelCNN(BaseModule):
         super().__init__(**options)
         hidden, dropout = self.hparams.hidden, self.hparams.dropout
         c1, c2 = self.hparams.channels
+        c, h, w = self.input_shape
         self.net = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(c2 * 49, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, NUM_CLASSES))
+            nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # two pools: sides // 4
+            nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_CLASSES))
         self._correct: dict[str, torch.Tensor] = {}
         self._count: dict[str, int] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (B,1,28,28) -> logits (B,10)
+        return self.net(x)  # (B,C,H,W) -> logits (B,10)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -78,7 +83,7 @@ class PixelCNN(BaseModule):
 
     @torch.no_grad()
     def confidence(self, images: torch.Tensor, batch_size: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(top-class probability (N,), top class (N,))`` of images (N,1,28,28) in [0,1]."""
+        """``(top-class probability (N,), top class (N,))`` of images (N,C,H,W) in [0,1]."""
         was = self.training
         self.eval()
         probs = torch.cat([F.softmax(self(images[i:i + batch_size].to(self.device)), 1)

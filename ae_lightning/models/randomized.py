@@ -1,6 +1,7 @@
 """The layer-wise randomized deep autoencoder (``randomized``), trained in stages inside one run.
 
-Sizes n_0 = 784, n_1, ..., n_L = k (``layers`` + ``latent_dim``; default 784-500-200-100-10).
+Sizes n_0 = 784, n_1, ..., n_L = k (``layers`` + ``latent_dim``; default 784-500-200-100-10). n_0 is
+the input's size C*H*W (784 for 28x28), taken from the module's ``input_shape``: ``layers[0]`` stands for it.
 Stage i (i = 0 .. L-1) trains a shallow autoencoder on h_i, the output of the deep encoder so far
 (h_0 = x):
 
@@ -46,7 +47,7 @@ class RandomizedAutoencoder(AutoencoderModule):
     def __init__(self, **options: Any):
         super().__init__(**options)
         hp = self.hparams
-        sizes = [*hp.layers, hp.latent_dim]
+        sizes = [self.input_size, *hp.layers[1:], hp.latent_dim]
         pairs = list(zip(sizes[:-1], sizes[1:]))
         self.random_encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         for lin in self.random_encoders:
@@ -63,7 +64,7 @@ class RandomizedAutoencoder(AutoencoderModule):
 
     # -- the deep autoencoder --------------------------------------------------------------------
     def encode_to(self, x: torch.Tensor, depth: int) -> torch.Tensor:
-        """h_depth: x (B,1,28,28) through the first ``depth`` deep encoder layers -> (B, n_depth)."""
+        """h_depth: x (B,C,H,W) through the first ``depth`` deep encoder layers -> (B, n_depth)."""
         h = x.flatten(1)
         for lin in self.encoders[:depth]:
             h = self.act(lin(h))
@@ -78,7 +79,7 @@ class RandomizedAutoencoder(AutoencoderModule):
             h = self.decoders[i](h)
             if i > 0:
                 h = self.act(h)
-        return h.view(-1, 1, 28, 28)  # logits
+        return h.view(-1, *self.input_shape)  # logits
 
     # -- stages ----------------------------------------------------------------------------------
     def stage_of_epoch(self, epoch: int, max_epochs: int) -> int:
@@ -114,7 +115,7 @@ class RandomizedAutoencoder(AutoencoderModule):
             code = self.act(self.random_encoders[i](h))  # (B, n_{i+1}), frozen random encoder
         out = self.decoders[i](code)
         if i == 0:
-            x_hat, loss = self.reconstruction(out.view(-1, 1, 28, 28), x)
+            x_hat, loss = self.reconstruction(out.view(-1, *self.input_shape), x)
             return loss, x_hat
         return F.mse_loss(self.act(out), h), None
 

@@ -5,6 +5,7 @@
                             (``heads_act: none``: no ReLU before the heads, the tuned study's appendix)
     encoder fc              784 -> hidden... (e.g. 200-200) -> heads mu, log var (k)
     decoder                 the mirror image: k -> 64 -> 128 -> 288, ConvTranspose back to 1x28x28
+(sizes for MNIST's 1x28x28: the module's ``input_shape`` (C, H, W) sets the first and last layers)
 
 Objective, in **nats per image** (summed over the 784 pixels, averaged over images; see
 ``ae_lightning.metrics``):  loss = -log p(x|z) + beta_t * KL(q(z|x) || N(0, I)),  z ~ q(z|x), where
@@ -34,7 +35,7 @@ from ae_lightning.models.blocks import conv_decoder, conv_encoder
 from ae_lightning.models.layers import mlp
 
 LOG_2PI = math.log(2 * math.pi)
-# importance-sampling decodes per chunk: K * images (memory ~ chunk * 784 floats). Most of the NLL's time is
+# importance-sampling decodes per chunk: K * images (memory ~ chunk * C*H*W floats). Most of the NLL's time is
 # the decoder's convolutions, whose per-image cost grows with the batch once it leaves the cache, so the
 # chunk is small (docs/benchmarks.md, "VAE test NLL chunk"). The estimator is the same for any chunk.
 IS_CHUNK = 4_096
@@ -52,14 +53,15 @@ class VAE(AutoencoderModule):
         act, slope, k, hidden = hp.hidden_act, hp.leaky_slope, hp.latent_dim, hp.hidden
         last = act if hp.heads_act == "hidden" else "none"  # none: the tuned study's appendix (Linear(128, 64) -> heads)
         if hp.encoder == "conv":
-            convs, flat = conv_encoder(hp.channels, hp.layout, act, slope)
-            self.body = nn.Sequential(convs, mlp([flat, *hidden], act, last, slope))  # (B,1,28,28) -> (B,h)
+            convs, flat = conv_encoder(hp.channels, hp.layout, act, self.input_shape, slope)
+            self.body = nn.Sequential(convs, mlp([flat, *hidden], act, last, slope))  # (B,C,H,W) -> (B,h)
             self.decoder = nn.Sequential(mlp([k, *reversed(hidden), flat], act, act, slope),
-                                         conv_decoder(hp.channels, hp.layout, act, slope))
+                                         conv_decoder(hp.channels, hp.layout, act, self.input_shape, slope))
         else:
-            self.body = nn.Sequential(nn.Flatten(), mlp([784, *hidden], act, last, slope))
-            self.decoder = nn.Sequential(mlp([k, *reversed(hidden), 784], act, "none", slope),
-                                         nn.Unflatten(1, (1, 28, 28)))
+            n = self.input_size
+            self.body = nn.Sequential(nn.Flatten(), mlp([n, *hidden], act, last, slope))
+            self.decoder = nn.Sequential(mlp([k, *reversed(hidden), n], act, "none", slope),
+                                         nn.Unflatten(1, self.input_shape))
         self.mu = nn.Linear(hidden[-1], k)
         self.logvar = nn.Linear(hidden[-1], k)
         # test: importance-sampled -log p(x), nats per image (in a dict, as the base's metrics: not a submodule)
@@ -75,10 +77,10 @@ class VAE(AutoencoderModule):
         return self.posterior(x)[0]  # the posterior mean is the deterministic code
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # (B,k) -> (B,1,28,28) logits
+        return self.decoder(z)  # (B,k) -> (B,C,H,W) logits
 
     def log_px_given_z(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per image, summed over pixels: logits (..., 1, 28, 28), x broadcastable -> (...)."""
+        """log p(x|z) per image, summed over pixels: logits (..., C, H, W), x broadcastable -> (...)."""
         if self.hparams.likelihood == "bernoulli":
             x = x.expand_as(logits)
             return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-3).sum(-1)
@@ -120,12 +122,12 @@ class VAE(AutoencoderModule):
         out = []
         step = max(1, IS_CHUNK // k)
         for i in range(0, len(x), step):
-            xb = x[i:i + step]  # (b,1,28,28)
+            xb = x[i:i + step]  # (b,C,H,W)
             mu, logvar = self.posterior(xb)  # (b,k_lat)
             std = (0.5 * logvar).exp()
             eps = torch.randn((k, *mu.shape), device=x.device, dtype=mu.dtype)  # (K,b,k_lat)
             z = mu + std * eps
-            logits = self.decode(z.flatten(0, 1)).view(k, len(xb), 1, 28, 28)
+            logits = self.decode(z.flatten(0, 1)).view(k, len(xb), *self.input_shape)
             log_pxz = self.log_px_given_z(logits, xb.unsqueeze(0))  # (K,b)
             log_pz = -0.5 * (z.square() + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.square() + LOG_2PI + logvar).sum(-1)
@@ -134,7 +136,7 @@ class VAE(AutoencoderModule):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images (n,1,28,28) decoded from z ~ N(0, I): the mean of p(x|z) in pixel scale."""
+        """``n`` images (n,C,H,W) decoded from z ~ N(0, I): the mean of p(x|z) in pixel scale."""
         device = self.device if generator is None else generator.device
         z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=device)
         return self.output(self.decode(z.to(self.device)))

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ae_lightning.errors import UserError
+from ae_lightning.fit import build
 from ae_lightning.hints import PosInt
-from ae_lightning.models import get_module
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
@@ -206,8 +206,7 @@ def run(ctx: Context) -> None:
 
 
 def _build(ctx: Context):
-    cfg = ctx.config(model__latent_dim=2)
-    return get_module(cfg["module"])(**cfg["model"])
+    return build(ctx.config(model__latent_dim=2))[0]  # the module as the run builds it (data's shape)
 
 
 register("inversion", "Inversion of the decoder", order=5, dataset="fashion_mnist", variant="fc", params=Params)(run)
