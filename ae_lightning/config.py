@@ -211,11 +211,12 @@ def check_keys(where: str, given: dict, cls: type, what: str = "key", context: s
     for key, value in given.items():
         if key in also:
             continue
+        path = f"{where}.{key}" if where else str(key)  # where "": a file's top level
         if key not in schema:
-            raise UserError(f"{prefix}unknown {what} {where}.{key}{context}{nearest(str(key), valid)}; "
+            raise UserError(f"{prefix}unknown {what} {path}{context}{nearest(str(key), valid)}; "
                             f"valid keys: {', '.join(valid)}")
-        out[key] = coerce(f"{prefix}{where}.{key}", value, schema[key][0])
-        _check_nested(f"{where}.{key}", out[key], schema[key][0], prefix)
+        out[key] = coerce(f"{prefix}{path}", value, schema[key][0])
+        _check_nested(path, out[key], schema[key][0], prefix)
     return out
 
 

@@ -183,14 +183,14 @@ def bytes_of(img) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # CLI: bad input fails with one line, exit 2, before Ray starts
 @pytest.mark.parametrize("argv, message", [
-    (["--num-samples", "0"], "argument --num-samples: expected int > 0, got 0"),
+    (["--num-samples", "0"], "--num-samples: expected int > 0, got '0'"),
     (["--num-samples", "ten"], "--num-samples: expected int > 0, got 'ten'"),
-    (["--algo", "hyperopt"], "argument --algo: expected one of ax, random, got 'hyperopt'"),
-    (["--scheduler", "pbt"], "argument --scheduler: expected one of asha, ax, none, got 'pbt'"),
+    (["--algo", "hyperopt"], "--algo: expected one of ax, random, got 'hyperopt'"),
+    (["--scheduler", "pbt"], "--scheduler: expected one of asha, ax, none, got 'pbt'"),
     (["--space", "/nonexistent/space.yaml"], "search space file not found"),
     (["--cv", "1"], "--cv 1"),
     (["--cv", "3", "--scheduler", "asha"], "--cv with --scheduler asha"),
-    (["--gpus-per-trial", "-1"], "argument --gpus-per-trial: expected float >= 0, got -1"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial: expected float >= 0, got '-1'"),
     (["--gpus-per-trial", "1.5"], "a trial trains on one device"),
     (["--variant", "nope"], "unknown variant"),
     (["--resume", "--name", "never-ran"], "--resume: nothing to resume"),

@@ -5,9 +5,8 @@ variant's slope (0.5 for ``fc``).
 """
 from __future__ import annotations
 
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
-from ae_lightning.studies.one_variable import REFERENCE_BUDGET, OneVariableParams, one_variable
+from ae_lightning.studies.one_variable import one_variable
 from ae_lightning.text import plural
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs
@@ -24,5 +23,3 @@ def run(ctx: Context) -> None:
                  REFERENCE)
 
 
-register("activations", "Activations", order=3, dataset="fashion_mnist", variant="fc", params=OneVariableParams,
-         reference_budget=REFERENCE_BUDGET)(run)

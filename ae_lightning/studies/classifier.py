@@ -7,44 +7,24 @@ the same two on the pixels and on PCA with as many components, computed once as 
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 from ae_lightning import config as config_mod
 from ae_lightning.errors import UserError
-from ae_lightning.hints import PosInt
 from ae_lightning.models import get_module
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.probes import run_probes
-from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec
-from ae_lightning.studies.plots import TSNE_POINTS, bar_plot, map_2d, scatter
+from ae_lightning.studies.catalog import TSNE_POINTS
+from ae_lightning.studies.common import Context
+from ae_lightning.studies.plots import bar_plot, map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
 
 ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "randomized", "shallow", "linear"]
-LATENT = 32
 HEAD_MIN_EPOCHS = 20  # the head trains on codes computed once: an epoch costs a few small matmuls
 REFERENCE = ("The studies: 98.36 % test accuracy on MNIST with a 32-dimensional code and a small head "
              "trained 80 epochs with Adam; 88–94 % depending on the kind of autoencoder.")
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of a classifier entry."""
 
-    latent: PosInt | None = LATENT  # every autoencoder's code size (None: each model's own)
-    models: dict[str, ModelSpec] | None = None  # label -> {variant, config} (None: the variants of this checkout)
-    heads: dict[str, dict] | None = None  # label -> nested config overrides of the classifier head
-    maps: bool = False  # a t-SNE map of each model's test codes
-    map_points: PosInt | None = None  # test codes in each map (None: 2,000)
-    baselines: bool = True  # the pixel and PCA probes beside the codes'
-    description: str | None = None  # the report's first paragraph
-    reference: dict[str, float] | None = None  # model or head label -> the original's test accuracy
-    # the "linear probe acc" (linear_acc): logistic regression on standardized codes, fitted to convergence
-    # (probes.linear_probe), or as scikit-learn's LogisticRegression() runs it on the raw codes (probes.sklearn_probe);
-    # both are measured, this picks the one that the column, the rows and the plot read
-    linear_probe: Literal["standardized", "sklearn"] = "standardized"
 
 
 def autoencoder_variants() -> list[str]:
@@ -178,4 +158,3 @@ def run(ctx: Context) -> None:
                         "baselines": baselines, "reference": REFERENCE})
 
 
-register("classifier", "Classifier and probes per variant", order=10, dataset="mnist", variant="", params=Params)(run)

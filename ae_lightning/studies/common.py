@@ -232,10 +232,3 @@ def recon_metrics(module: Any, x: torch.Tensor, noisy: torch.Tensor | None = Non
         m.update(out, x[i:i + batch_size])
     return {k: float(v) for k, v in m.compute().items()}
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """One model of a study's ``models`` parameter (read as a mapping: ``spec.get("variant")``)."""
-
-    variant: str | None = None  # None: the entry's variant
-    config: dict | None = None  # nested config overrides of this model

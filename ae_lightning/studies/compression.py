@@ -7,10 +7,6 @@ split with the project's metric (``ae_lightning.metrics``).
 """
 from __future__ import annotations
 
-import dataclasses
-
-from ae_lightning.hints import NonNegFloat, PosInt
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.plots import line_plot
 from ae_lightning.text import plural
@@ -22,13 +18,7 @@ PIXELS = 784
 REFERENCE = {8: 0.1139}
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of a compression entry."""
 
-    latents: list[PosInt] | None = None  # the sizes to train (None: both families)
-    family: str = "preset"  # the label of ``latents`` in the report
-    falls_slack: NonNegFloat = 0.0  # the largest step up that still counts as "the loss falls"
 
 
 def sizes(ctx: Context) -> dict[str, list[int]]:
@@ -120,5 +110,3 @@ def run(ctx: Context) -> None:
     })
 
 
-register("compression", "Compression: NRMSE against latent size", order=1, dataset="fashion_mnist",
-         variant="fc", params=Params)(run)

@@ -11,13 +11,9 @@ units (which first-layer units to draw)}``.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from ae_lightning.hints import NonNegInt, PosInt
-from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec
+from ae_lightning.studies.common import Context
 from ae_lightning.studies.plots import line_plot
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.studies.weights import linear_layers, unit_images
@@ -33,21 +29,10 @@ N_SHOWN = 15
 N_UNITS = 12
 
 
-@dataclasses.dataclass(frozen=True)
-class CurveModel(ModelSpec):
-    """One model of the curves study: a variant and config, its own epochs, the first-layer units
-    shown and the original's loss by epoch."""
-
-    epochs: PosInt | None = None
-    units: list[NonNegInt] | None = None
-    reference: list[float] | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of a curves entry."""
 
-    models: dict[str, CurveModel] | None = None  # None: the study's own two models
+
 
 
 def run(ctx: Context) -> None:
@@ -106,5 +91,3 @@ def run(ctx: Context) -> None:
     rep.results.update({"models": results})
 
 
-register("curves", "Training curves, reconstructions and weights", order=11, dataset="fashion_mnist",
-         variant=None, params=Params)(run)

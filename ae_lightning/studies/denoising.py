@@ -7,13 +7,9 @@ noise), and the test MSE from clean inputs beside it. Image rows: original, nois
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from ae_lightning.errors import UserError
-from ae_lightning.hints import PosFloat
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.plots import line_plot
 from ae_lightning.text import plural
@@ -24,12 +20,7 @@ N_SHOWN = 12
 REFERENCE = {0.3: 0.0246, 0.6: 0.0332}  # the study's MNIST test loss
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of a denoising entry."""
 
-    factors: list[PosFloat] | None = None  # noise factors (None: 0.2, 0.3, 0.6)
-    reference: dict[float, float] | None = None  # noise factor -> the original's test loss
 
 
 @torch.no_grad()
@@ -85,4 +76,3 @@ def run(ctx: Context) -> None:
                         "test_loss_noisy_in": [res[f]["test"]["noisy_input"]["mse"] for f in factors]})
 
 
-register("denoising", "Denoising", order=8, dataset="mnist", variant="denoising", params=Params)(run)

@@ -16,16 +16,13 @@ and against the autoencoder's own reconstruction error).
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 from torch import nn
 
 from ae_lightning.errors import UserError
 from ae_lightning.fit import build
-from ae_lightning.hints import PosInt
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.compression import LATENTS, PIXELS, train_sizes
 from ae_lightning.studies.plots import line_plot
@@ -37,11 +34,7 @@ TRUE_EPS = 1e-3  # true pixels are often exactly 0 or 1, whose logits are infini
 REFERENCE = {"own_train_frobenius": 0.0153, "own_test_frobenius": 0.0062}
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of an inversion entry."""
 
-    latents: list[PosInt] | None = None  # the sizes (``--latents`` first; None: the compression study's)
 
 
 def decoder_steps(module) -> list[nn.Module]:
@@ -209,4 +202,3 @@ def _build(ctx: Context):
     return build(ctx.config(model__latent_dim=2))[0]  # the module as the run builds it (data's shape)
 
 
-register("inversion", "Inversion of the decoder", order=5, dataset="fashion_mnist", variant="fc", params=Params)(run)

@@ -13,17 +13,13 @@ For an autoencoder (``--variant``, default ``fc``) and, when the checkout has it
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from ae_lightning import config as config_mod
 from ae_lightning import resolve
 from ae_lightning.generate import generate
-from ae_lightning.hints import PosInt
-from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec
-from ae_lightning.studies.plots import TSNE_POINTS, map_2d, scatter
+from ae_lightning.studies.common import Context
+from ae_lightning.studies.plots import map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
@@ -38,16 +34,7 @@ PIXEL_CNN = "pixel_cnn"  # the judge: ae_lightning/models/pixel_cnn.py
 SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of a latent entry."""
 
-    models: dict[str, ModelSpec] | None = None  # {"ae": {variant, config}, "vae": {...}} (None: the variant's and vae)
-    map_points: PosInt = TSNE_POINTS  # test codes in each map
-    judge_epochs: PosInt | None = None  # the pixel CNN's epochs (None: its config's)
-    reconstructions: list[str] = dataclasses.field(default_factory=list)  # models whose reconstructions are shown
-    reference: dict[str, int | float] | None = None  # "<model>/<scheme>" -> the original's count
-    generation_order: list[str] | None = None  # [key, "<" or "<=", key, ...] (None: strict by the reference)
 
 
 def pixel_classifier_config(base: dict) -> dict:
@@ -146,4 +133,3 @@ def run(ctx: Context) -> None:
     rep.results.update(results)
 
 
-register("latent", "Latent space: maps and generation", order=7, dataset="mnist", variant="fc", params=Params)(run)

@@ -5,9 +5,8 @@ objective (per element, ``ae_lightning.metrics``) and is not comparable across r
 """
 from __future__ import annotations
 
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
-from ae_lightning.studies.one_variable import REFERENCE_BUDGET, OneVariableParams, one_variable
+from ae_lightning.studies.one_variable import one_variable
 from ae_lightning.text import plural
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs (BCE was "far worse", no figure given)
@@ -23,5 +22,3 @@ def run(ctx: Context) -> None:
     one_variable(ctx, "loss", [(name, {"model__loss": name}) for name in LOSSES], REFERENCE)
 
 
-register("losses", "Losses", order=4, dataset="fashion_mnist", variant="fc", params=OneVariableParams,
-         reference_budget=REFERENCE_BUDGET)(run)

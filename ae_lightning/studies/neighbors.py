@@ -21,9 +21,7 @@ over the 60,000 training images), ``pixel_k`` (neighbours kept per image), ``ks`
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Any, Literal
 
 import torch
 
@@ -32,12 +30,12 @@ from ae_lightning.data import default_data_dir, load_split
 from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
 from ae_lightning.knn import knn
-from ae_lightning.studies import register
-from ae_lightning.studies.common import Context, ModelSpec
+from ae_lightning.studies.catalog import NEIGHBOUR_KS
+from ae_lightning.studies.common import Context
 from ae_lightning.studies.plots import line_plot, scatter
 from ae_lightning.studies.presets import overrides_of
 
-KS = (5, 10, 20, 50)
+KS = NEIGHBOUR_KS
 METRICS = {"L1": 1.0, "L2": 2.0}
 LATENT = 2
 # (label, variant, loss); "deep" is the ReLU model of the study (reference name relu_*)
@@ -46,17 +44,7 @@ MODELS = [("linear_mse", "linear", "mse"), ("linear_l1", "linear", "l1"),
 REFERENCE = {"deep_mse": 0.0278, "linear_mse": 0.0050}  # score@5 at latent 2 (relu_mse, linear_mse)
 
 
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """A preset's parameters of a neighbours entry (the module's docstring says what each does)."""
 
-    models: dict[str, ModelSpec] | None = None  # label -> {variant, config} (None: the study's four)
-    neighbour_set: Literal["test", "train"] = "test"
-    pixel_k: PosInt | None = None  # neighbours kept per image (None: the largest k)
-    ks: list[PosInt] = dataclasses.field(default_factory=lambda: list(KS))
-    code_maps: bool = False
-    description: str | None = None
-    reference: dict[str, Any] | None = None  # the original's tables by name (and a note)
 
 
 def score_at_k(pixel_nn: torch.Tensor, code_nn: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
@@ -202,7 +190,6 @@ def run(ctx: Context) -> None:
                         "order_text": {m: " > ".join(o) for m, o in order.items()}})
 
 
-register("neighbors", "Neighbourhood preservation", order=6, dataset="mnist", params=Params)(run)
 
 
 def time_pixel_neighbours(argv: list[str] | None = None) -> None:

@@ -3,24 +3,9 @@ a time, everything else held, beside the original's test NRMSE after 1000 epochs
 """
 from __future__ import annotations
 
-import dataclasses
-
-from ae_lightning.hints import PosInt
 from ae_lightning.studies.common import Context, recon_metrics
 from ae_lightning.studies.plots import bar_plot
 from ae_lightning.studies.presets import overrides_of
-
-# what the combined report of ``all`` says of the references' epoch budget (``register(reference_budget=)``)
-REFERENCE_BUDGET = "the fcAE study trained 1000 epochs"
-
-
-@dataclasses.dataclass(frozen=True)
-class OneVariableParams:
-    """A preset's parameters of an optimizers, activations or losses entry (:func:`one_variable`)."""
-
-    choices: dict[str, dict] | None = None  # label -> nested config overrides (None: the study's own)
-    reference: dict[str, float] = dataclasses.field(default_factory=dict)  # added to the study's references
-    latent: PosInt | None = None  # the code size (None: 8)
 
 
 def one_variable(ctx: Context, what: str, choices: list[tuple[str, dict]], reference: dict[str, float],

@@ -6,9 +6,8 @@ defaults the original study ran with (the project's default momentum is 0.9).
 """
 from __future__ import annotations
 
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
-from ae_lightning.studies.one_variable import REFERENCE_BUDGET, OneVariableParams, one_variable
+from ae_lightning.studies.one_variable import one_variable
 from ae_lightning.text import plural
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs
@@ -31,5 +30,3 @@ def run(ctx: Context) -> None:
     one_variable(ctx, "optimizer", CHOICES, REFERENCE)
 
 
-register("optimizers", "Optimizers", order=2, dataset="fashion_mnist", variant="fc", params=OneVariableParams,
-         reference_budget=REFERENCE_BUDGET)(run)

@@ -13,8 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-TSNE_POINTS = 2000  # test codes in a t-SNE map (a study's ``map_points`` parameter may change it)
-
 
 def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
               title: str, logx: bool = False, marker: str = "o") -> "plt.Figure":

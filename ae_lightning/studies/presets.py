@@ -2,20 +2,22 @@
 
 Everything here runs before torch, Lightning or Ray is imported, so a misspelled preset, flag, ``--set``
 path, config key, seed list, ``--only`` entry or data folder is one line in well under a second
-(``prepare``). Only the study parameters wait for the study modules: ``check_params`` (called by
-``reproduce`` once it has imported them) types each entry's parameters by its study's ``Params``.
+(``prepare``), each entry's study parameters included (typed by its study's declared parameters,
+:mod:`ae_lightning.studies.catalog`).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-from typing import Any
+import dataclasses
+from typing import Any, Literal
 
 from ae_lightning import dotted, flags, resolve
-from ae_lightning.config import CONFIG_DIR, SECTIONS, load_yaml, parse_value
+from ae_lightning.config import CONFIG_DIR, SECTIONS, check_keys, load_yaml, parse_value
 from ae_lightning.config import nearest as config_nearest
 from ae_lightning.datafiles import check_folder, locate_all
 from ae_lightning.errors import UserError
+from ae_lightning.hints import NonNegInt, PosInt
 from ae_lightning.studies import get
 from ae_lightning.studies.fidelity import GOALS, check_findings
 
@@ -50,11 +52,67 @@ e.g. ``--set config.data.normalize=standardize_global`` (the alternative reading
 """
 
 PRESET_DIR = CONFIG_DIR / "studies"
-ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config", "seeds")  # an entry's keys beside its study's Params
-PRESET_KEYS = ("title", "dataset", "studies", "fidelity", "config", "description", "epochs", "findings", "readings",
-               "reference_epochs", "setting", "smoke", "source", "variant", "seeds")
-SMOKE_KEYS = ("epochs", "subset", "test_subset", "studies")
-ROW_KEYS = {"id", "figure", "reference", "goal", "ours", "setting", "tolerance", "reference_epochs", "our_epochs"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A ``studies`` entry's own keys, beside its study's parameters (``catalog``)."""
+
+    study: str
+    dataset: Literal["mnist", "fashion_mnist"] | None = None  # None: the preset's
+    variant: str | None = None  # None: the preset's, or the study's
+    epochs: PosInt | None = None  # None: the preset's
+    config: dict | None = None  # nested config overrides of this entry's runs
+    seeds: list[NonNegInt] | None = None  # this entry's own seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoke:
+    """``smoke``: what ``--smoke`` changes beyond ``SMOKE``."""
+
+    epochs: PosInt | None = None
+    subset: PosInt | None = None
+    test_subset: PosInt | None = None
+    studies: dict[str, dict] | None = None  # entry -> study parameters (typed by the entry's study)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A ``fidelity`` row: one of the original's figures and the path of ours."""
+
+    id: str
+    goal: Literal[GOALS]
+    ours: str  # a path into the entries' results, e.g. compression.by_latent.8.test.nrmse
+    figure: str = ""
+    reference: Any = None
+    setting: str | None = None
+    tolerance: float | None = None  # goal within
+    reference_epochs: PosInt | None = None
+    our_epochs: PosInt | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """``configs/studies/<name>.yaml`` (the module's ``HELP`` says what each part does)."""
+
+    title: str
+    dataset: Literal["mnist", "fashion_mnist"]
+    studies: dict[str, dict]  # entry -> Entry and its study's parameters
+    fidelity: list[dict]  # Row each
+    source: str = ""
+    description: str = ""
+    setting: str = ""
+    variant: str | None = None
+    epochs: PosInt | None = None
+    reference_epochs: PosInt | None = None
+    seeds: list[NonNegInt] | None = None
+    config: dict | None = None
+    readings: list[dict] | None = None
+    findings: dict | None = None
+    smoke: Smoke | None = None
+
+
+ENTRY_KEYS = tuple(f.name for f in dataclasses.fields(Entry))  # an entry's keys beside its study's parameters
 SMOKE = {"subset": 512, "test_subset": 256, "epochs": 1}
 
 
@@ -113,9 +171,8 @@ def parser() -> flags.Parser:
 
 
 # -- presets ---------------------------------------------------------------------------------------
-def load_preset(name: str, sets: list[str], params: bool = True) -> dict:
-    """The preset ``name`` with ``--set`` items applied, checked; ``params=False``: its study parameters are left
-    for ``check_params`` (they need the study modules, which import torch)."""
+def load_preset(name: str, sets: list[str]) -> dict:
+    """The preset ``name`` with ``--set`` items applied, checked, its study parameters included."""
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown preset {name!r}: choose one of {', '.join(presets())}, or all")
@@ -123,8 +180,7 @@ def load_preset(name: str, sets: list[str], params: bool = True) -> dict:
     for item in sets:
         apply_set(preset, item)
     check_preset(name, preset)
-    if params:
-        check_params(name, preset)
+    check_params(name, preset)
     return preset
 
 
@@ -150,23 +206,20 @@ def apply_set(preset: dict, item: str) -> None:
 
 
 def check_preset(name: str, preset: dict) -> None:
+    """Every key and type of the preset (:class:`Preset`, its smoke part and rows), and what joins them."""
     where = f"preset {name}"
-    for key in ("title", "dataset", "studies", "fidelity"):
-        if key not in preset:
-            raise UserError(f"{where}: missing {key!r}")
-    unknown_key(where, "", preset, PRESET_KEYS)
-    if not isinstance(preset["studies"], dict) or not preset["studies"]:
+    for f in dataclasses.fields(Preset):
+        if f.default is dataclasses.MISSING and f.name not in preset:
+            raise UserError(f"{where}: missing {f.name!r}")
+    check_keys("", preset, Preset, prefix=f"{where}: ")
+    if not preset["studies"]:
         raise UserError(f"{where}: 'studies' must map entry names to study settings")
     for entry, spec in preset["studies"].items():
         if not isinstance(spec, dict) or "study" not in spec:
             raise UserError(f"{where}: studies.{entry} must name its 'study'")
         if "seeds" in spec:
             check_seeds(spec["seeds"], f"{where}: studies.{entry}.seeds")
-    smoke = preset.get("smoke") or {}
-    if not isinstance(smoke, dict):
-        raise UserError(f"{where}: smoke must be a mapping, got {smoke!r}")
-    unknown_key(where, "smoke.", smoke, SMOKE_KEYS)
-    for entry in smoke.get("studies") or {}:
+    for entry in (preset.get("smoke") or {}).get("studies") or {}:
         if entry not in preset["studies"]:
             raise UserError(f"{where}: smoke.studies.{entry}: no such entry{config_nearest(entry, preset['studies'])} "
                             f"(entries: {', '.join(preset['studies'])})")
@@ -174,20 +227,19 @@ def check_preset(name: str, preset: dict) -> None:
         check_seeds(preset["seeds"], f"{where}: seeds")
     ids = set()
     for row in preset["fidelity"]:
-        rid = row.get("id")
+        rid = row.get("id") if isinstance(row, dict) else None
         if not rid or rid in ids:
             raise UserError(f"{where}: every fidelity row needs a unique id (got {rid!r})")
         ids.add(rid)
-        unknown = set(row) - ROW_KEYS
-        if unknown:
-            raise UserError(f"{where}: fidelity row {rid}: unknown key(s) {', '.join(sorted(unknown))}")
-        if row.get("goal") not in GOALS:
-            raise UserError(f"{where}: fidelity row {rid}: goal must be one of {', '.join(GOALS)}")
-        if row["goal"] == "within" and not isinstance(row.get("tolerance"), (int, float)):
+        for f in dataclasses.fields(Row):
+            if f.default is dataclasses.MISSING and f.name not in row:
+                raise UserError(f"{where}: fidelity row {rid}: missing {f.name!r}")
+        check_keys(f"fidelity.{rid}", row, Row, prefix=f"{where}: ")
+        if row["goal"] == "within" and row.get("tolerance") is None:
             raise UserError(f"{where}: fidelity row {rid}: goal within needs a numeric tolerance")
-        entry = dotted.split(str(row.get("ours", "")))[0]
+        entry = dotted.split(str(row["ours"]))[0]
         if entry not in preset["studies"]:
-            raise UserError(f"{where}: fidelity row {rid}: 'ours' must start with a studies entry, got {row.get('ours')!r}")
+            raise UserError(f"{where}: fidelity row {rid}: 'ours' must start with a studies entry, got {row['ours']!r}")
     check_findings(where, preset.get("findings"), ids)
 
 
@@ -201,18 +253,14 @@ def check_params(name: str, preset: dict) -> None:
         get(preset["studies"][entry]["study"]).make_params(params, f"smoke.studies.{entry}", prefix=f"{where}: ")
 
 
-def unknown_key(where: str, prefix: str, node: dict, valid: tuple[str, ...]) -> None:
-    for key in node:
-        if key not in valid:
-            raise UserError(f"{where}: unknown key {prefix}{key}{config_nearest(str(key), valid)}; "
-                            f"valid keys: {', '.join(sorted(valid))}")
-
-
 def entry_params(where: str, entry: str, spec: dict):
     """The entry's study parameters (its keys beside ``ENTRY_KEYS``), typed by its study's ``Params``."""
     study = get(spec["study"])  # a UserError naming the known studies
-    return study.make_params({k: v for k, v in spec.items() if k not in ENTRY_KEYS}, f"studies.{entry}",
-                             also=ENTRY_KEYS, prefix=f"{where}: ")
+    params = study.make_params({k: v for k, v in spec.items() if k not in ENTRY_KEYS}, f"studies.{entry}",
+                               also=ENTRY_KEYS, prefix=f"{where}: ")
+    check_keys(f"studies.{entry}", spec, Entry, also=[f.name for f in dataclasses.fields(study.params)],
+               prefix=f"{where}: ")
+    return params
 
 
 def smoke_preset(preset: dict) -> dict:
@@ -267,7 +315,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
     args = parser().parse_args(argv)
     parse_seeds(args.seeds)
     names = presets() if args.name == "all" else [args.name]
-    loaded = {n: load_preset(n, args.set, params=False) for n in names}
+    loaded = {n: load_preset(n, args.set) for n in names}
     if args.smoke:
         loaded = {n: smoke_preset(p) for n, p in loaded.items()}
     for n, p in loaded.items():

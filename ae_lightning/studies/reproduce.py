@@ -19,7 +19,7 @@ from ae_lightning import files
 from ae_lightning.studies import get
 from ae_lightning.studies.common import Options
 from ae_lightning.studies.fidelity import elapsed, fidelity_rows, matched_text, rows_table, training, write_fidelity
-from ae_lightning.studies.presets import ENTRY_KEYS, check_params, overrides_of, prepare, presets
+from ae_lightning.studies.presets import ENTRY_KEYS, overrides_of, prepare, presets
 from ae_lightning.studies.report import load_report
 from ae_lightning.studies.runner import check_resumable, run_one
 from ae_lightning.studies.seeds import base_seed, entry_runs, run_seeds, same_entry
@@ -171,8 +171,6 @@ def main(argv: list[str], prepared: tuple | None = None) -> int:
     """Run the presets that ``argv`` names; ``prepared``: what ``presets.prepare(argv)`` returned (the
     command checks the flags and presets before it imports this module, and torch with it)."""
     args, loaded = prepared or prepare(argv)
-    for n, p in loaded.items():  # what needs the study modules: their parameters
-        check_params(n, p.get("smoke_of", p))
     cache: dict = {}
     summaries = [run_preset(n, p, args, argv, cache) for n, p in loaded.items()]
     out = Path(args.out)

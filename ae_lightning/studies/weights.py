@@ -12,7 +12,6 @@ from torch import nn
 
 from ae_lightning.errors import UserError
 from ae_lightning.models.base import AutoencoderModule
-from ae_lightning.studies import register
 from ae_lightning.studies.common import Context
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
@@ -64,4 +63,3 @@ def run(ctx: Context) -> None:
     rep.results.update(results)
 
 
-register("weights", "First-layer weights", order=9, dataset="mnist", variant="shallow")(run)
