@@ -128,6 +128,46 @@ def l1_bound_features(u: torch.Tensor) -> torch.Tensor:
     return torch.cat([h1, w1, h2, w2], 1) * 0.5 ** 0.5
 
 
+def _l1_bound_gemm(u: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The bound's features of points ``u`` in [0, 1], as the GEMM takes them, and the factor c of
+    F_i.F_j that keeps the lower bound a bound through the GEMM's rounding."""
+    bf16 = _fast_bf16(u.device)
+    feats = l1_bound_features(u)
+    feats = feats[:, feats.amax(0) > 0]  # drop the columns that are zero for every point
+    if bf16:  # rounded up (the products can only grow); the bf16 result is rounded to nearest: 2^-8
+        low = feats.bfloat16()
+        feats = torch.where(low.float() < feats, torch.nextafter(low, torch.full_like(low, float("inf"))), low)
+    # the GEMM's float32 accumulation over n terms: relative error <= n 2^-24 (twice that for fp32 inputs)
+    acc = (feats.shape[1] + 8) * 2.0 ** (-24 if bf16 else -23)
+    return feats, 2 * (1 + (2.0 ** -8 if bf16 else 0.0) + acc)
+
+
+def _exact_source(u: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The rows the exact step gathers, and their unit: 8-bit data (MNIST's pixels / 255) as bytes in
+    integer units, a quarter of the memory traffic; other data as they are."""
+    scaled = (u * 255).round()
+    if torch.equal(scaled, u * 255):
+        return scaled.to(torch.uint8), 255.0
+    return u, 1.0
+
+
+def _l1_exact(src: torch.Tensor, unit: float, rows: torch.Tensor, cand: torch.Tensor, k: int,
+              block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest of ``cand`` (R, M') for the query ``rows`` (R,) by exact L1 over ``src`` (in units
+    of ``unit``), in blocks of ``block`` rows: indices and k-th distance."""
+    idx = torch.empty(len(rows), k, dtype=torch.long, device=src.device)
+    kth = torch.empty(len(rows), device=src.device)
+    width = cand.shape[1]
+    for b in range(0, len(rows), block):
+        cb = cand[b:b + block]
+        g = src.index_select(0, cb.reshape(-1)).view(len(cb), width, src.shape[1]).float()  # 2x faster than src[idx]
+        d = torch.cdist(src[rows[b:b + block], None, :].float(), g, p=1)[:, 0]
+        top = d.topk(k, dim=1, largest=False)
+        idx[b:b + len(cb)] = cb.gather(1, top.indices)
+        kth[b:b + len(cb)] = top.values[:, -1] / unit
+    return idx, kth
+
+
 def knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None,
             exact_block: int = 32, wide_cap: int = 4096) -> torch.Tensor:
     """Exact L1 neighbours without the (N, N, D) work of ``cdist(p=1)`` (about 40 minutes for MNIST's
@@ -142,49 +182,22 @@ def knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None,
     inputs rounded up, so the products can only grow; its result's rounding, relative <= 2^-8, and
     the float32 accumulation's, <= n 2^-24, taken off the bound). 8-bit data
     (MNIST's pixels / 255) are gathered as bytes for the exact step (a quarter of the memory traffic)."""
-    n, dim = pts.shape
+    n = len(pts)
     lo, hi = pts.min(), pts.max()
     u = (pts - lo) / (hi - lo) if hi > lo else torch.zeros_like(pts)
-    bf16 = _fast_bf16(u.device)
-    feats = l1_bound_features(u)
-    feats = feats[:, feats.amax(0) > 0]  # drop the columns that are zero for every point
-    if bf16:  # rounded up (the products can only grow); the bf16 result is rounded to nearest: 2^-8
-        low = feats.bfloat16()
-        feats = torch.where(low.float() < feats, torch.nextafter(low, torch.full_like(low, float("inf"))), low)
-    # the GEMM's float32 accumulation over n terms: relative error <= n 2^-24 (twice that for fp32 inputs)
-    acc = (feats.shape[1] + 8) * 2.0 ** (-24 if bf16 else -23)
-    c = 2 * (1 + (2.0 ** -8 if bf16 else 0.0) + acc)
+    feats, c = _l1_bound_gemm(u)
     sums = u.sum(1)
     tol = 1e-5 * (sums + sums.max() + 1)  # the sums' and the exact distances' float rounding
-    scaled = (u * 255).round()
-    if torch.equal(scaled, u * 255):  # 8-bit data: the exact distances in integer units, gathered as bytes
-        src, unit = scaled.to(torch.uint8), 255.0
-    else:
-        src, unit = u, 1.0
+    src, unit = _exact_source(u)
     m = min(n - 1, candidates if candidates is not None else k + max(k, 256))
     out = torch.empty(n, k, dtype=torch.long, device=u.device)
-
-    def exact(rows: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k nearest of ``cand`` (R, M') for the query ``rows`` (R,): indices and k-th distance."""
-        idx = torch.empty(len(rows), k, dtype=torch.long, device=u.device)
-        kth = torch.empty(len(rows), device=u.device)
-        width = cand.shape[1]
-        for b in range(0, len(rows), exact_block):
-            cb = cand[b:b + exact_block]
-            g = src.index_select(0, cb.reshape(-1)).view(len(cb), width, dim).float()  # 2x faster than src[idx]
-            d = torch.cdist(src[rows[b:b + exact_block], None, :].float(), g, p=1)[:, 0]
-            top = d.topk(k, dim=1, largest=False)
-            idx[b:b + len(cb)] = cb.gather(1, top.indices)
-            kth[b:b + len(cb)] = top.values[:, -1] / unit
-        return idx, kth
-
     for i in range(0, n, chunk):
         rows = torch.arange(i, min(i + chunk, n), device=u.device)
         # LB_ij = sums_i + sums_j - c F_i.F_j - tol_i; each row ranks r_ij = sums_j - c F_i.F_j
         r = torch.sub(sums[None, :], feats[i:i + len(rows)] @ feats.T, alpha=c)
         _exclude_self(r, i)
         rs, cand = r.topk(min(m + 1, n - 1), dim=1, largest=False)
-        idx, kth = exact(rows, cand[:, :m])
+        idx, kth = _l1_exact(src, unit, rows, cand[:, :m], k, exact_block)
         out[rows] = idx
         if m < n - 1:
             shift = (sums[rows] - tol[rows])[:, None]
@@ -197,7 +210,8 @@ def knn_l1(pts: torch.Tensor, k: int, chunk: int, candidates: int | None = None,
                 grp = bad[order[g:g + exact_block]]
                 wide = min(n - 1, max(k, int(width[order[g:g + exact_block]].max())))  # ties at LB = k-th: >= k
                 if wide <= wide_cap:
-                    out[rows[grp]] = exact(rows[grp], r[grp].topk(wide, dim=1, largest=False).indices)[0]
+                    near = r[grp].topk(wide, dim=1, largest=False).indices
+                    out[rows[grp]] = _l1_exact(src, unit, rows[grp], near, k, exact_block)[0]
                 else:
                     d = torch.cdist(src[rows[grp]].float(), src.float(), p=1)
                     d[torch.arange(len(grp), device=u.device), rows[grp]] = float("inf")

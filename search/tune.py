@@ -147,6 +147,26 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     return s, space
 
 
+def _settings_resumed(args, storage: Path) -> tuple[SweepSettings, object, Path]:
+    """The settings, space and folder of the sweep ``--resume`` continues, checked before Ray starts."""
+    if not args.name and not args.variant:
+        raise UserError("--resume needs --name NAME (the folder under --storage) or the --variant, "
+                        "--dataset and --algo of the sweep")
+    exp_dir = storage / (args.name or f"{args.variant}-{args.dataset or 'mnist'}-{args.algo or 'ax'}")
+    if not (exp_dir / report.SETTINGS).is_file():
+        raise UserError(f"--resume: nothing to resume, no search experiment in {exp_dir}")
+    s = report.load_settings(exp_dir)
+    if args.objective and args.objective != s.objectives and \
+            [o.text() for o in report.settings_space(s, args.objective).objectives] != s.objectives:
+        raise UserError(f"--resume with --objective: the sweep's objectives are fixed at its start "
+                        f"({', '.join(s.objectives)}); leave --objective out, or start a new sweep")
+    from ray.tune import Tuner
+    if not Tuner.can_restore(str(exp_dir)):
+        raise UserError(f"--resume: {exp_dir} holds no Tune experiment state (it stopped before its "
+                        "first trial); delete the folder and start the sweep again")
+    return s, report.settings_space(s), exp_dir
+
+
 def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -> None:
     """A trial asking for more than this machine has would wait forever: fail at once instead."""
     if args.address:
@@ -166,22 +186,7 @@ def _check_local_resources(gpus_per_trial: float, cpus_per_trial: float, args) -
 def run(args) -> int:
     storage = Path(args.storage).resolve()
     if args.resume:
-        if not args.name and not args.variant:
-            raise UserError("--resume needs --name NAME (the folder under --storage) or the --variant, "
-                            "--dataset and --algo of the sweep")
-        exp_dir = storage / (args.name or f"{args.variant}-{args.dataset or 'mnist'}-{args.algo or 'ax'}")
-        if not (exp_dir / report.SETTINGS).is_file():
-            raise UserError(f"--resume: nothing to resume, no search experiment in {exp_dir}")
-        s = report.load_settings(exp_dir)
-        if args.objective and args.objective != s.objectives and \
-                [o.text() for o in report.settings_space(s, args.objective).objectives] != s.objectives:
-            raise UserError(f"--resume with --objective: the sweep's objectives are fixed at its start "
-                            f"({', '.join(s.objectives)}); leave --objective out, or start a new sweep")
-        from ray.tune import Tuner
-        if not Tuner.can_restore(str(exp_dir)):
-            raise UserError(f"--resume: {exp_dir} holds no Tune experiment state (it stopped before its "
-                            "first trial); delete the folder and start the sweep again")
-        space = report.settings_space(s)
+        s, space, exp_dir = _settings_resumed(args, storage)
     else:
         s, space = _settings_new(args)
         name = args.name or f"{s.variant}-{s.base['data']['dataset']}-{s.algo}"

@@ -51,10 +51,40 @@ def parser(names: list[str]) -> flags.Parser:
     return p
 
 
+def _report_head(cmd: str, opts, studies, summary: list, reused: list[str], total: float) -> list[str]:
+    """The combined report's opening: the command, how to read the references, and the contents."""
+    from ae_lightning.studies.report import slug
+
+    budgets = list(dict.fromkeys(s.reference_budget for s in studies if s.reference_budget))  # e.g. 1000 epochs
+    head = ["# Autoencoder studies", "",
+            f"Command: `{cmd}`", ""]
+    if reused:
+        head += [f"(Run in more than one call with `--resume`: {', '.join(reused)} read back from an earlier call "
+                 "with the same options.)", ""]
+    head += [
+            f"Every study trained {plural(opts.epochs, 'epoch')} per run; total wall time {total / 60:.1f} min. "
+            "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
+            "**Reading the references.** The reference figures come from the original studies and are set "
+            "beside ours in every table. They differ from ours for three reasons: (1) the epoch budget "
+            f"({'; '.join([*budgets, f'these runs {opts.epochs}'])}"
+            + (f", on {opts.subset} training images" if opts.subset else "") + "), so our errors are "
+            "higher and slow optimizers are hit hardest; (2) the preprocessing (here pixels / 255 in [0, 1], "
+            "no standardization, float32 PyTorch rather than Keras); (3) the split (here the official test "
+            "file for every test figure, and a validation hold-out from the training file ("
+            + (f"{max(1, opts.subset // 10)} images" if opts.subset else "5,000 images") + ") that picks the "
+            "best epoch's checkpoint; the studies trained on all 60,000 and validated on the test file). "
+            "Compare orders and magnitudes, not digits.", "",
+            "## Contents", ""]
+    for study, wall, status in summary:
+        took = f"{wall:.0f} s" if wall is not None else status
+        head.append(f"- [{study.title}](#{slug(study.title)}) — {study.summary} ({took})")
+    return head
+
+
 def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
     # late: the studies' machinery imports torch and Lightning (seconds); --help and bad flags answer without
     from ae_lightning.studies.common import command_line
-    from ae_lightning.studies.report import load_report, slug
+    from ae_lightning.studies.report import load_report
     from ae_lightning.studies.runner import check_resumable, run_one
 
     out = Path(opts.out)
@@ -91,32 +121,10 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
         results[study.name] = ctx.report.results
         summary.append((study, wall, "ok"))
     total = time.time() - t0 + sum(w or 0 for s, w, _ in summary if s.name in reused)
-    budgets = list(dict.fromkeys(s.reference_budget for s in studies if s.reference_budget))  # e.g. 1000 epochs
-    shown = [a for a in argv if a != "--resume"]  # a resumed run equals an unbroken one (seeded, deterministic)
-    head = ["# Autoencoder studies", "",
-            f"Command: `{command_line(shown)}`", ""]
-    if reused:
-        head += [f"(Run in more than one call with `--resume`: {', '.join(reused)} read back from an earlier call "
-                 "with the same options.)", ""]
-    head += [
-            f"Every study trained {plural(opts.epochs, 'epoch')} per run; total wall time {total / 60:.1f} min. "
-            "Each study's own folder holds its report.md, results.json, figures and TensorBoard run.", "",
-            "**Reading the references.** The reference figures come from the original studies and are set "
-            "beside ours in every table. They differ from ours for three reasons: (1) the epoch budget "
-            f"({'; '.join([*budgets, f'these runs {opts.epochs}'])}"
-            + (f", on {opts.subset} training images" if opts.subset else "") + "), so our errors are "
-            "higher and slow optimizers are hit hardest; (2) the preprocessing (here pixels / 255 in [0, 1], "
-            "no standardization, float32 PyTorch rather than Keras); (3) the split (here the official test "
-            "file for every test figure, and a validation hold-out from the training file ("
-            + (f"{max(1, opts.subset // 10)} images" if opts.subset else "5,000 images") + ") that picks the "
-            "best epoch's checkpoint; the studies trained on all 60,000 and validated on the test file). "
-            "Compare orders and magnitudes, not digits.", "",
-            "## Contents", ""]
-    for study, wall, status in summary:
-        took = f"{wall:.0f} s" if wall is not None else status
-        head.append(f"- [{study.title}](#{slug(study.title)}) — {study.summary} ({took})")
+    cmd = command_line([a for a in argv if a != "--resume"])  # a resumed run equals an unbroken one (seeded, deterministic)
+    head = _report_head(cmd, opts, studies, summary, reused, total)
     files.write_text(out / "report.md", "\n".join(head) + "\n\n" + "\n".join(sections))
-    files.write_json(out / "results.json", {"command": command_line(shown), "resumed_from_earlier_call": reused,
+    files.write_json(out / "results.json", {"command": cmd, "resumed_from_earlier_call": reused,
                                             "wall_time_s": round(total, 1),
                                             "studies": results})
     print(out / "report.md")

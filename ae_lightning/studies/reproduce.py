@@ -67,15 +67,9 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
             finished = done is not None and same_entry(done.results.get("preset_entry"), spec)
             if only is not None and entry not in only and not finished:
                 continue  # not run now; with --resume, an entry outside --only that is finished is read back
-            if done is not None and finished:
-                check_resumable(f"{name}/{folder}", done.results.get("settings", {}), opts)
-                print(f"== {name}/{folder}: read back from {out / folder}", file=sys.stderr)
-                rep, wall = done, done.results.get("wall_time_s")
-            else:
-                print(f"== {name}/{folder} ({study.name})", file=sys.stderr)
-                ctx, wall = run_one(study, opts, out / folder, cache, [], preset_entry=spec)
-                rep = ctx.report
-                trained_now = True
+            rep, wall, ran = _read_back_or_run(f"{name}/{folder}", out / folder, study, opts, spec,
+                                               done if finished else None, cache)
+            trained_now = trained_now or ran
             by_seed.setdefault(seed, {})[entry] = rep.results
             entry_seeds.setdefault(entry, []).append(seed)
             results.setdefault(entry, rep.results)  # results.json "studies": each entry's first seed
@@ -101,16 +95,34 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
         before = json.loads((out / "summary.json").read_text())
         summary.update({k: before[k] for k in ("elapsed_since_first_call_s", "machine", "date") if k in before},
                        rendered=today())
-    files.write_json(out / "fidelity.json", rows)
+    _write_preset(out, preset, summary, results, by_seed, sections)
+    print(f"{name}: {matched_text(rows, 'figures ')} "
+          f"({wall / 60:.1f} min) -> {out / 'report.md'}", file=sys.stderr)
+    return summary
+
+
+def _read_back_or_run(label: str, folder: Path, study, opts, spec: dict, done, cache: dict) -> tuple:
+    """One run of an entry: its finished report ``done`` read back (its settings checked against ``opts``),
+    or, without one, the study run now; returns the report, its wall time and whether it trained now."""
+    if done is not None:
+        check_resumable(label, done.results.get("settings", {}), opts)
+        print(f"== {label}: read back from {folder}", file=sys.stderr)
+        return done, done.results.get("wall_time_s"), False
+    print(f"== {label} ({study.name})", file=sys.stderr)
+    ctx, wall = run_one(study, opts, folder, cache, [], preset_entry=spec)
+    return ctx.report, wall, True
+
+
+def _write_preset(out: Path, preset: dict, summary: dict, results: dict, by_seed: dict, sections: list[str]) -> None:
+    """The preset's files: fidelity.json, results.json (each entry's first seed, the other seeds apart),
+    report.md and summary.json."""
+    files.write_json(out / "fidelity.json", summary["rows"])
     files.write_json(out / "results.json", {**{k: v for k, v in summary.items() if k != "rows"},
                                             "preset": preset, "studies": results,
                                             "studies_by_seed": {str(k): d for k, v in by_seed.items() if (d := {
                                                 e: r for e, r in v.items() if results.get(e) is not r})}})
     files.write_text(out / "report.md", render_preset(preset, summary, sections))
     files.write_json(out / "summary.json", summary)
-    print(f"{name}: {matched_text(rows, 'figures ')} "
-          f"({wall / 60:.1f} min) -> {out / 'report.md'}", file=sys.stderr)
-    return summary
 
 
 def command(argv: list[str]) -> str:
