@@ -233,6 +233,9 @@ def _check_nested(where: str, value: Any, hint: Any, prefix: str) -> None:
     elif origin is dict and args and isinstance(value, dict):
         for k, v in value.items():
             _check_nested(f"{where}.{k}", v, args[1], prefix)
+    elif origin is list and args and isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_nested(f"{where}.{i}", v, args[0], prefix)
     elif dataclasses.is_dataclass(hint) and isinstance(value, dict):
         check_keys(where, value, hint, prefix=prefix)
 
@@ -374,7 +377,13 @@ def validate(cfg: dict, sections: Sections) -> dict:
         given = cfg.get(section) or {}
         if not isinstance(given, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {given!r}")
-        resolved = check_keys(section, given, cls, what="config key", context=f" for variant {out['variant']!r}")
+        fields = schema_of(cls)
+        extra = {k: v for k, v in given.items() if k not in fields} if hasattr(cls, "passthrough") else {}
+        if extra:  # keys another library checks (the trainer's: Lightning's Trainer keywords)
+            cls.passthrough(extra, sorted(fields))
+        resolved = check_keys(section, given, cls, what="config key", context=f" for variant {out['variant']!r}",
+                              also=extra)
         out[section] = {**defaults_of(cls), **resolved}
         cls(**out[section]).check()
+        out[section].update(extra)
     return out

@@ -13,6 +13,7 @@ A run folder ``<output_dir>/<dataset>/<variant>/version_N/`` holds:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import shutil
 import sys
@@ -22,8 +23,9 @@ from typing import Any, Literal, Sequence
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from ae_lightning import eventfiles, files, quiet, runlock
 from ae_lightning.callbacks import (
@@ -95,7 +97,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     """
     t0 = time.time()
     check_devices(cfg["trainer"])
-    tc = TrainerConfig(**cfg["trainer"])
+    tc, passed = TrainerConfig.split(cfg["trainer"])
     on_tty = sys.stderr.isatty() and not os.environ.get("CI")
     verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose
     quiet.apply(verbose)  # Lightning's banners and repeated warnings: --verbose only
@@ -109,7 +111,8 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     logger = _logger(run_dir, resume_step, created)
     ckpts = _Checkpoints(run_dir)
     shared = SharedRunDir(run_dir)
-    trainer = _trainer(tc, module, logger, [*ckpts.callbacks(cfg, tc, callbacks), shared], run_dir, verbose, on_tty)
+    trainer = _trainer(tc, passed, module, logger, [*ckpts.callbacks(cfg, tc, callbacks), shared], run_dir, created,
+                       verbose, on_tty)
     if (verbose or on_tty) and process_rank() == 0:  # the project's own line: on a terminal
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
 
@@ -121,14 +124,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     # would end at the tested checkpoint's epoch (a best epoch before the last)
     loss_history = {k: list(v) for k, v in ckpts.history.history.items()}
     test_ckpt = ckpts.tested(tc.test_checkpoint)
-    try:
-        results = trainer.test(module, datamodule=dm, ckpt_path=test_ckpt, verbose=False)[0] if test_ckpt else {}
-    except SystemExit:
-        if trainer.received_sigterm:  # as in _train
-            raise Terminated(f"terminated (SIGTERM) while testing {run_dir}: its training is finished; "
-                             "the same command with --resume tests it again") from None
-        raise
-    test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
+    test = _test(trainer, module, dm, test_ckpt, run_dir)
     metrics = {
         **test,
         "best_val_loss": ckpts.best_score(),
@@ -144,6 +140,35 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     if trainer.is_global_zero:
         files.write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics, trainer.global_rank)
+
+
+def _test(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ckpt: str | None,
+          run_dir: Path) -> dict[str, float]:
+    """The test metrics (``test_mse``, ...) of the checkpoint ``ckpt`` (none: no test)."""
+    try:
+        results = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0] if ckpt else {}
+    except SystemExit:
+        if trainer.received_sigterm:  # as in _train
+            raise Terminated(f"terminated (SIGTERM) while testing {run_dir}: its training is finished; "
+                             "the same command with --resume tests it again") from None
+        raise
+    return {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
+
+
+def built(spec: dict[str, Any], base: type, key: str) -> Any:
+    """The ``base`` (a Lightning Callback or Logger) that a config's ``{class_path, init_args}`` names."""
+    path = spec["class_path"]
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise UserError(f"{key}: cannot import {path}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise UserError(f"{key}: {path} is not a Lightning {base.__name__}")
+    try:
+        return cls(**spec.get("init_args") or {})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{key}: {path}: {e}") from None
 
 
 def _speed_options(module: L.LightningModule, tc: TrainerConfig) -> L.LightningModule:
@@ -220,20 +245,31 @@ class _Checkpoints:
         return float(self.best.best_model_score) if self.best.best_model_score is not None else None
 
 
-def _trainer(tc: TrainerConfig, module: L.LightningModule, logger: TBLogger, callbacks: list[L.Callback],
-             run_dir: Path, verbose: bool, on_tty: bool) -> L.Trainer:
+def _trainer(tc: TrainerConfig, passed: dict[str, Any], module: L.LightningModule, logger: TBLogger,
+             callbacks: list[L.Callback], run_dir: Path, created: bool, verbose: bool, on_tty: bool) -> L.Trainer:
+    """Lightning's Trainer of the run: the project's keys, the config's callbacks and loggers, then
+    ``passed`` (its other Trainer keywords, as given). A mistake in them is one line, and leaves no
+    run folder."""
     # DDP: a module whose steps leave some trainable parameters unused (the randomized variant's
     # layer-wise stages) says so with ``ddp_find_unused_parameters``; the others skip that search
     ddp_unused = tc.devices > 1 and module.ddp_find_unused_parameters
-    return L.Trainer(
-        max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
-        strategy="ddp_find_unused_parameters_true" if ddp_unused else "auto",
-        logger=logger, callbacks=callbacks, log_every_n_steps=tc.log_every_n_steps,
-        deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
-        enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
-        enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
-    )
+    try:
+        return L.Trainer(
+            max_epochs=tc.max_epochs, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+            strategy="ddp_find_unused_parameters_true" if ddp_unused else "auto",
+            logger=[logger, *(built(s, Logger, "trainer.loggers") for s in tc.loggers)],
+            callbacks=[*callbacks, *(built(s, L.Callback, "trainer.callbacks") for s in tc.callbacks)],
+            log_every_n_steps=tc.log_every_n_steps,
+            deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
+            enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
+            enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
+            **passed,
+        )
+    except (UserError, TypeError, ValueError, MisconfigurationException) as e:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise e if isinstance(e, UserError) else UserError(f"trainer: {e}") from None
 
 
 def _train(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ckpt_path: str | Path | None,

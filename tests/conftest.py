@@ -11,6 +11,7 @@ import os
 import struct
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 
@@ -102,3 +103,16 @@ def encoder_ckpt(data_dir, tmp_path_factory) -> Path:
                             "trainer.max_epochs": 1, "trainer.accelerator": "cpu",
                             "trainer.output_dir": str(out), "trainer.images_every_n_epochs": 0})
     return fit(cfg).run_dir / "checkpoints" / "last.ckpt"
+
+
+class BatchCounter(L.Callback):
+    """A callback a test adds from the config (``trainer.callbacks``): writes how many training batches ran."""
+
+    def __init__(self, out: str):
+        self.out, self.batches = Path(out), 0
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        self.batches += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.out.write_text(str(self.batches))

@@ -151,3 +151,34 @@ def test_randomized_refuses_the_plateau_rule(cfg_for):
     with pytest.raises(UserError, match="would stop the layer-wise stages"):
         fit(cfg_for("randomized", model__layers=[784, 48], model__latent_dim=12, trainer__max_epochs=4,
                     trainer__plateau_epochs=1), verbose=False)
+
+
+def test_callbacks_loggers_and_lightning_keywords_come_from_the_config(cfg_for, tmp_path):
+    from ae_lightning.fit import fit
+
+    counter = {"class_path": "conftest.BatchCounter", "init_args": {"out": str(tmp_path / "batches")}}
+    csv = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "csv")}}
+    cfg = cfg_for("fc", model__latent_dim=4, trainer__max_epochs=2, trainer__limit_train_batches=3,
+                  trainer__callbacks=[counter], trainer__loggers=[csv])
+    assert cfg["trainer"]["limit_train_batches"] == 3  # passed through to Lightning's Trainer as given
+    res = fit(cfg)
+    assert (tmp_path / "batches").read_text() == "6"  # the callback ran: 3 batches (not 9) in each of 2 epochs
+    assert list((tmp_path / "csv").rglob("metrics.csv")) and res.metrics["epochs"] == 2  # the second logger wrote
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"trainer__limit_train_bathes": 3}, "unknown config key trainer.limit_train_bathes (did you mean 'limit_train_batches'?)"),
+    ({"trainer__logger": False}, "trainer.logger is set by the project: use trainer.loggers"),
+    ({"trainer__callbacks": [{"class_path": "os.system"}]}, "trainer.callbacks: os.system is not a Lightning Callback"),
+    ({"trainer__callbacks": [{"class_path": "nowhere.Callback"}]}, "trainer.callbacks: cannot import nowhere.Callback"),
+    ({"trainer__callbacks": [{"clas_path": "x"}]}, "unknown key trainer.callbacks.0.clas_path (did you mean 'class_path'?)"),
+    ({"trainer__limit_train_batches": "many"}, "trainer: "),
+])
+def test_a_bad_trainer_key_callback_or_value_is_one_line(cfg_for, over, message, tmp_path):
+    from ae_lightning.errors import UserError
+    from ae_lightning.fit import fit
+
+    with pytest.raises(UserError) as e:
+        fit(cfg_for("fc", model__latent_dim=4, **over))
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not list((tmp_path / "runs").rglob("config.yaml"))  # no run folder left behind

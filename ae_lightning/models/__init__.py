@@ -1,24 +1,23 @@
 """The module registry, and loading this project's checkpoints.
 
-Every file in this package that defines a module registers it with ``@register(ItsConfig)``, the
-config dataclass of :mod:`ae_lightning.configs` that names it and is its ``model`` section; the
-registry imports the package's files on first use, so a new variant is one model file, its config
-file and one ``configs/<variant>.yaml`` (whose ``module:`` names it). No central if/elif.
+A module's file here registers it with ``@register(ItsConfig)``, the config dataclass of
+:mod:`ae_lightning.configs` that names it and is its ``model`` section; the file bears that name
+(``models/vae.py`` beside ``configs/vae.py``) and is imported when the module is first asked for.
+A new variant is one model file, its config file and one ``configs/<variant>.yaml`` (whose
+``module:`` names it). No central if/elif.
 """
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ae_lightning import checkpoint_io
+from ae_lightning import checkpoint_io, configs
 from ae_lightning.errors import UserError
 
 _REGISTRY: dict[str, type] = {}
-_LOADED = False
 
 
 def register(config: type) -> Callable[[type], type]:
@@ -35,23 +34,13 @@ def register(config: type) -> Callable[[type], type]:
     return deco
 
 
-def _import_all() -> None:
-    global _LOADED
-    if not _LOADED:
-        for info in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{info.name}")
-        _LOADED = True
-
-
 def module_names() -> list[str]:
-    _import_all()
-    return sorted(_REGISTRY)
+    return configs.model_names()
 
 
 def get_module(name: str) -> type:
-    _import_all()
-    if name not in _REGISTRY:
-        raise UserError(f"unknown module {name!r}: registered modules are {', '.join(sorted(_REGISTRY))}")
+    configs.model_config(name)  # an unknown name: one line that lists the registered ones
+    importlib.import_module(f"{__name__}.{name}")
     return _REGISTRY[name]
 
 
