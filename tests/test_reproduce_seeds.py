@@ -88,7 +88,7 @@ def test_bad_seeds_give_one_line_and_exit_2(seeds, message, data_dir, tmp_path, 
 
 @pytest.mark.parametrize("extra, message", [
     ("seeds: [0, 0]\n", "preset tiny: seeds 0,0: a seed is given twice"),
-    ("seeds: [0, -1]\n", "preset tiny: seeds: expected a list of non-negative integers"),
+    ("seeds: [0, -1]\n", "preset tiny: seeds: expected a list of int >= 0"),
     ("seeds: 3\n", "preset tiny: seeds: expected a list"),
 ])
 def test_a_bad_preset_seeds_key_is_refused(extra, message, tiny):

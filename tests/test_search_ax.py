@@ -383,8 +383,8 @@ def test_reference_point_uses_thresholds_bounds_then_the_data():
     (["--algo", "random", "--init-trials", "3"], "--init-trials applies to --algo ax only"),
     (["--stopped-trials", "fit"], "--stopped-trials fit applies to --algo ax with --scheduler"),
     (["--scheduler", "ax", "--cv", "3"], "--cv with --scheduler ax"),
-    (["--epoch-budget", "0"], "argument --epoch-budget: expected int > 0, got 0"),
-    (["--time-budget", "-1"], "argument --time-budget: expected"),
+    (["--epoch-budget", "0"], "--epoch-budget: expected int > 0, got '0'"),
+    (["--time-budget", "-1"], "--time-budget: expected"),
 ])
 def test_objective_and_searcher_flags_one_line_exit_2(tmp_path, capsys, data_dir, argv, message):
     import ray

@@ -49,7 +49,7 @@ def test_seed_changes_results(data_dir, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--variant", "nope"], "unknown variant 'nope'"),
-    (["--variant", "fc", "--dataset", "cifar10"], "data.dataset: expected one of mnist, fashion_mnist"),
+    (["--variant", "fc", "--dataset", "cifar10"], "--dataset (data.dataset): expected one of mnist, fashion_mnist"),
     (["--variant", "fc", "--latent-dim", "0"], "model.latent_dim"),
     (["--variant", "fc", "--batch-size", "-2"], "data.batch_size"),
     (["--variant", "fc", "--max-epochs", "0"], "trainer.max_epochs"),
@@ -89,7 +89,7 @@ def test_help_lists_variants_and_datasets_and_no_traceback():
     assert r.returncode == 0 and "variants: " in r.stdout and "fc" in r.stdout and "fashion_mnist" in r.stdout
     r = subprocess.run([sys.executable, "train.py", "--variant", "fc", "--lr", "0"], cwd=ROOT,
                        capture_output=True, text=True, env=env)
-    assert r.returncode == 2 and r.stderr.startswith("error: model.lr") and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: --lr (model.lr)") and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
