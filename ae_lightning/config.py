@@ -34,9 +34,7 @@ import yaml
 
 from ae_lightning import dotted
 from ae_lightning.errors import Terminated, UserError
-
-# the hints are re-exported: callers written against config keep working (prefer ae_lightning.hints)
-from ae_lightning.hints import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed  # noqa: F401
+from ae_lightning.hints import Range, Seed
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
@@ -217,6 +215,9 @@ def check_keys(where: str, given: dict, cls: type, what: str = "key", context: s
                             f"valid keys: {', '.join(valid)}")
         out[key] = coerce(f"{prefix}{path}", value, schema[key][0])
         _check_nested(path, out[key], schema[key][0], prefix)
+    for f in dataclasses.fields(cls):  # a field without a default must be given
+        if f.default is f.default_factory is dataclasses.MISSING and f.name not in given:
+            raise UserError(f"{prefix}{f'{where}: ' if where else ''}missing {f.name!r}")
     return out
 
 

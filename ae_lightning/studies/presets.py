@@ -208,9 +208,6 @@ def apply_set(preset: dict, item: str) -> None:
 def check_preset(name: str, preset: dict) -> None:
     """Every key and type of the preset (:class:`Preset`, its smoke part and rows), and what joins them."""
     where = f"preset {name}"
-    for f in dataclasses.fields(Preset):
-        if f.default is dataclasses.MISSING and f.name not in preset:
-            raise UserError(f"{where}: missing {f.name!r}")
     check_keys("", preset, Preset, prefix=f"{where}: ")
     if not preset["studies"]:
         raise UserError(f"{where}: 'studies' must map entry names to study settings")
@@ -231,9 +228,6 @@ def check_preset(name: str, preset: dict) -> None:
         if not rid or rid in ids:
             raise UserError(f"{where}: every fidelity row needs a unique id (got {rid!r})")
         ids.add(rid)
-        for f in dataclasses.fields(Row):
-            if f.default is dataclasses.MISSING and f.name not in row:
-                raise UserError(f"{where}: fidelity row {rid}: missing {f.name!r}")
         check_keys(f"fidelity.{rid}", row, Row, prefix=f"{where}: ")
         if row["goal"] == "within" and row.get("tolerance") is None:
             raise UserError(f"{where}: fidelity row {rid}: goal within needs a numeric tolerance")
