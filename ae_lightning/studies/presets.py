@@ -53,7 +53,7 @@ PRESET_DIR = CONFIG_DIR / "studies"
 ENTRY_KEYS = ("study", "dataset", "variant", "epochs", "config", "seeds")  # an entry's keys beside its study's Params
 PRESET_KEYS = ("title", "dataset", "studies", "fidelity", "config", "description", "epochs", "findings", "readings",
                "reference_epochs", "setting", "smoke", "source", "variant", "seeds")
-SMOKE_KEYS = ("epochs", "subset", "test_subset", "studies")
+SMOKE_KEYS = ("epochs", "subset", "test_subset", "batch_size", "studies")  # batch_size: a cap below the subset
 ROW_KEYS = {"id", "figure", "reference", "goal", "ours", "setting", "tolerance", "reference_epochs", "our_epochs"}
 SMOKE = {"subset": 512, "test_subset": 256, "epochs": 1}
 
@@ -217,17 +217,24 @@ def entry_params(where: str, entry: str, spec: dict):
 
 def smoke_preset(preset: dict) -> dict:
     """The same pipeline, tiny: every ``epochs`` capped, every ``batch_size`` too (at the smoke subset: a
-    batch larger than the training split is refused), the preset's ``smoke.studies`` parameters on top, at the
+    batch larger than the training split is refused; at the smoke ``batch_size`` where a preset sets one, and
+    its runs then take it where they set none), the preset's ``smoke.studies`` parameters on top, at the
     preset's own seed (its ``seeds`` dropped; ``--seeds`` still runs more)."""
     out = copy.deepcopy(preset)
     smoke = {**SMOKE, **{k: v for k, v in (preset.get("smoke") or {}).items() if k != "studies"}}
     out["smoke_settings"] = smoke
     out["smoke_of"] = preset  # its study parameters are checked as written (the smoke part's would mask them)
+    # a batch as large as the subset is one optimizer step an epoch: too few for some figures to leave the
+    # initialization (e.g. tuned's denoising losses), so a preset may set a smaller smoke batch_size
+    batch = min((b for b in (smoke.get("subset"), smoke.get("batch_size")) if b), default=None)
+    if smoke.get("batch_size"):
+        out["config"] = out.get("config") or {}
+        out["config"]["data"] = {"batch_size": smoke["batch_size"], **(out["config"].get("data") or {})}
 
     def cap(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: (min(v, smoke["epochs"]) if k == "epochs" and isinstance(v, int) else
-                        min(v, smoke["subset"]) if k == "batch_size" and isinstance(v, int) and smoke.get("subset")
+                        min(v, batch) if k == "batch_size" and isinstance(v, int) and batch
                         else cap(v)) for k, v in node.items()}
         return [cap(v) for v in node] if isinstance(node, list) else node
 
