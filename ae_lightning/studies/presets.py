@@ -73,6 +73,7 @@ class Smoke:
     epochs: PosInt | None = None
     subset: PosInt | None = None
     test_subset: PosInt | None = None
+    batch_size: PosInt | None = None  # a cap below the subset (one batch of the whole subset is one step an epoch)
     studies: dict[str, dict] | None = None  # entry -> study parameters (typed by the entry's study)
 
 
@@ -259,17 +260,24 @@ def entry_params(where: str, entry: str, spec: dict):
 
 def smoke_preset(preset: dict) -> dict:
     """The same pipeline, tiny: every ``epochs`` capped, every ``batch_size`` too (at the smoke subset: a
-    batch larger than the training split is refused), the preset's ``smoke.studies`` parameters on top, at the
+    batch larger than the training split is refused; at the smoke ``batch_size`` where a preset sets one, and
+    its runs then take it where they set none), the preset's ``smoke.studies`` parameters on top, at the
     preset's own seed (its ``seeds`` dropped; ``--seeds`` still runs more)."""
     out = copy.deepcopy(preset)
     smoke = {**SMOKE, **{k: v for k, v in (preset.get("smoke") or {}).items() if k != "studies"}}
     out["smoke_settings"] = smoke
     out["smoke_of"] = preset  # its study parameters are checked as written (the smoke part's would mask them)
+    # a batch as large as the subset is one optimizer step an epoch: too few for some figures to leave the
+    # initialization (e.g. tuned's denoising losses), so a preset may set a smaller smoke batch_size
+    batch = min((b for b in (smoke.get("subset"), smoke.get("batch_size")) if b), default=None)
+    if smoke.get("batch_size"):
+        out["config"] = out.get("config") or {}
+        out["config"]["data"] = {"batch_size": smoke["batch_size"], **(out["config"].get("data") or {})}
 
     def cap(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: (min(v, smoke["epochs"]) if k == "epochs" and isinstance(v, int) else
-                        min(v, smoke["subset"]) if k == "batch_size" and isinstance(v, int) and smoke.get("subset")
+                        min(v, batch) if k == "batch_size" and isinstance(v, int) and batch
                         else cap(v)) for k, v in node.items()}
         return [cap(v) for v in node] if isinstance(node, list) else node
 
