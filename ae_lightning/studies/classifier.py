@@ -13,7 +13,7 @@ from ae_lightning.models import get_module
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.probes import run_probes
 from ae_lightning.studies.catalog import TSNE_POINTS
-from ae_lightning.studies.common import Context
+from ae_lightning.studies.common import Context, Measured
 from ae_lightning.studies.plots import bar_plot, map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
@@ -36,8 +36,22 @@ def autoencoder_variants() -> list[str]:
     return sorted(out, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
 
 
-def code_map(ctx: Context, label: str, ae) -> None:
-    """A 2-D map (t-SNE unless k = 2) of ``map_points`` test codes of one autoencoder, by label."""
+def model_specs(ctx: Context, available: list[str]) -> dict[str, tuple[str, dict]]:
+    """label -> (variant, ctx.train overrides): a preset's ``models``, else ``--variant`` or the
+    checkout's autoencoders; each at ``latent`` unless that is null."""
+    if ctx.params.models is not None:
+        specs = {label: (spec.get("variant", label), overrides_of(spec.get("config")))
+                 for label, spec in ctx.params.models.items()}
+    else:
+        chosen = [ctx.opts.variant] if ctx.opts.variant else [v for v in available if v in ORDER[:8]]
+        specs = {v: (v, {}) for v in chosen}
+    if ctx.params.latent is None:
+        return specs
+    return {v: (variant, {"model__latent_dim": ctx.params.latent, **over}) for v, (variant, over) in specs.items()}
+
+
+def code_map(ctx: Context, ae) -> dict:
+    """A 2-D map (t-SNE unless k = 2) of ``map_points`` test codes of one autoencoder, with their labels."""
     import torch
 
     x, y = ctx.tensors(ae.cfg, "test")
@@ -45,9 +59,112 @@ def code_map(ctx: Context, label: str, ae) -> None:
     sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points or TSNE_POINTS].sort().values
     z = ae.module.encode_all(x[sub]).float().cpu()
     pts, method = map_2d(z.numpy(), ctx.opts.seed)
-    ctx.report.figure(f"map_{label}", scatter(pts, y[sub].cpu().numpy(), f"{label}: test codes, {method}",
-                                              ctx.datamodule(ae.cfg).class_names),
-                      f"{label} ({ae.cfg['variant']}, k = {z.shape[1]}): {len(sub)} test codes by label, {method}")
+    return {"points": pts, "labels": y[sub].cpu().numpy(), "method": method, "variant": ae.cfg["variant"],
+            "k": z.shape[1], "names": ctx.datamodule(ae.cfg).class_names}
+
+
+def measure_model(ctx: Context, v: str, ae, heads: dict[str, dict], baselines: bool) -> tuple[dict, dict, list]:
+    """One autoencoder's numbers: each head and the classifier on its frozen encoder (through ``fit``),
+    then the probes on its codes (and on the pixel and PCA baselines if ``baselines``); with the
+    probes' output and the classifier's hidden layers."""
+    ckpt = ae.metrics["best_checkpoint"]
+    by_head = {}
+    for h, h_over in heads.items():
+        run_h = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **h_over),
+                                 label=f"classifier on {v}" + (f" ({h})" if len(heads) > 1 else ""))
+        by_head[h] = {"test_acc": run_h.metrics.get("test_acc"), "epochs": run_h.metrics.get("epochs"),
+                      "optimizer": run_h.cfg["model"]["optimizer"], "lr": run_h.cfg["model"]["lr"],
+                      "run": str(run_h.run_dir)}
+    clf = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **next(iter(heads.values()))),
+                           label=f"classifier on {v}")
+    probes = run_probes(ckpt, data_dir=ctx.opts.data_dir, train_limit=ctx.opts.subset,
+                        test_limit=ctx.opts.test_subset, baselines=baselines, device=str(ctx.device), sklearn=True)
+    code = {r["features"]: r for r in probes["rows"]}["code"]
+    res = {"test_acc": clf.metrics.get("test_acc"), "knn_acc": code["knn_acc"],
+           "linear_acc": code["sklearn_acc" if ctx.params.linear_probe == "sklearn" else "linear_acc"],
+           "standardized_acc": code["linear_acc"], "sklearn_acc": code["sklearn_acc"],
+           "ae_test_nrmse": ae.metrics.get("test_nrmse"), "ae_epochs": ae.metrics.get("epochs"),
+           "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
+           "latent_dim": int(ae.cfg["model"]["latent_dim"]), **({"heads": by_head} if ctx.params.heads is not None else {})}
+    return res, probes, clf.cfg["model"]["hidden"]
+
+
+def measure(ctx: Context, available: list[str]) -> Measured:
+    """Train every autoencoder, its heads and its probes; a model that does not fit the budget is skipped."""
+    head_epochs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS)
+    heads = {label: overrides_of(over) for label, over in ctx.params.heads.items()} if ctx.params.heads is not None \
+        else {"head": {"trainer__max_epochs": head_epochs}}
+    specs = model_specs(ctx, available)
+    res, skipped, baselines, maps, hidden = {}, {}, None, {}, [128]
+    for v, (variant, over) in specs.items():
+        try:  # one variant's bad fit to the budget (e.g. randomized needs an epoch per layer) skips it only
+            ae = ctx.train(variant, label=f"{v} (latent {ctx.params.latent or 'own'})", **over)
+        except UserError as e:
+            if ctx.opts.variant:
+                raise
+            skipped[v] = str(e)
+            continue
+        if ctx.params.maps:
+            maps[v] = code_map(ctx, ae)
+        want_baselines = baselines is None and ctx.params.baselines  # computed once, with the first model's probes
+        res[v], probes, hidden = measure_model(ctx, v, ae, heads, want_baselines)
+        if want_baselines:
+            baselines = [r for r in probes["rows"] if r["features"] != "code"]
+    return Measured({"latent_dim": ctx.params.latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped,
+                     "baselines": baselines, "reference": REFERENCE}, {"models": list(specs), "hidden": hidden, "maps": maps})
+
+
+def method_text(ctx: Context, r: dict, hidden: list, available: list[str]) -> str:
+    """How the autoencoders, the head and the probes were trained, and what this checkout lacks."""
+    missing = [v for v in ORDER[:8] if v not in available]
+    sizes = "/".join(str(k) for k in sorted({m["latent_dim"] for m in r["by_variant"].values()})) or "k"  # the codes' sizes
+    head = " → ".join([sizes, *map(str, hidden), "10"])
+    # a stopping rule or a model's own cap may end a run early: the table gives the epochs each trained
+    return (f"Each autoencoder trained at latent {r['latent_dim'] or sizes} for at most {plural(ctx.opts.epochs, 'epoch')} "
+            "unless a model sets its own cap (the `AE epochs` column: the epochs it trained); the classifier head "
+            f"(an MLP {head}, ReLU after each hidden layer, frozen encoder, on codes computed once) for at most "
+            f"{r['head_epochs']} epochs (a cap of at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
+            "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set: the linear probe "
+            + ("on standardized codes, fitted to convergence; beside it, scikit-learn's LogisticRegression() with "
+               "its defaults on the raw codes. " if ctx.params.linear_probe == "standardized" else
+               "as scikit-learn's LogisticRegression() runs it with its defaults on the raw codes; beside it, "
+               "the same on standardized codes fitted to convergence. ")
+            + REFERENCE + (f" Not in this checkout: {', '.join(missing)}." if missing else "")
+            + "".join(f" Not run, {v}: {msg}." for v, msg in r["skipped"].items()))
+
+
+def render(ctx: Context, measured: Measured, available: list[str]) -> None:
+    """The code maps, the settings, the accuracy table and plot, and the heads' table."""
+    rep, r, ref = ctx.report, measured.results, ctx.params.reference or {}
+    res, standardized = r["by_variant"], ctx.params.linear_probe == "standardized"
+    for v, m in measured.shown["maps"].items():
+        rep.figure(f"map_{v}", scatter(m["points"], m["labels"], f"{v}: test codes, {m['method']}", m["names"]),
+                   f"{v} ({m['variant']}, k = {m['k']}): {len(m['points'])} test codes by label, {m['method']}")
+    if ctx.params.description is not None:
+        rep.text(ctx.params.description.strip())
+    rep.text(method_text(ctx, r, measured.shown["hidden"], available))
+    rows = [[v, r["latent_dim"], None, None, None, None, None] if v in r["skipped"] else
+            [v, res[v]["latent_dim"], res[v]["ae_epochs"], res[v]["ae_test_nrmse"], res[v]["test_acc"],
+             res[v]["knn_acc"], res[v]["linear_acc"], res[v]["sklearn_acc" if standardized else "standardized_acc"]]
+            for v in measured.shown["models"]]
+    rows += [[f"baseline: {b['features']}", b["dim"], None, None, None, b["knn_acc"], b["linear_acc"], None]
+             for b in r["baselines"] or []]
+    headers = ["features", "dim", "AE epochs", "AE test NRMSE", "classifier test acc", "kNN@5 acc",
+               "linear probe acc", "sklearn LR acc (raw codes)" if standardized else "standardized LR acc"]
+    if ctx.params.models is not None and any(v in ref for v in res):
+        rep.table(headers + ["reference"], [row + [ref.get(row[0])] for row in rows])
+    else:
+        rep.table(headers, rows)
+    rep.figure("accuracy_by_variant", bar_plot(list(res), {
+        "classifier": [res[v]["test_acc"] for v in res], "kNN@5": [res[v]["knn_acc"] for v in res],
+        "linear probe": [res[v]["linear_acc"] for v in res]}, "test accuracy", "Accuracy from the codes"),
+        "Test accuracy of the latent classifier and the probes, per variant")
+    if ctx.params.heads is not None:
+        rep.heading("Classifier heads")
+        rep.table(["model", "head", "optimizer", "lr", "epochs", "test accuracy", "reference"],
+                  [[v, h, x["optimizer"], x["lr"], x["epochs"], x["test_acc"], ref.get(h)]
+                   for v in res for h, x in res[v]["heads"].items()])
+    rep.results.update(r)
 
 
 def run(ctx: Context) -> None:
@@ -63,98 +180,4 @@ def run(ctx: Context) -> None:
     if ctx.opts.variant is not None and ctx.opts.variant not in available:
         raise UserError(f"classifier: --variant {ctx.opts.variant!r} is not an autoencoder variant "
                         f"(choose one of {', '.join(available)})")
-    latent = ctx.params.latent
-    if ctx.params.models is not None:
-        specs = {label: (spec.get("variant", label), overrides_of(spec.get("config")))
-                 for label, spec in ctx.params.models.items()}
-    else:
-        chosen = [ctx.opts.variant] if ctx.opts.variant else [v for v in available if v in ORDER[:8]]
-        specs = {v: (v, {}) for v in chosen}
-    rows, res, baselines, hidden = [], {}, None, [128]
-    head_epochs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS)
-    heads = {label: overrides_of(over) for label, over in ctx.params.heads.items()} if ctx.params.heads is not None \
-        else {"head": {"trainer__max_epochs": head_epochs}}
-    skipped = {}
-    for v, (variant, over) in specs.items():
-        if latent is not None:
-            over = {"model__latent_dim": latent, **over}
-        try:  # one variant's bad fit to the budget (e.g. randomized needs an epoch per layer) skips it only
-            ae = ctx.train(variant, label=f"{v} (latent {latent or 'own'})", **over)
-        except UserError as e:
-            if ctx.opts.variant:
-                raise
-            skipped[v] = str(e)
-            rows.append([v, latent, None, None, None, None, None])
-            continue
-        ckpt = ae.metrics["best_checkpoint"]
-        if ctx.params.maps:
-            code_map(ctx, v, ae)
-        by_head = {}
-        for h, h_over in heads.items():
-            run_h = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **h_over),
-                                     label=f"classifier on {v}" + (f" ({h})" if len(heads) > 1 else ""))
-            by_head[h] = {"test_acc": run_h.metrics.get("test_acc"), "epochs": run_h.metrics.get("epochs"),
-                          "optimizer": run_h.cfg["model"]["optimizer"], "lr": run_h.cfg["model"]["lr"],
-                          "run": str(run_h.run_dir)}
-        clf = ctx.train_config(ctx.config("classifier", model__encoder=str(ckpt), **next(iter(heads.values()))),
-                               label=f"classifier on {v}")
-        hidden = clf.cfg["model"]["hidden"]
-        probes = run_probes(ckpt, data_dir=ctx.opts.data_dir, train_limit=ctx.opts.subset,
-                            test_limit=ctx.opts.test_subset, baselines=baselines is None and ctx.params.baselines,
-                            device=str(ctx.device), sklearn=True)
-        by_name = {r["features"]: r for r in probes["rows"]}
-        if baselines is None and ctx.params.baselines:
-            baselines = [r for r in probes["rows"] if r["features"] != "code"]
-        code = by_name["code"]
-        res[v] = {"test_acc": clf.metrics.get("test_acc"), "knn_acc": code["knn_acc"],
-                  "linear_acc": code["sklearn_acc" if ctx.params.linear_probe == "sklearn" else "linear_acc"],
-                  "standardized_acc": code["linear_acc"], "sklearn_acc": code["sklearn_acc"],
-                  "ae_test_nrmse": ae.metrics.get("test_nrmse"), "ae_epochs": ae.metrics.get("epochs"),
-                  "classifier_run": str(clf.run_dir), "n_train": probes["n_train"], "n_test": probes["n_test"],
-                  "latent_dim": int(ae.cfg["model"]["latent_dim"]),
-                  **({"heads": by_head} if ctx.params.heads is not None else {})}
-        rows.append([v, res[v]["latent_dim"], res[v]["ae_epochs"], res[v]["ae_test_nrmse"], res[v]["test_acc"],
-                     res[v]["knn_acc"], res[v]["linear_acc"],
-                     res[v]["sklearn_acc" if ctx.params.linear_probe == "standardized" else "standardized_acc"]])
-    for b in baselines or []:
-        rows.append([f"baseline: {b['features']}", b["dim"], None, None, None, b["knn_acc"], b["linear_acc"], None])
-    rep = ctx.report
-    missing = [v for v in ORDER[:8] if v not in available]
-    if ctx.params.description is not None:
-        rep.text(ctx.params.description.strip())
-    sizes = "/".join(str(k) for k in sorted({r["latent_dim"] for r in res.values()})) or "k"  # the codes' sizes
-    head = " → ".join([sizes, *map(str, hidden), "10"])
-    # a stopping rule or a model's own cap may end a run early: the table gives the epochs each trained
-    rep.text(f"Each autoencoder trained at latent {latent or sizes} for at most {plural(ctx.opts.epochs, 'epoch')} "
-             "unless a model sets its own cap (the `AE epochs` column: the epochs it trained); the classifier head "
-             f"(an MLP {head}, ReLU after each hidden layer, frozen encoder, on codes computed once) for at most "
-             f"{head_epochs} epochs (a cap of at least {HEAD_MIN_EPOCHS}: an epoch on cached codes costs next to nothing). "
-             "Probes: kNN (k = 5) and logistic regression, train codes as memory / training set: the linear probe "
-             + ("on standardized codes, fitted to convergence; beside it, scikit-learn's LogisticRegression() with "
-                "its defaults on the raw codes. " if ctx.params.linear_probe == "standardized" else
-                "as scikit-learn's LogisticRegression() runs it with its defaults on the raw codes; beside it, "
-                "the same on standardized codes fitted to convergence. ")
-             + REFERENCE + (f" Not in this checkout: {', '.join(missing)}." if missing else "")
-             + "".join(f" Not run, {v}: {msg}." for v, msg in skipped.items()))
-    ref = ctx.params.reference or {}
-    other = "sklearn LR acc (raw codes)" if ctx.params.linear_probe == "standardized" else "standardized LR acc"
-    if ctx.params.models is not None and any(v in ref for v in res):
-        rows = [r + [ref.get(r[0])] for r in rows]
-        rep.table(["features", "dim", "AE epochs", "AE test NRMSE", "classifier test acc", "kNN@5 acc",
-                   "linear probe acc", other, "reference"], rows)
-    else:
-        rep.table(["features", "dim", "AE epochs", "AE test NRMSE", "classifier test acc", "kNN@5 acc",
-                   "linear probe acc", other], rows)
-    rep.figure("accuracy_by_variant", bar_plot(list(res), {
-        "classifier": [res[v]["test_acc"] for v in res], "kNN@5": [res[v]["knn_acc"] for v in res],
-        "linear probe": [res[v]["linear_acc"] for v in res]}, "test accuracy", "Accuracy from the codes"),
-        "Test accuracy of the latent classifier and the probes, per variant")
-    if ctx.params.heads is not None:
-        rep.heading("Classifier heads")
-        rep.table(["model", "head", "optimizer", "lr", "epochs", "test accuracy", "reference"],
-                  [[v, h, r["optimizer"], r["lr"], r["epochs"], r["test_acc"], ref.get(h)]
-                   for v in res for h, r in res[v]["heads"].items()])
-    rep.results.update({"latent_dim": latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped,
-                        "baselines": baselines, "reference": REFERENCE})
-
-
+    render(ctx, measure(ctx, available), available)

@@ -88,6 +88,15 @@ class Trained:
     run_dir: Path
 
 
+@dataclasses.dataclass
+class Measured:
+    """What a study's ``measure`` hands its ``render``: the numbers (``results.json``), and what the
+    report shows beyond them (the codes and images its figures draw, the order its rows keep)."""
+
+    results: dict
+    shown: dict
+
+
 def _key(cfg: dict) -> str:
     c = json.loads(json.dumps(cfg))
     c["trainer"].pop("output_dir", None)

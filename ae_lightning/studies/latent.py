@@ -18,7 +18,7 @@ import torch
 from ae_lightning import config as config_mod
 from ae_lightning import resolve
 from ae_lightning.generate import generate
-from ae_lightning.studies.common import Context
+from ae_lightning.studies.common import Context, Measured
 from ae_lightning.studies.plots import map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
@@ -28,8 +28,7 @@ N_GENERATED = 250
 THRESHOLD = 0.9
 N_SHOWN = 12  # reconstructions shown
 # human count of good digits out of 250 in the original study
-REFERENCE = {("ae", "uniform_global"): 6, ("ae", "uniform_per_dim"): 41,
-             ("vae", "uniform_global"): 94, ("vae", "uniform_per_dim"): 100}
+REFERENCE = {"ae/uniform_global": 6, "ae/uniform_per_dim": 41, "vae/uniform_global": 94, "vae/uniform_per_dim": 100}
 PIXEL_CNN = "pixel_cnn"  # the judge: ae_lightning/models/pixel_cnn.py
 SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
 
@@ -47,6 +46,118 @@ def pixel_classifier_config(base: dict) -> dict:
     return resolve.validate(cfg)
 
 
+def train_models(ctx: Context) -> dict:
+    """key -> Trained: a preset's ``models``, else the variant's ("ae") and the VAE when the checkout has it."""
+    if ctx.params.models is not None:
+        return {key: ctx.train(spec.get("variant"), label=f"{key} ({spec.get('variant') or ctx.variant})",
+                               **overrides_of(spec.get("config")))
+                for key, spec in ctx.params.models.items()}
+    models = {"ae": ctx.train(label=f"autoencoder ({ctx.variant})")}
+    if "vae" in config_mod.variants():
+        models["vae"] = ctx.train("vae", label="vae")
+    return models
+
+
+def score_model(ctx: Context, key: str, run_, judge, sub: torch.Tensor) -> tuple[dict, dict]:
+    """One model's numbers (its codes' map method and ranges, each scheme's confident count) and what
+    its figures draw (the mapped codes, the first 100 decoded codes per scheme, its reconstructions)."""
+    m = run_.module
+    xm, ym = ctx.tensors(run_.cfg, "test")  # the model's own preprocessing (the VAE may binarize)
+    z = m.encode_all(xm).float().cpu()
+    pts, method = map_2d(z[sub].numpy(), ctx.opts.seed)
+    images, ranges = generate(m, xm, N_GENERATED, ctx.opts.seed)
+    scored, generated = {}, {}
+    for scheme, imgs in images.items():
+        conf, cls = judge.confidence(imgs)
+        good = conf >= THRESHOLD
+        scored[scheme] = {"count": int(good.sum()), "of": len(imgs), "mean_confidence": float(conf.mean()),
+                          "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist()}
+        generated[scheme] = (imgs[:100], int(good[:100].sum()))
+    shown = {"map": (pts, ym[sub].cpu().numpy()), "generated": generated, "reconstructions": None}
+    if key in ctx.params.reconstructions:
+        with torch.no_grad():
+            shown["reconstructions"] = torch.cat([xm[:N_SHOWN], m.output(m.decode(m.encode(xm[:N_SHOWN])))])
+    return {"variant": run_.cfg["variant"], "latent_dim": int(z.shape[1]), "map": method, "code_ranges": ranges,
+            "scores": scored}, shown
+
+
+def generation_order(ctx: Context, counts: dict[str, int], reference: dict) -> dict | None:
+    """The counts against the reference's order: a preset's ``generation_order`` ([key, "<" or "<=",
+    key, ...]), else strict by the reference's counts; None when the counts cannot be ordered."""
+    spec = ctx.params.generation_order
+    if spec is None:
+        keys = sorted((k for k in counts if k in reference), key=reference.get)
+        spec = [t for k in keys for t in ("<", k)][1:]
+    keys, rels = spec[0::2], spec[1::2]
+    if len(keys) < 2 or not all(k in counts for k in keys):
+        return None
+    holds = all(counts[a] < counts[b] if r == "<" else counts[a] <= counts[b] for a, r, b in zip(keys, rels, keys[1:]))
+    shown = " ".join(f"{t} {counts[t]}" if i % 2 == 0 else t for i, t in enumerate(spec))
+    return {"counts": counts, "reference_order": " ".join(spec), "ours": shown,
+            "order": sorted(counts, key=counts.get), "order_holds": holds}
+
+
+def measure(ctx: Context) -> Measured:
+    """Train the models and the judge; map each model's test codes and score its decoded random codes."""
+    models = train_models(ctx)
+    reference = dict(REFERENCE if ctx.params.reference is None else ctx.params.reference)  # "<model>/<scheme>" -> count
+    judge_cfg = pixel_classifier_config(models["ae"].cfg)
+    if ctx.params.judge_epochs is not None:
+        judge_cfg = resolve.validate({**judge_cfg, "trainer": {**judge_cfg["trainer"],
+                                                               "max_epochs": ctx.params.judge_epochs}})
+    clf_run = ctx.train_config(judge_cfg, label="pixel CNN")
+    x, _ = ctx.tensors(models["ae"].cfg, "test")
+    g = torch.Generator().manual_seed(ctx.opts.seed)
+    sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points].sort().values
+    results = {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"), "run_dir": str(clf_run.run_dir)},
+               "models": {}}
+    shown = {"names": ctx.datamodule(models["ae"].cfg).class_names, "judge_epochs": clf_run.cfg["trainer"]["max_epochs"],
+             "models": {}}
+    for key, run_ in models.items():
+        results["models"][key], shown["models"][key] = score_model(ctx, key, run_, clf_run.module, sub)
+    results.update({"threshold": THRESHOLD, "n_generated": N_GENERATED, "map_points": len(sub),
+                    "reference": reference})
+    counts = {f"{key}/{scheme}": sc["count"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
+    generation = generation_order(ctx, counts, reference)
+    if generation is not None:
+        results["generation"] = generation
+    return Measured(results, shown)
+
+
+def render(ctx: Context, measured: Measured) -> None:
+    """The setting, then per model its map, its decoded random codes and its reconstructions; the counts."""
+    rep, r, shown = ctx.report, measured.results, measured.shown
+    acc = r["pixel_classifier"]["test_acc"]
+    rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in r["models"] else
+             " (no `vae` variant in this checkout, so no VAE rows)") +
+             f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
+             f"({plural(shown['judge_epochs'], 'epoch')}): test accuracy {float('nan') if acc is None else acc:.4f}. "
+             f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
+             "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
+    for key, m in r["models"].items():
+        drawn = shown["models"][key]
+        rep.figure(f"map_{key}", scatter(*drawn["map"], f"{key}: test codes, {m['map']}", shown["names"]),
+                   f"{key} ({m['variant']}, k = {m['latent_dim']}): {r['map_points']} test codes by label, {m['map']}")
+        for scheme, sc in m["scores"].items():
+            imgs, good = drawn["generated"][scheme]
+            rep.image(f"generated_{key}_{scheme}", tile(imgs, nrow=20),
+                      f"{key}: the first 100 of {sc['of']} decoded {SCHEME_NAMES[scheme]} codes ({good} of these 100 confident)")
+        if drawn["reconstructions"] is not None:
+            rep.image(f"reconstructions_{key}", tile(drawn["reconstructions"], nrow=N_SHOWN),
+                      f"{key}: test images (top) and their reconstructions (bottom)")
+    rep.heading("Recognizable generated images")
+    rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence",
+               "reference (human count of 250)"],
+              [[key, m["variant"], m["latent_dim"], SCHEME_NAMES[scheme], f"{sc['count']} / {sc['of']}",
+                sc["mean_confidence"], r["reference"].get(f"{key}/{scheme}")]
+               for key, m in r["models"].items() for scheme, sc in m["scores"].items()])
+    if "generation" in r:
+        gen = r["generation"]
+        rep.text(f"The judge's counts against the reference's order ({gen['reference_order']}): {gen['ours']}"
+                 + (": the same order." if gen["order_holds"] else ": **not** the reference's order."))
+    rep.results.update(r)
+
+
 def run(ctx: Context) -> None:
     """2-D maps of the codes and decoded random codes, scored by a pixel classifier.
 
@@ -54,82 +165,4 @@ def run(ctx: Context) -> None:
     settings, e.g. its tuned lr), ``map_points`` (test codes in each map), ``judge_epochs`` (the pixel
     CNN's), ``reconstructions`` (the models whose test reconstructions are shown) and ``reference``
     ("<model>/<scheme>" -> the original's count)."""
-    rep = ctx.report
-    if ctx.params.models is not None:
-        models = {key: ctx.train(spec.get("variant"), label=f"{key} ({spec.get('variant') or ctx.variant})",
-                                 **overrides_of(spec.get("config")))
-                  for key, spec in ctx.params.models.items()}
-    else:
-        models = {"ae": ctx.train(label=f"autoencoder ({ctx.variant})")}
-        if "vae" in config_mod.variants():
-            models["vae"] = ctx.train("vae", label="vae")
-    reference = ({tuple(k.split("/")): v for k, v in ctx.params.reference.items()} if ctx.params.reference is not None
-                 else REFERENCE)
-    judge_cfg = pixel_classifier_config(models["ae"].cfg)
-    if ctx.params.judge_epochs is not None:
-        judge_cfg = resolve.validate({**judge_cfg, "trainer": {**judge_cfg["trainer"],
-                                                               "max_epochs": ctx.params.judge_epochs}})
-    clf_run = ctx.train_config(judge_cfg, label="pixel CNN")
-    clf = clf_run.module
-    first = models["ae"]
-    x, y = ctx.tensors(first.cfg, "test")
-    names = ctx.datamodule(first.cfg).class_names
-    g = torch.Generator().manual_seed(ctx.opts.seed)
-    sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points].sort().values
-    rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in models else
-             " (no `vae` variant in this checkout, so no VAE rows)") +
-             f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
-             f"({plural(clf_run.cfg['trainer']['max_epochs'], 'epoch')}): "
-             f"test accuracy {clf_run.metrics.get('test_acc', float('nan')):.4f}. "
-             f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
-             "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
-    rows, results = [], {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"),
-                                              "run_dir": str(clf_run.run_dir)}, "models": {}}
-    for key, run_ in models.items():
-        m = run_.module
-        xm, ym = ctx.tensors(run_.cfg, "test")  # the model's own preprocessing (the VAE may binarize)
-        z = m.encode_all(xm).float().cpu()
-        pts, method = map_2d(z[sub].numpy(), ctx.opts.seed)
-        rep.figure(f"map_{key}", scatter(pts, ym[sub].cpu().numpy(), f"{key}: test codes, {method}", names),
-                   f"{key} ({run_.cfg['variant']}, k = {z.shape[1]}): {len(sub)} test codes by label, {method}")
-        images, ranges = generate(m, xm, N_GENERATED, ctx.opts.seed)
-        scored = {}
-        for scheme, imgs in images.items():
-            conf, cls = clf.confidence(imgs)
-            good = conf >= THRESHOLD
-            scored[scheme] = {"count": int(good.sum()), "of": len(imgs), "mean_confidence": float(conf.mean()),
-                              "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist()}
-            rows.append([key, run_.cfg["variant"], z.shape[1], SCHEME_NAMES[scheme], f"{int(good.sum())} / {len(imgs)}",
-                         float(conf.mean()), reference.get((key, scheme))])
-            rep.image(f"generated_{key}_{scheme}", tile(imgs[:100], nrow=20),
-                      f"{key}: the first 100 of {len(imgs)} decoded {SCHEME_NAMES[scheme]} codes "
-                      f"({int(good[:100].sum())} of these 100 confident)")
-        results["models"][key] = {"variant": run_.cfg["variant"], "latent_dim": int(z.shape[1]), "map": method,
-                                  "code_ranges": ranges, "scores": scored}
-        if key in ctx.params.reconstructions:
-            with torch.no_grad():
-                xr = m.output(m.decode(m.encode(xm[:N_SHOWN])))
-            rep.image(f"reconstructions_{key}", tile(torch.cat([xm[:N_SHOWN], xr]), nrow=N_SHOWN),
-                      f"{key}: test images (top) and their reconstructions (bottom)")
-    rep.heading("Recognizable generated images")
-    rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence",
-               "reference (human count of 250)"], rows)
-    results.update({"threshold": THRESHOLD, "n_generated": N_GENERATED, "map_points": len(sub),
-                    "reference": {f"{a}/{b}": v for (a, b), v in reference.items()}})
-    counts = {f"{key}/{scheme}": sc["count"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
-    # the reference's order: a preset's ``generation_order`` ([key, "<" or "<=", key, ...]), else strict by count
-    spec = ctx.params.generation_order
-    if spec is None:
-        keys = sorted((k for k in counts if tuple(k.split("/")) in reference), key=lambda k: reference[tuple(k.split("/"))])
-        spec = [t for k in keys for t in ("<", k)][1:]
-    keys, rels = spec[0::2], spec[1::2]
-    if len(keys) >= 2 and all(k in counts for k in keys):
-        holds = all(counts[a] < counts[b] if r == "<" else counts[a] <= counts[b] for a, r, b in zip(keys, rels, keys[1:]))
-        shown = " ".join(f"{t} {counts[t]}" if i % 2 == 0 else t for i, t in enumerate(spec))
-        results["generation"] = {"counts": counts, "reference_order": " ".join(spec), "ours": shown,
-                                 "order": sorted(counts, key=counts.get), "order_holds": holds}
-        rep.text(f"The judge's counts against the reference's order ({' '.join(spec)}): {shown}"
-                 + (": the same order." if holds else": **not** the reference's order."))
-    rep.results.update(results)
-
-
+    render(ctx, measure(ctx))

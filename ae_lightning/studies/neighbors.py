@@ -31,7 +31,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
 from ae_lightning.knn import knn
 from ae_lightning.studies.catalog import NEIGHBOUR_KS
-from ae_lightning.studies.common import Context
+from ae_lightning.studies.common import Context, Measured
 from ae_lightning.studies.plots import line_plot, scatter
 from ae_lightning.studies.presets import overrides_of
 
@@ -87,9 +87,8 @@ def models_of(ctx: Context) -> dict[str, tuple[str | None, dict]]:
     return {label: (variant, {"model__latent_dim": LATENT, "model__loss": loss}) for label, variant, loss in MODELS}
 
 
-def run(ctx: Context) -> None:
-    """Neighbourhood preservation (score@k) and same-label rates, pixel vs code space."""
-    rep = ctx.report
+def measure(ctx: Context) -> Measured:
+    """Train the models, then compare every image's pixel-space and code-space neighbours, by k."""
     ks = tuple(ctx.params.ks)
     kmax = max(ks)
     pixel_k = max(kmax, ctx.params.pixel_k or kmax)  # neighbours kept per image (the original: 200)
@@ -106,90 +105,119 @@ def run(ctx: Context) -> None:
         t0 = time.time()
         pixel_nn[name] = knn(x, pixel_k, p)
         timings[name] = round(time.time() - t0, 2)
-    res: dict[str, dict] = {}
-    codes = {}
+    res, codes = {}, {}
     for label, run_ in runs.items():
-        z = run_.module.encode_all(x)
-        codes[label] = z
-        res[label] = {m: compare(pixel_nn[m], knn(z, kmax, p), y, ks) for m, p in METRICS.items()}
+        codes[label] = run_.module.encode_all(x)
+        res[label] = {m: compare(pixel_nn[m], knn(codes[label], kmax, p), y, ks) for m, p in METRICS.items()}
     ref = ctx.params.reference or {}
     ref_score = {label: (ref.get("score", {}).get(label, {}).get("L2", {}).get(5)) for label in runs} if ref \
         else {label: REFERENCE.get(label) for label in runs}
-    if ctx.params.description is not None:
-        rep.text(ctx.params.description.strip())
-    else:
-        rep.text(f"{len(x)} test images; models at latent {LATENT} (`linear`: 784-128-64-12-2 with no nonlinearity; "
-                 "`deep`: 784-128-2 with ReLU, the study's ReLU model), trained with MSE or L1.")
-    rep.text(f"Neighbours over {len(x)} {split} images. Pixel-space neighbours (top {pixel_k} per image) took "
-             f"{timings['L1']} s (L1) and {timings['L2']} s (L2) for all {len(x)} × {len(x)} distances. "
-             + ("Reference: the study's score@5 at latent 2, relu_mse 0.0278, linear_mse 0.0050 (the metric of the "
-                "reference is not stated; compare with both)." if not ref else
-                "References: the original's tables, beside ours."))
-    headers = ["model", "metric"] + [f"score@{k}" for k in ks] + ["reference score@5" + (" (L2)" if ref else "")]
-    rep.table(headers, [[label, m] + [res[label][m][k]["score"] for k in ks] + [ref_score.get(label)]
-                        for label in runs for m in METRICS])
-    if ref.get("score"):
-        rep.table(["model", "metric"] + [f"reference score@{k}" for k in ks],
-                  [[label, m] + [ref["score"].get(label, {}).get(m, {}).get(k) for k in ks] for label in runs for m in METRICS],
-                  caption="The original's score@k")
+    order = {m: sorted(runs, key=lambda lb: -res[lb][m][5 if 5 in ks else ks[0]]["score"]) for m in METRICS}
+    return Measured({"latent_dim": int(first.module.hparams.latent_dim), "n_test": len(x), "neighbour_set": split,
+                     "n_images": len(x), "ks": list(ks), "pixel_k": pixel_k, "pixel_knn_seconds": timings,
+                     "by_model": res, "order": order, "reference_score_at_5": ref_score,
+                     "order_text": {m: " > ".join(o) for m, o in order.items()}},
+                    {"codes": codes, "labels": y, "names": ctx.datamodule(first.cfg).class_names})
+
+
+def table_rows(res: dict, cells, metrics=METRICS) -> list[list]:
+    """A row per model and metric: the model, the metric, then ``cells(model, metric)``."""
+    return [[label, m] + cells(label, m) for label in res for m in metrics]
+
+
+def same_label_tables(rep, res: dict, ks: list[int], ref: dict) -> None:
+    """The same-label rates in each space, their difference (improvement) and its size (similarity)."""
     rep.heading("Same-label neighbours")
     rep.table(["model", "metric"] + [f"pixel / code / diff @{k}" for k in ks],
-              [[label, m] + [f"{res[label][m][k]['same_label_pixel']:.3f} / {res[label][m][k]['same_label_code']:.3f}"
-                             f" / {res[label][m][k]['same_label_diff']:+.3f}" for k in ks]
-               for label in runs for m in METRICS])
-    rep.heading("Improvement: code-space minus pixel-space same-label rate")
-    rep.table(["model", "metric"] + [f"@{k}" for k in ks] + ([f"reference @{k}" for k in ks] if ref.get("improvement") else []),
-              [[label, m] + [res[label][m][k]["same_label_diff"] for k in ks]
-               + ([ref["improvement"].get(label, {}).get(m, {}).get(k) for k in ks] if ref.get("improvement") else [])
-               for label in runs for m in METRICS])
-    rep.heading("Similarity: mean |code-space − pixel-space same-label rate|")
-    rep.table(["model", "metric"] + [f"@{k}" for k in ks] + [f"sum over images @{k}" for k in ks]
-              + ([f"reference @{k}" for k in ks] if ref.get("similarity") else []),
-              [[label, m] + [res[label][m][k]["similarity"] for k in ks] + [res[label][m][k]["similarity_sum"] for k in ks]
-               + ([ref["similarity"].get(label, {}).get(m, {}).get(k) for k in ks] if ref.get("similarity") else [])
-               for label in runs for m in METRICS])
+              table_rows(res, lambda lb, m: [f"{res[lb][m][k]['same_label_pixel']:.3f} / "
+                                             f"{res[lb][m][k]['same_label_code']:.3f} / "
+                                             f"{res[lb][m][k]['same_label_diff']:+.3f}" for k in ks]))
+    for title, key, columns in (
+            ("Improvement: code-space minus pixel-space same-label rate", "improvement", {"same_label_diff": "@"}),
+            ("Similarity: mean |code-space − pixel-space same-label rate|", "similarity",
+             {"similarity": "@", "similarity_sum": "sum over images @"})):
+        theirs = ref.get(key)
+        rep.heading(title)
+        rep.table(["model", "metric"] + [f"{head}{k}" for head in columns.values() for k in ks]
+                  + ([f"reference @{k}" for k in ks] if theirs else []),
+                  table_rows(res, lambda lb, m: [res[lb][m][k][c] for c in columns for k in ks]
+                             + ([theirs.get(lb, {}).get(m, {}).get(k) for k in ks] if theirs else [])))
     if ref.get("similarity_note"):
         rep.text(ref["similarity_note"].strip())
+
+
+def per_label_tables(rep, res: dict, ks: list[int], ref: dict) -> None:
+    """score@5 (L2; none beside a reference) and score@20 (each metric) per label, with the original's."""
     k_label = 20 if 20 in ks else ks[0]
     for k_shown, metrics in ((5, ["L2"]), (k_label, list(METRICS))):
         if k_shown not in ks or (k_shown == 5 and ref):
             continue
         rep.heading(f"score@{k_shown} per label")
-        labels = sorted(res[next(iter(runs))]["L2"][k_shown]["score_per_label"])
+        labels = sorted(res[next(iter(res))]["L2"][k_shown]["score_per_label"])
         ref_pl = ref.get("score20_per_label") if k_shown == 20 else None
         rep.table(["model", "metric"] + [str(c) for c in labels],
-                  [[label, m] + [res[label][m][k_shown]["score_per_label"][c] for c in labels]
-                   for label in runs for m in metrics]
+                  table_rows(res, lambda lb, m: [res[lb][m][k_shown]["score_per_label"][c] for c in labels], metrics)
                   + ([[f"{label} (reference)", m] + [ref_pl[label][m][c] if c < len(ref_pl[label][m]) else None
                                                       for c in labels]
-                      for label in runs if label in ref_pl for m in metrics if m in ref_pl[label]] if ref_pl else []))
+                      for label in res if label in ref_pl for m in metrics if m in ref_pl[label]] if ref_pl else []))
+
+
+def figures(ctx: Context, measured: Measured) -> None:
+    """score@k and the same-label rates against k, and the 2-D codes of each model with k = 2."""
+    rep, r, shown = ctx.report, measured.results, measured.shown
+    res, ks = r["by_model"], r["ks"]
     rep.figure("score_at_k", line_plot({f"{label} {m}": (list(ks), [res[label][m][k]["score"] for k in ks])
-                                        for label in runs for m in METRICS},
+                                        for label in res for m in METRICS},
                                        "k", "score@k", "Pixel neighbours kept in code space"),
                "score@k against k for every model and metric")
     rep.figure("same_label_at_k", line_plot(
-        {**{f"pixels {m}": (list(ks), [res[next(iter(runs))][m][k]["same_label_pixel"] for k in ks]) for m in METRICS},
+        {**{f"pixels {m}": (list(ks), [res[next(iter(res))][m][k]["same_label_pixel"] for k in ks]) for m in METRICS},
          **{f"{label} {m}": (list(ks), [res[label][m][k]["same_label_code"] for k in ks])
-            for label in runs for m in METRICS}},
+            for label in res for m in METRICS}},
         "k", "same-label rate", "Neighbours sharing the image's label"),
         "Same-label rate of the k nearest neighbours, in pixel space and in each code space")
-    if ctx.params.code_maps:
-        names = ctx.datamodule(first.cfg).class_names
-        shown = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.opts.seed))[:10000]
-        for label, z in codes.items():
-            if z.shape[1] == 2:
-                rep.figure(f"codes_{label}", scatter(z[shown].cpu().numpy(), y[shown].cpu().numpy(),
-                                                     f"{label}: codes of {len(shown)} {split} images", names),
-                           f"{label}: the 2-D codes of {len(shown)} {split} images by label")
-    order = {m: sorted(runs, key=lambda lb: -res[lb][m][5 if 5 in ks else ks[0]]["score"]) for m in METRICS}
-    rep.text("Order by score@" + str(5 if 5 in ks else ks[0]) + ", best first: "
-             + "; ".join(f"{m} {' > '.join(o)}" for m, o in order.items()) + ".")
-    rep.results.update({"latent_dim": int(first.module.hparams.latent_dim), "n_test": len(x), "neighbour_set": split,
-                        "n_images": len(x), "ks": list(ks), "pixel_k": pixel_k, "pixel_knn_seconds": timings,
-                        "by_model": res, "order": order, "reference_score_at_5": ref_score,
-                        "order_text": {m: " > ".join(o) for m, o in order.items()}})
+    if not ctx.params.code_maps:
+        return
+    split, y = r["neighbour_set"], shown["labels"]
+    picked = torch.randperm(r["n_images"], generator=torch.Generator().manual_seed(ctx.opts.seed))[:10000]
+    for label, z in shown["codes"].items():
+        if z.shape[1] == 2:
+            rep.figure(f"codes_{label}", scatter(z[picked].cpu().numpy(), y[picked].cpu().numpy(),
+                                                 f"{label}: codes of {len(picked)} {split} images", shown["names"]),
+                       f"{label}: the 2-D codes of {len(picked)} {split} images by label")
 
 
+def render(ctx: Context, measured: Measured) -> None:
+    """The report: the setting, score@k beside the reference, the same-label tables, the plots, the order."""
+    rep, r, ref = ctx.report, measured.results, ctx.params.reference or {}
+    res, ks, n = r["by_model"], r["ks"], r["n_images"]
+    if ctx.params.description is not None:
+        rep.text(ctx.params.description.strip())
+    else:
+        rep.text(f"{n} test images; models at latent {LATENT} (`linear`: 784-128-64-12-2 with no nonlinearity; "
+                 "`deep`: 784-128-2 with ReLU, the study's ReLU model), trained with MSE or L1.")
+    rep.text(f"Neighbours over {n} {r['neighbour_set']} images. Pixel-space neighbours (top {r['pixel_k']} per image) "
+             f"took {r['pixel_knn_seconds']['L1']} s (L1) and {r['pixel_knn_seconds']['L2']} s (L2) for all {n} × {n} "
+             "distances. " + ("Reference: the study's score@5 at latent 2, relu_mse 0.0278, linear_mse 0.0050 (the metric "
+                              "of the reference is not stated; compare with both)." if not ref else
+                              "References: the original's tables, beside ours."))
+    rep.table(["model", "metric"] + [f"score@{k}" for k in ks] + ["reference score@5" + (" (L2)" if ref else "")],
+              table_rows(res, lambda lb, m: [res[lb][m][k]["score"] for k in ks] + [r["reference_score_at_5"].get(lb)]))
+    if ref.get("score"):
+        rep.table(["model", "metric"] + [f"reference score@{k}" for k in ks],
+                  table_rows(res, lambda lb, m: [ref["score"].get(lb, {}).get(m, {}).get(k) for k in ks]),
+                  caption="The original's score@k")
+    same_label_tables(rep, res, ks, ref)
+    per_label_tables(rep, res, ks, ref)
+    figures(ctx, measured)
+    rep.text(f"Order by score@{5 if 5 in ks else ks[0]}, best first: "
+             + "; ".join(f"{m} {text}" for m, text in r["order_text"].items()) + ".")
+    rep.results.update(r)
+
+
+def run(ctx: Context) -> None:
+    """Neighbourhood preservation (score@k) and same-label rates, pixel vs code space."""
+    render(ctx, measure(ctx))
 
 
 def time_pixel_neighbours(argv: list[str] | None = None) -> None:
