@@ -58,7 +58,7 @@ def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:
     (["train.py", "--variant", "vae", "--lr", "-1"], "--lr (model.lr): expected float > 0"),
     (["train.py", "--variant", "fc", "--max-epochs", "ten"], "--max-epochs (trainer.max_epochs): expected int > 0"),
     (["train.py", "--variant", "conv", "--set", "data.normalise=unit"], "(did you mean 'normalize'?)"),
-    (["train.py", "--variant", "fc", "--set", "trainer.precision=8"], "trainer.precision: expected one of"),
+    (["train.py", "--variant", "fc", "--set", "trainer.max_epochs=0"], "trainer.max_epochs: expected int > 0"),
     (["train.py", "--variant", "nope"], "unknown variant 'nope'"),
     (["train.py", "--variant", "fc", "--data-dir", "/nonexistent", "--set", "data.download=false"],
      "missing data file train-images-idx3-ubyte[.gz] in /nonexistent/MNIST/raw"),

@@ -117,7 +117,7 @@ CASES = list(cases())
 
 def test_every_flag_is_walked():
     walked = {(c, f) for c, f, *_ in CASES}
-    for flag in ("--latent-dim", "--max-epochs", "--batch-size", "--lr", "--seed", "--devices", "--precision"):
+    for flag in ("--latent-dim", "--max-epochs", "--batch-size", "--lr", "--seed", "--devices"):
         assert ("train", flag) in walked
     for flag in ("--epochs", "--subset", "--test-subset", "--seed", "--batch-size", "--accelerator", "--dataset"):
         assert ("studies", flag) in walked

@@ -173,6 +173,7 @@ def test_callbacks_loggers_and_lightning_keywords_come_from_the_config(cfg_for, 
     ({"trainer__callbacks": [{"class_path": "nowhere.Callback"}]}, "trainer.callbacks: cannot import nowhere.Callback"),
     ({"trainer__callbacks": [{"clas_path": "x"}]}, "unknown key trainer.callbacks.0.clas_path (did you mean 'class_path'?)"),
     ({"trainer__limit_train_batches": "many"}, "trainer: "),
+    ({"trainer__precision": "8"}, "trainer: Precision '8' is invalid"),  # Lightning's names, checked by Lightning
 ])
 def test_a_bad_trainer_key_callback_or_value_is_one_line(cfg_for, over, message, tmp_path):
     from ae_lightning.errors import UserError
