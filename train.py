@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(result.run_dir)
     print(summary_line(cfg, result.metrics))
+    print(f".venv/bin/tensorboard --logdir {result.run_dir}")  # where the curves and images are
     return 0
 
 

@@ -119,12 +119,45 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
-def checkpoint_file(path: str | Path) -> Path:
-    """``path`` as an existing file (torch-free, so the commands check it before their imports);
-    UserError ``checkpoint not found: PATH``, or that it is a folder."""
+def checkpoint_file(path: str | Path, runs: bool = False) -> Path:
+    """``path`` as an existing checkpoint file (torch-free, so the commands check it before their
+    imports); UserError ``checkpoint not found: PATH``, or that it is a folder or another file of a
+    run (its config.yaml). ``runs``: a run folder stands for its checkpoint (:func:`run_checkpoint`)."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path} is a folder, not a checkpoint file")
+        if runs and (path / "checkpoints").is_dir():
+            return run_checkpoint(path)
+        if runs and path.name == "checkpoints":
+            return run_checkpoint(path.parent)
+        raise UserError(f"{path} is a folder, not a checkpoint file" + (" or a run folder (no checkpoints/ in it)"
+                                                                         if runs else ""))
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if path.suffix != ".ckpt" and (path.parent / "checkpoints").is_dir():
+        give = f"the run folder, {path.parent}" if runs else f"one of its checkpoints, in {path.parent / 'checkpoints'}"
+        raise UserError(f"{path} is a file of a run, not a checkpoint: give {give}")
     return path
+
+
+def run_checkpoint(run: Path) -> Path:
+    """The checkpoint a run folder stands for: the one its test metrics were measured on
+    (metrics.json's best_checkpoint), else its newest ``checkpoints/best-*.ckpt``, else
+    ``checkpoints/last.ckpt`` (a run stopped before its test)."""
+    folder = run / "checkpoints"
+    try:
+        best = json.loads((run / "metrics.json").read_text()).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError):
+        best = None
+    # by name in this folder: metrics.json holds the path the run had, and a run folder can move
+    named = [folder / Path(best).name] if isinstance(best, str) and best else []
+    found = next((p for p in [*named, *sorted(folder.glob("best-*.ckpt"), reverse=True), folder / "last.ckpt"]
+                  if p.is_file()), None)
+    if found is None:
+        raise UserError(f"{run} holds no checkpoint (no best-*.ckpt or last.ckpt in {folder})")
+    return found
+
+
+def run_folder(checkpoint: Path) -> Path | None:
+    """The run folder of ``<run>/checkpoints/x.ckpt``; None for a checkpoint elsewhere."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else None

@@ -1,6 +1,7 @@
 """Generation from any trained autoencoder: decode random codes.
 
-    python -m ae_lightning.generate runs/mnist/vae/version_0/checkpoints/last.ckpt --out gen/
+    python -m ae_lightning.generate runs/mnist/vae/version_0        # its best checkpoint, into <run>/generated/
+    python -m ae_lightning.generate runs/mnist/vae/version_0/checkpoints/last.ckpt --out runs/gen
 
 Codes are drawn from three distributions, each decoded to a grid of images:
 
@@ -73,8 +74,9 @@ def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, 
 def parser() -> flags.Parser:
     hint = flags.param_hints(generate_from_checkpoint, ("n", "seed", "limit", "data_dir"))
     p = flags.Parser("python -m ae_lightning.generate", "Decode random codes of a trained autoencoder into image grids.")
-    p.add_argument("checkpoint", help="a .ckpt written by train.py / fit")
-    p.add_argument("--out", required=True, help="folder for the PNG grids and code_ranges.json")
+    p.add_argument("checkpoint", help="a .ckpt written by train.py / fit, or its run folder (its best checkpoint)")
+    p.add_argument("--out", help="folder for the PNG grids and code_ranges.json (default <run folder>/generated, "
+                   "or runs/generate/<name> for a checkpoint outside a run folder)")
     p.add_argument("--n", hint=hint["n"], default=64, help="images per grid (default 64)")
     p.add_argument("--seed", hint=hint["seed"], default=0)
     p.add_argument("--limit", hint=hint["limit"], default=None, help="test images whose codes set the ranges (default all)")
@@ -86,8 +88,11 @@ def parser() -> flags.Parser:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    files.checkpoint_file(args.checkpoint)  # before the data and the models' imports (seconds)
-    paths = generate_from_checkpoint(args.checkpoint, args.out, args.n, args.seed, args.limit, args.data_dir)
+    # before the data and the models' imports (seconds); a run folder stands for its best checkpoint
+    checkpoint = files.checkpoint_file(args.checkpoint, runs=True)
+    run = files.run_folder(checkpoint)
+    out = args.out or (run / "generated" if run else Path("runs") / "generate" / checkpoint.stem)
+    paths = generate_from_checkpoint(checkpoint, out, args.n, args.seed, args.limit, args.data_dir)
     for path in paths.values():
         print(path)
     return 0

@@ -1,5 +1,6 @@
 """Latent-space probes: how well a trained encoder's codes separate the classes.
 
+    python -m ae_lightning.probes runs/mnist/fc/version_0          # the run's best checkpoint
     python -m ae_lightning.probes runs/mnist/fc/version_0/checkpoints/last.ckpt
     python -m ae_lightning.probes ENC.ckpt --out results/ --no-baselines
 
@@ -155,14 +156,14 @@ def format_table(result: dict[str, Any]) -> str:
 
 def default_out_dir(checkpoint: Path) -> Path:
     """The run folder of ``<run>/checkpoints/x.ckpt``; else the checkpoint's own folder."""
-    parent = checkpoint.resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
+    return files.run_folder(checkpoint) or checkpoint.resolve().parent
 
 
 def parser() -> flags.Parser:
     hint = flags.param_hints(run_probes, ("k", "l2", "train_limit", "test_limit", "device", "data_dir"))
     p = flags.Parser("python -m ae_lightning.probes", __doc__)
-    p.add_argument("checkpoint", help="checkpoint of a trained autoencoder (train.py writes them)")
+    p.add_argument("checkpoint", help="checkpoint of a trained autoencoder (train.py writes them), or its run "
+                   "folder (its best checkpoint)")
     p.add_argument("--out", help="folder for probes.json (default: the checkpoint's run folder)")
     p.add_argument("--k", hint=hint["k"], default=5, help="neighbours of the kNN probe (default 5)")
     p.add_argument("--l2", hint=hint["l2"], default=1e-4, help="L2 penalty of the linear probe (default 1e-4)")
@@ -178,11 +179,12 @@ def parser() -> flags.Parser:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    files.checkpoint_file(args.checkpoint)  # before the data and the models' imports (seconds)
-    result = run_probes(args.checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
+    # before the data and the models' imports (seconds); a run folder stands for its best checkpoint
+    checkpoint = files.checkpoint_file(args.checkpoint, runs=True)
+    result = run_probes(checkpoint, data_dir=args.data_dir, k=args.k, l2=args.l2,
                         train_limit=args.train_limit, test_limit=args.test_limit,
                         baselines=not args.no_baselines, device=args.device)
-    out = Path(args.out) if args.out else default_out_dir(Path(args.checkpoint))
+    out = Path(args.out) if args.out else default_out_dir(checkpoint)
     try:
         path = files.write_json(out / "probes.json", result)
     except OSError as e:

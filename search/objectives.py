@@ -102,6 +102,33 @@ def parse_all(specs: Sequence[Any], space_keys: Sequence[str], metrics: Sequence
     return objectives
 
 
+
+def loose(spec: Any) -> Objective:
+    """An objective from its text form, its name unchecked (no space at hand: the folder name that
+    ``--resume`` looks for); a malformed text is the same one line as :func:`parse`'s."""
+    m = _SPEC.match(str(spec).strip())
+    if not m:
+        return parse(spec, [], [])
+    try:
+        threshold = float(m["value"]) if m["op"] else None
+    except ValueError:
+        return parse(spec, [m["name"]], [])
+    return Objective(m["name"], m["mode"] != "max", threshold)
+
+
+def tag(objectives: Sequence[Objective]) -> str:
+    """The objectives as part of a folder name, ``val_loss+model.latent_dim``; "" for the default
+    (val_loss alone): sweeps of other objectives must not share a default folder."""
+    if list(objectives) in ([], [Objective("val_loss")]):
+        return ""
+    parts = []
+    for o in objectives:
+        part = o.name if o.minimize else f"{o.name}-max"
+        if o.threshold is not None:
+            part += f"-{'le' if o.minimize else 'ge'}{o.threshold:g}"
+        parts.append(part)
+    return re.sub(r"[^\w.+-]", "_", "+".join(parts))
+
 def metrics_of(model_schema: dict) -> list[str]:
     """The test metrics a variant's trials report (metrics.json): every variant's, plus test_nll
     where the model estimates a likelihood."""

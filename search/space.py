@@ -368,3 +368,34 @@ def with_objectives(space: Space, specs: list[str], base: dict, where: str = "--
         return space
     metrics = metrics_of(_schemas(base)["model"])
     return dataclasses.replace(space, objectives=parse_all(specs, list(space.params), metrics, where))
+
+
+def capped(space: Space, key: str, most: int) -> tuple[dict, list, Any]:
+    """The space file's content with ``key``'s values above ``most`` left out: the choices above it
+    dropped, a range's upper bound lowered to it, the points that use one dropped. Returns ``(raw,
+    dropped, fixed)``: ``dropped`` the choices left out (a range's ``[most + 1, high]``), ``fixed``
+    the one value left when only one is (the key then leaves the space and its points, since a
+    searched key needs two values; the caller sets it in the base config), else None. ``dropped``
+    is empty when every value fits, and ``raw`` holds no ``key`` entry when none does."""
+    p = space.params[key]
+    raw = copy.deepcopy(space.raw)
+    entries = raw["space"]
+    if p.type == "choice":
+        kept, dropped = [v for v in p.values if v <= most], [v for v in p.values if v > most]
+        entries[key] = {"type": "choice", "values": kept}
+    elif p.type in INT_TYPES:
+        kept, dropped = list(range(p.low, min(p.high, most) + 1))[:2], [most + 1, p.high] if p.high > most else []
+        entries[key] = {"type": p.type, "low": p.low, "high": min(p.high, most)}
+    else:
+        raise UserError(f"{space.source}: {key} is a {p.type} range; an integer key takes type int or logint")
+    if not dropped:
+        return space.raw, [], None
+    fixed = kept[0] if len(kept) == 1 else None
+    if len(kept) <= 1:
+        del entries[key]
+    points = [dict(pt) for pt in space.points if pt[key] <= most]
+    for pt in points if fixed is not None else ():
+        del pt[key]
+    if "points" in raw:
+        raw["points"] = points
+    return raw, dropped, fixed

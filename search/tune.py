@@ -16,6 +16,7 @@ the best config. See docs/search.md.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,12 +27,13 @@ from ae_lightning.datafiles import default_data_dir, locate_all
 from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
 from ae_lightning.resolve import load
-from search import cluster, report
+from search import cluster, objectives, report
 from search.results import METRIC
 from search.settings import ALGOS, SCHEDULERS, SweepSettings, check
-from search.space import load_space, with_objectives
+from search.space import apply, capped, load_space, parse_space, with_objectives
 
 DEFAULT_SPACE = ROOT / "configs" / "search" / "default.yaml"
+SMALL_SPACE = DEFAULT_SPACE.with_name("small.yaml")  # batch sizes that fit a quick --subset
 
 
 # flags that are fields of SweepSettings: each one's type is the field's schema (search.settings)
@@ -75,7 +77,8 @@ def parser() -> flags.Parser:
     p.add_argument("--data-dir", help="data folder; on a cluster, a path every node can read")
     p.add_argument("--storage", default="runs/search", help="experiments folder (default runs/search); "
                    "on a cluster, shared by every node")
-    p.add_argument("--name", help="experiment name (default <variant>-<dataset>-<algo>)")
+    p.add_argument("--name", help="experiment name (default <variant>-<dataset>-<algo>, then the objectives unless val_loss "
+                   "alone: fc-mnist-ax-val_loss+model.latent_dim)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
     p.add_argument("--address", help="join a running Ray cluster (auto, or HOST:PORT of `ray start --head`)")
     p.add_argument("--num-cpus", hint=PosInt, help="CPUs Ray may use on this machine (default: all)")
@@ -89,24 +92,50 @@ def parser() -> flags.Parser:
     return p
 
 
-def _check_batches_fit(space, base: dict, cv: int) -> None:
-    """A batch size the space (or the base config) can draw that exceeds the training split of
-    ``--subset`` fails every such trial three times with a traceback: refused before Ray starts."""
+def _training_images(base: dict, cv: int) -> tuple[int | None, str]:
+    """The images a trial trains on under ``--subset`` (None: the full split), and the words for it."""
     subset = base["data"].get("subset")
     if not subset:
-        return  # the full split: far above any batch size a space sensibly holds
-    n_train = subset
-    if cv >= 2:  # K-fold over the train+val pool (ae_lightning.data): the smallest K-1 folds train
-        data = base["data"]
-        pool = subset + (0 if data.get("validation") == "test" else data.get("val_size") or max(1, subset // 10))
-        n_train = pool - -(-pool // cv)
-    p = space.params.get("data.batch_size")
-    largest = max(p.samples()) if p is not None else base["data"]["batch_size"]
-    if largest > n_train:
-        where = f"the space's data.batch_size reaches {largest}" if p is not None else f"data.batch_size is {largest}"
-        raise UserError(f"--subset {subset}: {where}, more than the {n_train} training images"
-                        f"{f' of each fold (--cv {cv})' if cv >= 2 else ''}: raise --subset (or leave it out: the full set) "
-                        "or narrow the space's batch sizes")
+        return None, ""
+    if cv < 2:
+        return subset, f"the {subset} training images"
+    # K-fold over the train+val pool (ae_lightning.data): the smallest K-1 folds train
+    data = base["data"]
+    pool = subset + (0 if data.get("validation") == "test" else data.get("val_size") or max(1, subset // 10))
+    n_train = pool - -(-pool // cv)
+    return n_train, f"the {n_train} training images of each fold (--cv {cv})"
+
+
+def _fit_batches(space, base: dict, cv: int, space_file: Path):
+    """A batch size above the training split of ``--subset`` fails every such trial three times with
+    a traceback: the space's batch sizes above it are left out, in one line on stderr, before Ray
+    starts (``(space, base)``, either new); a space or a base config with none that fits is refused."""
+    n_train, images = _training_images(base, cv)
+    key, subset = "data.batch_size", base["data"].get("subset")
+    if n_train is None:
+        return space, base  # the full split: far above any batch size a space sensibly holds
+    if key not in space.params:
+        if base["data"]["batch_size"] > n_train:
+            raise UserError(f"--subset {subset}: data.batch_size is {base['data']['batch_size']}, more than {images}: "
+                            "raise --subset (or leave it out: the full set) or lower --set data.batch_size")
+        return space, base
+    raw, dropped, fixed = capped(space, key, n_train)
+    if not dropped:
+        return space, base
+    way_out = f"use --space {SMALL_SPACE.relative_to(ROOT)} (batch sizes 16 to 128), or raise --subset"
+    if fixed is None and key not in raw["space"]:
+        raise UserError(f"--subset {subset}: every {key} of the space ({space.params[key].describe().split(': ', 1)[1]}) "
+                        f"is above {images}: {way_out}")
+    if not raw["space"]:
+        raise UserError(f"--subset {subset}: of the space's {key} only {fixed} fits {images}, and the space "
+                        f"searches nothing else: {way_out}")
+    p = space.params[key]
+    gone = (f"choices {', '.join(map(str, dropped))}" if p.type == "choice" else f"values {dropped[0]} to {dropped[1]}")
+    then = f"; {key} fixed at {fixed}" if fixed is not None else ""
+    print(f"note: --subset {subset}: {key} {gone} dropped (above {images}){then}", file=sys.stderr)
+    if fixed is not None:
+        base = apply(base, {key: fixed})
+    return parse_space(raw, base, str(space_file)), base
 
 
 def _settings_new(args) -> tuple[SweepSettings, object]:
@@ -134,9 +163,9 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     if local:  # a file that no download may bring answers before torch and Ray
         locate_all(data_dir, base["data"]["dataset"], base["data"]["download"], fetch=False)
     space_file = Path(args.space) if args.space else DEFAULT_SPACE
-    space = with_objectives(load_space(space_file, base), s.objectives, base)
+    space, base = _fit_batches(load_space(space_file, base), base, s.cv, space_file)
+    space = with_objectives(space, s.objectives, base)
     check(s, space.objectives)
-    _check_batches_fit(space, base, s.cv)
     s.variant, s.base, s.space_file, s.space_raw = base["variant"], base, str(space_file.resolve()), space.raw
     s.objectives = [o.text() for o in space.objectives]
     if s.algo == "ax":
@@ -147,12 +176,46 @@ def _settings_new(args) -> tuple[SweepSettings, object]:
     return s, space
 
 
+def default_name(variant: str, dataset: str, algo: str, objs) -> str:
+    """``<variant>-<dataset>-<algo>``, then the objectives unless they are the default (val_loss)."""
+    tag = objectives.tag(objs)
+    return f"{variant}-{dataset}-{algo}" + (f"-{tag}" if tag else "")
+
+
+# what makes two sweeps different searches: a sweep of other settings is no sweep to --resume
+COMPARED = ("variant", "algo", "scheduler", "cv", "max_epochs", "objectives", "space_raw", "base")
+
+
+def _taken(exp_dir: Path, name: str, s: SweepSettings) -> str:
+    """The line for an experiment folder that exists: --resume when it holds the same search, else --name."""
+    try:
+        old = report.load_settings(exp_dir).to_json()
+    except UserError:  # unreadable, or an older format: --resume says which
+        old = None
+    new = json.loads(json.dumps(s.to_json(), default=str))  # as search.json holds it
+    differ = [] if old is None else [f for f in COMPARED if old.get(f) != new[f]]
+    if not differ:
+        return f"experiment {exp_dir} exists: continue it with --resume --name {name}, or choose another --name"
+    words = []
+    for f in differ:
+        if f == "objectives":
+            words.append(f"objectives {', '.join(old[f])} there, {', '.join(new[f])} now")
+        elif f == "base":
+            a, b = dotted.flatten(old[f]), dotted.flatten(new[f])
+            words.append("config " + ", ".join(sorted(k for k in {*a, *b} if a.get(k) != b.get(k))))
+        else:
+            words.append("another space" if f == "space_raw" else f"{f} {old[f]} there, {new[f]} now")
+    return (f"experiment {exp_dir} holds another sweep ({'; '.join(words)}): give this one another --name "
+            "(--resume would continue that sweep as it was)")
+
+
 def _settings_resumed(args, storage: Path) -> tuple[SweepSettings, object, Path]:
     """The settings, space and folder of the sweep ``--resume`` continues, checked before Ray starts."""
     if not args.name and not args.variant:
         raise UserError("--resume needs --name NAME (the folder under --storage) or the --variant, "
                         "--dataset and --algo of the sweep")
-    exp_dir = storage / (args.name or f"{args.variant}-{args.dataset or 'mnist'}-{args.algo or 'ax'}")
+    exp_dir = storage / (args.name or default_name(args.variant, args.dataset or "mnist", args.algo or "ax",
+                                                   [objectives.loose(o) for o in args.objective]))
     if not (exp_dir / report.SETTINGS).is_file():
         raise UserError(f"--resume: nothing to resume, no search experiment in {exp_dir}")
     s = report.load_settings(exp_dir)
@@ -189,11 +252,10 @@ def run(args) -> int:
         s, space, exp_dir = _settings_resumed(args, storage)
     else:
         s, space = _settings_new(args)
-        name = args.name or f"{s.variant}-{s.base['data']['dataset']}-{s.algo}"
+        name = args.name or default_name(s.variant, s.base["data"]["dataset"], s.algo, space.objectives)
         exp_dir = storage / name
         if exp_dir.exists() and any(exp_dir.iterdir()):
-            raise UserError(f"experiment {exp_dir} exists: continue it with --resume --name {name}, "
-                            "or choose another --name")
+            raise UserError(_taken(exp_dir, name, s))
     _check_local_resources(s.gpus_per_trial, s.cpus_per_trial, args)
     # one driver per experiment: a second --resume of a live sweep is refused, naming its PID; the
     # lock lives beside the folder, since Tune syncs its staged copy of the folder over it

@@ -55,7 +55,7 @@ def assert_close(ddp: dict, one: dict, keys) -> None:
 def one_line_out(r: subprocess.CompletedProcess, out: Path, variant: str) -> Path:
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith(f"{variant} on mnist"), r.stdout  # rank 0 alone prints
+    assert len(lines) == 3 and lines[1].startswith(f"{variant} on mnist"), r.stdout  # rank 0 alone prints
     assert "sync_dist" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
     run = Path(lines[0])
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]  # one run folder for both ranks

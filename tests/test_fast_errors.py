@@ -91,7 +91,7 @@ def test_a_bad_key_or_flag_is_one_line_before_torch_lightning_and_ray(args, mess
     (["-m", "ae_lightning.probes", "tests", "--k", "0"], "--k: expected int > 0"),
     (["-m", "ae_lightning.generate", "/nonexistent.ckpt", "--out", "x"], "checkpoint not found: /nonexistent.ckpt"),
     (["-m", "ae_lightning.generate", "tests", "--out", "x"], "tests is a folder, not a checkpoint file"),
-    (["-m", "ae_lightning.generate", "x.ckpt"], "the following arguments are required: --out"),
+    (["-m", "ae_lightning.generate", "tests"], "tests is a folder, not a checkpoint file or a run folder"),
 ])
 def test_a_checkpoint_command_s_bad_flag_or_file_is_one_line_before_lightning(args, message):
     """probes and generate compute with torch in the module itself; the data and the models (Lightning) wait."""
@@ -118,7 +118,7 @@ def test_a_bad_key_of_a_search_space_is_one_line_before_torch_lightning_and_ray(
     (["train.py", "--variant", "fc", "--latent-dim", "100000"], "model.latent_dim 100000 is above"),
     (["train.py", "--variant", "fc", "--resume", "--output-dir", "{tmp}/runs"], "nothing to resume"),
     (["-m", "search.tune", "--variant", "fc", "--cv", "1"], "--cv 1"),
-    (["-m", "search.tune", "--variant", "fc", "--subset", "100"], "--subset 100: the space's data.batch_size reaches"),
+    (["-m", "search.tune", "--variant", "fc", "--subset", "100"], "--subset 100: every data.batch_size of the space"),
     (["-m", "ae_lightning.studies", "reproduce", "zoo", "--smoke", "--set", "studies.classifier.bogus=1"],
      "unknown key studies.classifier.bogus of study classifier"),
 ])

@@ -80,3 +80,64 @@ def test_generate_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: damaged checkpoint") and "\n" not in err
     assert main([str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_generate_takes_a_run_folder_and_writes_into_it(vae_run, capsys):
+    """`generate RUN` decodes with the run's best checkpoint (the one its test metrics were measured
+    on) into RUN/generated/: nothing lands in the clone; its config.yaml points at the folder."""
+    run = vae_run.run_dir
+    assert main([str(run), "--n", "4", "--limit", "20"]) == 0
+    capsys.readouterr()
+    ranges = json.loads((run / "generated" / "code_ranges.json").read_text())
+    assert ranges["checkpoint"] == vae_run.metrics["best_checkpoint"] and "best-" in ranges["checkpoint"]
+    assert (run / "generated" / "prior.png").stat().st_size > 0
+    assert main([str(run / "config.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {run / 'config.yaml'} is a file of a run, not a checkpoint: give the run folder, {run}"
+
+
+def test_generate_writes_a_loose_checkpoints_grids_under_runs(vae_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    shutil.copy(vae_run.metrics["best_checkpoint"], tmp_path / "mine.ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["mine.ckpt", "--n", "4", "--limit", "20"]) == 0
+    assert (tmp_path / "runs" / "generate" / "mine" / "code_ranges.json").is_file()
+
+
+def test_a_run_folder_stands_for_its_best_checkpoint(tmp_path):
+    from ae_lightning.errors import UserError
+    from ae_lightning.files import checkpoint_file
+
+    run, ckpts = tmp_path / "version_0", tmp_path / "version_0" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    with pytest.raises(UserError, match=f"^{run} holds no checkpoint \\(no best-\\*.ckpt or last.ckpt in {ckpts}\\)$"):
+        checkpoint_file(run, runs=True)
+    (ckpts / "last.ckpt").write_bytes(b"x")
+    assert checkpoint_file(run, runs=True) == ckpts / "last.ckpt"  # a run stopped before its test
+    (ckpts / "best-001.ckpt").write_bytes(b"x")
+    (ckpts / "best-003.ckpt").write_bytes(b"x")
+    assert checkpoint_file(run, runs=True) == checkpoint_file(ckpts, runs=True) == ckpts / "best-003.ckpt"
+    # the one metrics.json names, looked up in this folder: the run may have moved since
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": "/elsewhere/checkpoints/best-001.ckpt"}))
+    assert checkpoint_file(run, runs=True) == ckpts / "best-001.ckpt"
+    with pytest.raises(UserError, match="is a folder, not a checkpoint file$"):
+        checkpoint_file(run)  # the commands that take a checkpoint alone (--encoder, --resume's)
+    with pytest.raises(UserError, match="is a folder, not a checkpoint file or a run folder"):
+        checkpoint_file(tmp_path, runs=True)
+    (run / "config.yaml").write_text("variant: fc\n")
+    with pytest.raises(UserError, match=f"is a file of a run, not a checkpoint: give one of its checkpoints, in {ckpts}$"):
+        checkpoint_file(run / "config.yaml")
+
+
+def test_the_commands_outputs_go_under_runs_by_default():
+    """runs/ is ignored by git: the README's generate, studies and reproduce calls leave the clone clean
+    (the committed docs/studies results name their own --out)."""
+    from ae_lightning.config import ROOT
+    from ae_lightning.studies import __main__ as studies_cli
+    from ae_lightning.studies import presets, studies
+
+    assert "runs/" in (ROOT / ".gitignore").read_text().split()
+    assert presets.parser().parse_args(["fcae", "--smoke"]).out == "runs/reproduce"
+    assert studies_cli.parser([s.name for s in studies()]).parse_args(["compression"]).out == "runs/studies"
+    assert " --out gen/" not in (ROOT / "README.md").read_text()

@@ -82,6 +82,18 @@ def test_command_writes_json(encoder_ckpt, data_dir, tmp_path, capsys):
     assert "knn@3" in out and f"{res['rows'][0]['linear_acc']:.4f}" in out
 
 
+
+def test_command_takes_a_run_folder(encoder_ckpt, data_dir, tmp_path, capsys):
+    """`probes RUN`: the run's best checkpoint, the one its test metrics were measured on."""
+    from ae_lightning.probes import main
+
+    run = encoder_ckpt.parent.parent
+    best = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    assert main([str(run), "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-baselines",
+                 "--train-limit", "300", "--test-limit", "100", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith(f"probes of {best}\n")
+    assert json.loads((tmp_path / "probes.json").read_text())["checkpoint"] == best and "best-" in best
+
 def test_default_out_is_the_run_folder(tmp_path):
     from pathlib import Path
 

@@ -854,21 +854,108 @@ def test_best_yaml_is_the_full_run_of_a_trial(tmp_path, monkeypatch):
     assert out["data"]["data_dir"] == "elsewhere" and out["trainer"]["max_epochs"] == load("fc")["trainer"]["max_epochs"]
 
 
+BATCH_ONLY = "space: {data.batch_size: {type: choice, values: [64, 128, 256]}}"
+MIXED = """
+space:
+  data.batch_size: {type: choice, values: [64, 128, 256]}
+  model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+points:
+  - {data.batch_size: 64, model.lr: 2.0e-3}
+  - {data.batch_size: 128, model.lr: 3.0e-3}
+"""
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--subset", "500"], "--subset 500: the space's data.batch_size reaches 1024, more than the 500 training images"),
-    (["--subset", "1100", "--cv", "3"], "more than the 806 training images of each fold (--cv 3)"),
+    (["--subset", "100"], "--subset 100: every data.batch_size of the space (choice of [128, 256, 512, 1024]) is "
+                          "above the 100 training images: use --space configs/search/small.yaml"),
     (["--subset", "100", "--set", "data.batch_size=256", "--space", "LR_ONLY"],
      "--subset 100: data.batch_size is 256, more than the 100 training images"),
+    (["--subset", "100", "--space", "BATCH_ONLY"], "--subset 100: of the space's data.batch_size only 64 fits the "
+                                                   "100 training images, and the space searches nothing else"),
 ])
-def test_a_batch_size_larger_than_the_subset_is_refused_before_ray_starts(extra, message, capsys, tmp_path):
-    """Such a trial would fail three times with a traceback each; the default space's batch sizes
-    reach 1024, so a quick `--subset 500` sweep hit it. A space without batch sizes: the base
-    config's batch size is checked."""
+def test_a_space_without_a_batch_size_that_fits_the_subset_is_refused_before_ray_starts(extra, message, capsys,
+                                                                                         tmp_path):
+    """Such a trial would fail three times with a traceback each. A space without batch sizes: the
+    base config's batch size is checked."""
     from search.tune import main
 
-    lr_only = write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}")
-    extra = [str(lr_only) if a == "LR_ONLY" else a for a in extra]
+    spaces = {"LR_ONLY": write(tmp_path, "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}", "lr.yaml"),
+              "BATCH_ONLY": write(tmp_path, BATCH_ONLY, "batch.yaml")}
+    extra = [str(spaces.get(a, a)) for a in extra]
     assert main(["--variant", "linear", "--storage", str(tmp_path / "s"), "--name", "x", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err, err
     assert not (tmp_path / "s" / "x").exists()
+
+
+@pytest.mark.parametrize("extra, space_text, note, left", [
+    (["--subset", "1000"], None, "data.batch_size choices 1024 dropped (above the 1000 training images)",
+     {"type": "choice", "values": [128, 256, 512]}),
+    (["--subset", "1100", "--cv", "3"], None,
+     "data.batch_size choices 1024 dropped (above the 806 training images of each fold (--cv 3))",
+     {"type": "choice", "values": [128, 256, 512]}),
+    (["--subset", "300"], "space: {data.batch_size: {type: logint, low: 16, high: 2048}}",
+     "data.batch_size values 301 to 2048 dropped (above the 300 training images)",
+     {"type": "logint", "low": 16, "high": 300}),
+    (["--subset", "100"], MIXED,
+     "data.batch_size choices 128, 256 dropped (above the 100 training images); data.batch_size fixed at 64", None),
+])
+def test_a_quick_sweep_drops_the_batch_sizes_above_its_subset_in_one_line(extra, space_text, note, left, capsys,
+                                                                          tmp_path, data_dir):
+    """`search.tune --variant fc --num-samples 4 --max-epochs 1 --subset 1000` runs in one try: the
+    default space's 1024 is left out, said in one line; search.json keeps the space searched, so
+    --resume and the reports decode the trials in that space."""
+    from search.report import settings_space
+    from search.tune import _settings_new, parser
+
+    space_args = ["--space", str(write(tmp_path, space_text))] if space_text else []
+    args = parser().parse_args(["--variant", "linear", "--algo", "random", "--data-dir", str(data_dir),
+                                "--set", "data.download=false", *space_args, *extra])
+    s, space = _settings_new(args)
+    err = capsys.readouterr().err.strip()
+    assert err == f"note: {extra[0]} {extra[1]}: {note}", err
+    saved = json.loads(json.dumps(s.to_json()))  # as search.json holds it
+    assert saved["space_raw"]["space"].get("data.batch_size") == left
+    again = settings_space(type(s).from_json(saved, "search.json"))
+    assert again.describe() == space.describe() and again.points == space.points
+    if left is None:  # one batch size fits: set for every trial, and the points that used another left out
+        assert s.base["data"]["batch_size"] == 64 and space.points == [{"model.lr": 2.0e-3}]
+
+
+def test_sweeps_of_other_objectives_get_their_own_default_folder(tmp_path, capsys):
+    """The README's two-objective sweep after the one-objective one: another folder, not a
+    collision that offers --resume; --resume finds the folder by the same flags."""
+    from search.objectives import Objective, loose
+    from search.tune import default_name, main
+
+    assert default_name("fc", "mnist", "ax", [Objective("val_loss")]) == "fc-mnist-ax"
+    two = [Objective("val_loss"), Objective("model.latent_dim")]
+    assert default_name("fc", "mnist", "ax", two) == "fc-mnist-ax-val_loss+model.latent_dim"
+    odd = [Objective("test_nrmse", threshold=0.5), Objective("model.latent_dim", minimize=False, threshold=4)]
+    assert default_name("fc", "mnist", "random", odd) == "fc-mnist-random-test_nrmse-le0.5+model.latent_dim-max-ge4"
+    assert [loose(o.text()) for o in odd] == odd and loose("val_loss") == Objective("val_loss")
+    code = main(["--resume", "--variant", "fc", "--storage", str(tmp_path), "--objective", "val_loss",
+                 "--objective", "model.latent_dim"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.endswith(f"no search experiment in {tmp_path / 'fc-mnist-ax-val_loss+model.latent_dim'}")
+
+
+def test_a_folder_holding_another_sweep_says_name_not_resume(tmp_path, capsys, data_dir):
+    """--resume would continue the sweep already there with its own objectives: a sweep of other
+    settings is told to take another --name; the same sweep again is told --resume."""
+    from ae_lightning import files
+    from search.tune import _settings_new, main, parser
+
+    flags = ["--variant", "linear", "--algo", "random", "--data-dir", str(data_dir), "--set", "data.download=false",
+             "--storage", str(tmp_path), "--name", "x"]
+    s, _ = _settings_new(parser().parse_args(flags))
+    files.write_json(tmp_path / "x" / "search.json", s.to_json())
+    assert main([*flags, "--objective", "val_loss", "--objective", "model.latent_dim"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: experiment {tmp_path / 'x'} holds another sweep (objectives val_loss:min there, "
+                   "val_loss:min, model.latent_dim:min now): give this one another --name (--resume would "
+                   "continue that sweep as it was)"), err
+    assert main([*flags, "--set", "model.lr=0.002"]) == 2
+    assert "holds another sweep (config model.lr): give this one another --name" in capsys.readouterr().err
+    assert main(flags) == 2
+    assert "exists: continue it with --resume --name x" in capsys.readouterr().err

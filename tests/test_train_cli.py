@@ -27,6 +27,7 @@ def test_run_writes_everything_and_reruns_from_its_config(data_dir, tmp_path, ca
     run = Path(out[0])
     assert run == tmp_path / "mnist" / "fc" / "version_0"
     assert "test_mse=" in out[1] and "2 epochs" in out[1]
+    assert out[2] == f".venv/bin/tensorboard --logdir {run}" and len(out) == 3  # where the curves are
     m = json.loads((run / "metrics.json").read_text())
     assert m["epochs"] == 2 and m["config"]["model"]["latent_dim"] == 4
     assert 0 < m["test_mse"] < 0.2 and 0 < m["test_nrmse"] < 1 and 0 < m["test_rel_error"] < 1
@@ -274,7 +275,7 @@ def test_quiet_by_default_and_banners_back_with_verbose(data_dir, tmp_path):
         p = subprocess.run([sys.executable, str(ROOT / "train.py"), *tiny_args(data_dir, tmp_path / str(len(extra)),
                            "--max-epochs", "1", *extra)], env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr
-        assert p.stdout.splitlines()[-1].startswith("fc on mnist (latent 4): test_loss=")  # the project's lines
+        assert p.stdout.splitlines()[-2].startswith("fc on mnist (latent 4): test_loss=")  # the project's lines
         errs[bool(extra)] = p.stderr
     assert not [b for b in BANNERS if b in errs[False]], errs[False]
     assert all(b in errs[True] for b in BANNERS), errs[True]

@@ -452,6 +452,15 @@ def test_vae_logs_elbo_terms_warms_up_kl_and_reports_nll(cfg_for):
     assert m["test_nll"] > 0 and m["test_nll"] <= m["test_loss"] + 5  # nats per image, near -ELBO
 
 
+
+@pytest.mark.parametrize("warmup, logged", [(0, False), (2, True)])
+def test_vae_logs_beta_only_while_it_warms_up(make, warmup, logged):
+    """A constant beta would be a flat line, and TensorBoard's first card (train/ sorts first)."""
+    m, _ = make("vae", model__kl_warmup_epochs=warmup)
+    x = torch.rand(4, 1, 28, 28)
+    assert ("beta" in m.loss(x, "train")[1].log) == logged
+    assert "beta" not in m.loss(x, "val")[1].log
+
 # ---------------------------------------------------------------------------------------------
 # randomized
 class _StageWatch(L.Callback):

@@ -111,7 +111,7 @@ class VAE(AutoencoderModule):
         # metrics (mse, nrmse) are on the mean reconstruction decode(mu) outside training
         x_hat = self.output(logits) if stage == "train" else self.output(self.decode(mu))
         log = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
-        if stage == "train":
+        if stage == "train" and self.hparams.kl_warmup_epochs:  # else a flat line, and the first card
             log["beta"] = torch.tensor(beta)
         return loss, LossOutput(x_hat, mu, log)
 

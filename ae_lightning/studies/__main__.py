@@ -42,7 +42,7 @@ def parser(names: list[str]) -> flags.Parser:
                    "(default 2,4,8,16,32,64 and the sweep 5,20,...,95)")
     p.add_argument("--seed", key="seed", default=0)
     p.add_argument("--batch-size", key="data.batch_size", help="training batch size (default: the variant's)")
-    p.add_argument("--out", default="studies", help="output folder (default ./studies)")
+    p.add_argument("--out", default="runs/studies", help="output folder (default runs/studies)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--accelerator", key="trainer.accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", key="data.data_dir",

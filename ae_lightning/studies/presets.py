@@ -150,7 +150,7 @@ def presets() -> list[str]:
 def parser() -> flags.Parser:
     p = flags.Parser("python -m ae_lightning.studies reproduce", HELP)
     p.add_argument("name", help="a preset (" + ", ".join(presets()) + ") or all")
-    p.add_argument("--out", default="studies/reproduce", help="output folder (default studies/reproduce)")
+    p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     p.add_argument("--runs-dir", help="where the training runs go (default <out>/runs)")
     p.add_argument("--fidelity-dir", help="where fidelity.json / fidelity.md of every finished preset go (default --out)")
     p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run, at "
