@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -158,6 +160,40 @@ class LossHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = {k: list(state_dict.get("history", {}).get(k, [])) for k in self.KEYS}
+
+
+class EpochLines(L.Callback):
+    """One line per epoch on stderr, where no progress bar is shown because the output goes to a log
+    (nohup, tee, CI), as Keras' and Lightning's own loggers write: ``epoch 3/10  train_loss 0.0213
+    val_loss 0.022  12.4 s`` (the epoch's seconds, its validation included). ``label``: the line's
+    prefix, so that the runs of a study tell their lines apart. Rank 0 prints; the losses are the
+    epoch means that ``LossHistory`` keeps (reduced over the DDP ranks)."""
+
+    def __init__(self, label: str = ""):
+        self.prefix = f"{label}: " if label else ""
+        self._t0, self._validated = time.monotonic(), False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0, self._validated = time.monotonic(), False
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # an epoch without validation (check_val_every_n_epoch) must not show the last one's loss again
+        self._validated = self._validated or not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        print(self.prefix + self.line(trainer), file=sys.stderr, flush=True)
+
+    def line(self, trainer) -> str:
+        of = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        parts = [f"epoch {trainer.current_epoch + 1}{of}"]
+        for name, key in LossHistory.KEYS.items():
+            value = trainer.callback_metrics.get(key)
+            if value is not None and (name != "val_loss" or self._validated):
+                parts.append(f"{name} {float(value):.4g}")
+        parts.append(f"{time.monotonic() - self._t0:.1f} s")
+        return "  ".join(parts)
 
 
 class ConfusionFigures(L.Callback):

@@ -31,6 +31,7 @@ from ae_lightning import eventfiles, files, quiet, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
     ConfusionFigures,
+    EpochLines,
     FiniteLossGuard,
     GenerationImages,
     LossHistory,
@@ -70,6 +71,12 @@ class RunResult:
     rank: int = 0  # DDP: this process's global rank; only rank 0 writes files (and train.py prints)
 
 
+def on_terminal() -> bool:
+    """Both output streams are a terminal: Lightning's bar writes to stdout and the project's lines to
+    stderr, and a log (nohup, tee, CI) takes the epoch lines instead of the bar's carriage returns."""
+    return all(s is not None and s.isatty() for s in (sys.stdout, sys.stderr)) and not os.environ.get("CI")
+
+
 def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
     """The module and datamodule of a resolved config (no training): the module takes the data's
     image shape (``dm.dims``, (C, H, W)). Nothing is loaded yet."""
@@ -82,7 +89,7 @@ def build(cfg: dict) -> tuple[L.LightningModule, MNISTDataModule]:
 @runlock.scoped
 def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path | None = None,
         callbacks: Sequence[L.Callback] = (), verbose: bool | None = None,
-        hparam_keys: Sequence[str] | None = None) -> RunResult:
+        hparam_keys: Sequence[str] | None = None, epoch_lines: bool | None = None, label: str = "") -> RunResult:
     """Train and test one resolved config (``ae_lightning.resolve.load``); return its metrics.
 
     ``run_dir``: an existing folder to use (``--resume``, search trials); else a new version_N,
@@ -90,6 +97,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     ``ckpt_path``: a ``last.ckpt`` to continue from, with its epoch counter and optimizer state.
     ``hparam_keys``: dotted config keys logged first in the HParams tab (a sweep's searched keys);
     the keys of :func:`hparams` follow.
+    ``epoch_lines``, ``label``: :class:`EpochLines` (None: where no bar shows and the output is a log).
 
     DDP (``trainer.devices`` > 1): every rank runs this function. Rank 0 chooses the run folder and
     the others use it; only rank 0 writes config.yaml, metrics.json and TensorBoard, and every rank
@@ -98,7 +106,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     t0 = time.time()
     check_devices(cfg["trainer"])
     tc, passed = TrainerConfig.split(cfg["trainer"])
-    on_tty = sys.stderr.isatty() and not os.environ.get("CI")
+    bar, lines = _progress(tc.progress_bar, epoch_lines, label)
     verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose
     quiet.apply(verbose)  # Lightning's banners and repeated warnings: --verbose only
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
@@ -109,11 +117,10 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     resume_step = check_fits(module, ckpt_path) if ckpt_path else None
     run_dir, created = open_run_dir(cfg, tc.devices, dm, run_dir)
     logger = _logger(run_dir, resume_step, created)
-    ckpts = _Checkpoints(run_dir)
-    shared = SharedRunDir(run_dir)
-    trainer = _trainer(tc, passed, module, logger, [*ckpts.callbacks(cfg, tc, callbacks), shared], run_dir, created,
-                       verbose, on_tty)
-    if (verbose or on_tty) and process_rank() == 0:  # the project's own line: on a terminal
+    ckpts, shared = _Checkpoints(run_dir), SharedRunDir(run_dir)
+    trainer = _trainer(tc, passed, module, logger, [*ckpts.callbacks(cfg, tc, [*callbacks, *lines]), shared],
+                       run_dir, created, verbose, bar)
+    if (verbose or on_terminal()) and process_rank() == 0:  # the project's own line: on a terminal
         print(f"data: {dm.data_dir} ({cfg['data']['dataset']})", file=sys.stderr)
 
     _train(trainer, module, dm, ckpt_path, run_dir, created, logger)
@@ -169,6 +176,16 @@ def built(spec: dict[str, Any], base: type, key: str) -> Any:
         return cls(**spec.get("init_args") or {})
     except (TypeError, ValueError) as e:
         raise UserError(f"{key}: {path}: {e}") from None
+
+
+def _progress(progress_bar: bool | None, epoch_lines: bool | None, label: str) -> tuple[bool, list[L.Callback]]:
+    """Whether Lightning's bar shows (``trainer.progress_bar``; None: on a terminal), and the
+    :class:`EpochLines` of the run: where no bar shows and the output is a log, unless
+    ``epoch_lines`` says otherwise (a sweep's trials: the driver prints a line per trial)."""
+    on_tty = on_terminal()
+    bar = on_tty if progress_bar is None else progress_bar
+    lines = (not bar and not on_tty) if epoch_lines is None else epoch_lines
+    return bar, [EpochLines(label)] if lines else []
 
 
 def _speed_options(module: L.LightningModule, tc: TrainerConfig) -> L.LightningModule:
@@ -246,7 +263,7 @@ class _Checkpoints:
 
 
 def _trainer(tc: TrainerConfig, passed: dict[str, Any], module: L.LightningModule, logger: TBLogger,
-             callbacks: list[L.Callback], run_dir: Path, created: bool, verbose: bool, on_tty: bool) -> L.Trainer:
+             callbacks: list[L.Callback], run_dir: Path, created: bool, verbose: bool, bar: bool) -> L.Trainer:
     """Lightning's Trainer of the run: the project's keys, the config's callbacks and loggers, then
     ``passed`` (its other Trainer keywords, as given). A mistake in them is one line, and leaves no
     run folder."""
@@ -261,7 +278,7 @@ def _trainer(tc: TrainerConfig, passed: dict[str, Any], module: L.LightningModul
             callbacks=[*callbacks, *(built(s, L.Callback, "trainer.callbacks") for s in tc.callbacks)],
             log_every_n_steps=tc.log_every_n_steps,
             deterministic=tc.deterministic, gradient_clip_val=tc.gradient_clip_val or None,
-            enable_progress_bar=on_tty if tc.progress_bar is None else tc.progress_bar,
+            enable_progress_bar=bar,
             enable_model_summary=verbose, num_sanity_val_steps=0, default_root_dir=str(run_dir),
             plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary file beside it, fsync, rename
             **passed,

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,11 @@ from ae_lightning.datafiles import default_data_dir
 from ae_lightning.errors import UserError
 from ae_lightning.resolve import load
 from search import pareto
-from search.results import DIVERGED, FINAL, METRIC, SEARCHER_STATE, read_state
+from search.results import DIVERGED, FINAL, METRIC, SEARCHER_STATE, error_line, read_state
 from search.settings import SweepSettings
 from search.space import apply, parse_space, with_objectives
 
 SETTINGS = "search.json"  # written by search.tune at launch: base config, space file, flags
-_ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
 
 
 def load_settings(exp_dir: Path) -> SweepSettings:
@@ -58,11 +56,7 @@ def settings_space(s: SweepSettings, objectives: list[str] | None = None):
 def _reason(trial) -> str:
     """The one line that says why a trial failed: the last ``XxxError: message`` of its error."""
     path = Path(trial.path) / "error.txt" if trial.path else None  # in storage, not the staging dir
-    text = path.read_text(errors="replace") if path is not None and path.is_file() else ""
-    if not text:
-        return ""
-    lines = [ln.strip() for ln in text.splitlines() if _ERR_LINE.match(ln.strip())]
-    return lines[-1] if lines else text.strip().splitlines()[-1]
+    return error_line(path.read_text(errors="replace")) if path is not None and path.is_file() else ""
 
 
 def collect(exp_dir: str | Path) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 state, written by ax_searcher.py; read by the driver (tune.py, report.py, searchers.py). A leaf
 module, so that reading a sweep's results imports neither Lightning nor Ray nor Ax."""
 import json
+import re
 from pathlib import Path
 
 from ae_lightning.errors import UserError
@@ -11,6 +12,13 @@ FINAL = "final"  # in a trial's last result once it has trained and tested in fu
 DIVERGED = "diverged.txt"
 SEARCHER_STATE = "searcher-state-{}.json"  # Tune names the file per session; Ax's JSON inside
 STATE_FORMAT = 1
+_ERR_LINE = re.compile(r"^(?:\S+\.)?(\w+(?:Error|Exception)): (.+)$")
+
+
+def error_line(text: str) -> str:
+    """The one line that says why a trial failed: the last ``XxxError: message`` of its error file."""
+    lines = [ln.strip() for ln in text.splitlines() if _ERR_LINE.match(ln.strip())]
+    return lines[-1] if lines else (text.strip().splitlines() or [""])[-1]
 
 
 def read_state(path: Path) -> dict:

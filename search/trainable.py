@@ -201,7 +201,9 @@ def train_trial(config: dict, base: dict, space, cv: int = 0, cpus: float = 1, g
             state["fold_best"][fold] = json.loads(done.read_text())["best_val_loss"]
             continue
         try:
-            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=verbose, hparam_keys=keys,
+            # a trial's epoch lines (--verbose) reach the driver's console through Ray's worker logs,
+            # prefixed with the worker; by default the driver prints a line per trial instead
+            fit(fold_cfg, run_dir=run_dir, ckpt_path=ckpt, verbose=verbose, hparam_keys=keys, epoch_lines=verbose,
                 callbacks=[ReportToTune(run_dir, state, fold_cfg, keys, trial_dir / STATE)])
         except DivergedError as e:
             reason = f"{e} (fold {fold})" if folds > 1 else str(e)

@@ -84,8 +84,9 @@ def parser() -> flags.Parser:
     p.add_argument("--num-cpus", hint=PosInt, help="CPUs Ray may use on this machine (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any other config key for every trial, e.g. --set model.beta=2")
-    p.add_argument("--quiet", action="store_true", help="no Tune progress tables")
-    p.add_argument("--verbose", action="store_true", help="Ax's, Ray Tune's and Lightning's notes and repeated warnings too")
+    p.add_argument("--quiet", action="store_true", help="no line per trial, and nothing from the trials' own output")
+    p.add_argument("--verbose", action="store_true", help="Ray Tune's progress tables, each trial's epoch lines, and "
+                   "Ax's, Ray Tune's and Lightning's notes and repeated warnings too")
     p.add_argument("--keep-checkpoints", action="store_true", default=None,
                    help="a finished trial keeps its last.ckpt and Tune's checkpoint beside its best one "
                         "(default: the best checkpoint alone, about 1/3 of the disk)")
@@ -268,7 +269,9 @@ def run(args) -> int:
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # fit writes TensorBoard; no 2nd HParams
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0" if args.quiet else "1")
+    # Tune's older output engine: the one that takes a reporter of the caller's, and that prints
+    # nothing at verbosity 0 (search.progress: the newer one rounds small floats to 0)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     cluster.start(args.address, args.num_cpus, args.quiet, s.cpus_per_trial, s.gpus_per_trial)
     import ray
     try:
@@ -304,6 +307,7 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     # late, as the lines above: Ray Tune, Ax and Lightning take seconds; --help and the checks do without
+    from search.progress import TrialLines, tables
     from search.searchers import EpochBudget, build_scheduler, build_searcher, describe, trial_dirname
     from search.trainable import train_trial
 
@@ -334,11 +338,13 @@ def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:
                 trial_dirname_creator=trial_dirname,
                 trial_name_creator=trial_dirname, reuse_actors=True),
             run_config=tune.RunConfig(
-                name=exp_dir.name, storage_path=str(storage), verbose=0 if args.quiet else 1,
+                name=exp_dir.name, storage_path=str(storage), verbose=1 if quiet.verbose() else 0,
+                progress_reporter=tables(space) if quiet.verbose() else None,
                 failure_config=tune.FailureConfig(max_failures=s.max_failures),
                 stop=EpochBudget(s.epoch_budget) if s.epoch_budget else None,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
+                callbacks=[JsonLoggerCallback(), CSVLoggerCallback(),
+                           *([] if args.quiet else [TrialLines(space, s.num_samples)])]))
     tuner.fit()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -289,8 +290,9 @@ def test_ax_sweep_end_to_end_with_a_diverging_trial_then_retrain_best(tmp_path, 
     storage = tmp_path / "search"
     code = main(sweep_args(data_dir, storage, "ax3", write(tmp_path, NAN_SPACE), "--num-samples", "3",
                            "--max-epochs", "2", "--init-trials", "1", "--max-failures", "1"))
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0, out
+    assert not [line for line in err.splitlines() if line.startswith("trial ")], err  # --quiet: no line per trial
     exp = storage / "ax3"
     rows = read_rows(exp / "results.csv")
     assert len(rows) == 3
@@ -348,7 +350,8 @@ LR_SPACE = "space: {model.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}}\n"
 @pytest.fixture(scope="module")
 def budget_sweep(tmp_path_factory, data_dir):
     """A finished random sweep of up to 6 one-epoch trials, one at a time, under --epoch-budget 2 and
-    with --keep-checkpoints: (experiment folder, exit code, its stdout)."""
+    with --keep-checkpoints, at the default verbosity: (experiment folder, exit code, its stdout and
+    stderr together)."""
     import contextlib
     import io
 
@@ -356,10 +359,65 @@ def budget_sweep(tmp_path_factory, data_dir):
 
     tmp = tmp_path_factory.mktemp("budget")
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(sweep_args(data_dir, tmp / "search", "budget", write(tmp, LR_SPACE), "--algo", "random",
-                               "--num-samples", "6", "--max-epochs", "1", "--epoch-budget", "2", "--keep-checkpoints"))
+    args = [a for a in sweep_args(data_dir, tmp / "search", "budget", write(tmp, LR_SPACE)) if a != "--quiet"]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main([*args, "--algo", "random", "--num-samples", "6", "--max-epochs", "1", "--epoch-budget", "2",
+                     "--keep-checkpoints"])
     return tmp / "search" / "budget", code, out.getvalue()
+
+
+TRIAL_LINE = re.compile(r"^trial (\d)/6 trial_(\w+) completed: best_val_loss (\S+), 1 epoch, \d+\.\d s \| model\.lr=(\S+)$")
+
+
+def test_a_sweep_prints_one_line_per_trial_and_no_ray_table(budget_sweep):
+    """At the default verbosity a sweep's log has one line per finished trial (its objective,
+    epochs, seconds and searched values), and none of Ray Tune's tables (--verbose shows them)."""
+    exp, code, out = budget_sweep
+    assert code == 0, out
+    lines = [TRIAL_LINE.match(line) for line in out.splitlines() if line.startswith("trial ")]
+    rows = {r["trial_id"]: r for r in read_rows(exp / "results.csv")}
+    assert all(lines) and [m[1] for m in lines] == ["1", "2"] and {m[2] for m in lines} == set(rows), out
+    for m in lines:
+        assert float(m[3]) == pytest.approx(float(rows[m[2]]["best_val_loss"]), rel=1e-3)
+        assert float(m[4]) == pytest.approx(float(rows[m[2]]["model.lr"]), rel=1e-3)
+    tables = ("== Status ==", "Trial name", "Configuration for experiment", "+---", "╭", "│")
+    assert not [t for t in tables if t in out], out
+
+
+def test_searched_values_print_to_their_significant_digits(tmp_path, base, capsys, monkeypatch):
+    """A searched weight decay of 1.5e-06 prints as such in the trial lines and in Tune's tables
+    (--verbose), never rounded to 0 (Tune's newer output engine prints five decimals)."""
+    from types import SimpleNamespace
+
+    from search.progress import tables, value_text, values_text
+    from search.space import load_space
+
+    assert [value_text(v) for v in (1.5e-06, 0.0081448869, 2.0, 16, "adam")] == ["1.5e-06", "0.008145", "2", "16", "adam"]
+    assert values_text({"model.weight_decay": 1.5e-06, "data.batch_size": 16}) == \
+        "model.weight_decay=1.5e-06 data.batch_size=16"
+
+    class Trial(SimpleNamespace):  # what Tune's CLIReporter reads of a trial
+        __hash__ = object.__hash__
+
+        def __str__(self):
+            return self.trial_id
+
+    space = load_space(write(tmp_path, "space: {model.weight_decay: {type: loguniform, low: 1.0e-7, high: 1.0e-2}, "
+                                       "model.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-1}}\n"), base)
+    trials = [Trial(trial_id=f"trial_{i}", status="TERMINATED", config=c, last_result={"best_val_loss": v, "config": c},
+                    local_experiment_path=str(tmp_path), error_file=None, temporary_state=SimpleNamespace(location=None))
+              for i, (c, v) in enumerate([({"model": {"weight_decay": 1.5e-06, "lr": 0.003}}, 0.02),
+                                          ({"model": {"weight_decay": 0.004, "lr": 0.01}}, 0.03)])]
+    from ray.tune.utils import log
+
+    monkeypatch.setattr(log, "verbosity", log.Verbosity.V1_EXPERIMENT)  # the sweep's --verbose: RunConfig(verbose=1)
+    reporter = tables(space)
+    reporter.setup(start_time=time.time(), metric="best_val_loss", mode="min")  # as Tune does
+    capsys.readouterr()
+    reporter.report(trials, True)
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("| trial_0 "))
+    assert re.search(r"\|\s+1\.5e-06 \|\s+0\.003 \|", row) and "model.weight_decay" in printed, printed
 
 
 def test_epoch_budget_ends_the_sweep_once_its_trials_trained_that_many_epochs(budget_sweep):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -208,6 +209,11 @@ def test_compression_smoke_writes_report_figures_json_and_tensorboard(data_dir, 
         r = results["by_latent"][k]
         assert 0 < r["test"]["nrmse"] < 1 and 0 < r["train"]["nrmse"] < 1 and r["ratio"] == 784 / int(k)
     assert results["settings"]["dataset"] == "fashion_mnist"  # the fcAE study's dataset by default
+    # in a log (pytest's capture, as nohup or CI): one line per epoch of each run, named by the run
+    lines = [line for line in res.err.splitlines() if " epoch " in line]
+    assert len(lines) == 2 and all(re.fullmatch(r"\[compression\] \S.*: epoch 1/1  train_loss \S+  val_loss \S+  "
+                                                r"\d+\.\d s", line) for line in lines), res.err
+    assert len({line.split(": epoch")[0] for line in lines}) == 2, lines
 
 
 def test_the_classifier_study_names_its_head_by_the_codes_size_and_gives_each_models_epochs(data_dir, tmp_path, capsys):

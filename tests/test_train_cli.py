@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -261,6 +262,41 @@ def test_every_tensorboard_command_shown_to_a_user_works_after_the_readme_setup(
             found.setdefault(str(path.relative_to(ROOT)), []).append(m.group(1))
     assert {"README.md", "docs/search.md", "search/tune.py"} <= set(found)
     assert all(prefix == ".venv/bin/" for prefixes in found.values() for prefix in prefixes), found
+
+
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  train_loss (\S+)  val_loss (\S+)  (\d+\.\d) s$")
+
+
+def test_a_log_gets_one_line_per_epoch_and_the_bar_asked_for_gets_none(data_dir, tmp_path):
+    """Output redirected (a log: nohup, tee, CI): one line per epoch on stderr with the epoch, the
+    train and validation losses and the seconds, and nothing else of the kind; with
+    trainer.progress_bar=true the bar is what was asked for, and no lines."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    errs = []
+    for extra in (["--max-epochs", "3"], ["--max-epochs", "1", "--set", "trainer.progress_bar=true"]):
+        p = subprocess.run([sys.executable, str(ROOT / "train.py"), *tiny_args(data_dir, tmp_path / str(len(errs)), *extra)],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        errs.append(p.stderr)
+    lines = [EPOCH_LINE.match(line) for line in errs[0].splitlines() if line.startswith("epoch")]
+    assert [(m[1], m[2]) for m in lines if m] == [("1", "3"), ("2", "3"), ("3", "3")], errs[0]
+    history = json.loads(next((tmp_path / "0").rglob("metrics.json")).read_text())["history"]
+    assert [float(m[3]) for m in lines] == pytest.approx(history["train_loss"], rel=1e-3)
+    assert [float(m[4]) for m in lines] == pytest.approx(history["val_loss"], rel=1e-3)
+    assert not [line for line in errs[1].splitlines() if line.startswith("epoch ")], errs[1]
+
+
+@pytest.mark.parametrize("progress_bar, terminal, epoch_lines, bar, lines", [
+    (None, True, None, True, False), (None, False, None, False, True), (True, False, None, True, False),
+    (False, False, None, False, True), (False, True, None, False, False), (None, False, False, False, False),
+    (False, True, True, False, True)])
+def test_the_bar_on_a_terminal_and_the_epoch_lines_in_a_log(monkeypatch, progress_bar, terminal, epoch_lines, bar,
+                                                           lines):
+    from ae_lightning import fit
+
+    monkeypatch.setattr(fit, "on_terminal", lambda: terminal)
+    shown, callbacks = fit._progress(progress_bar, epoch_lines, "")
+    assert (shown, bool(callbacks)) == (bar, lines)
 
 
 BANNERS = ("GPU available", "TPU available", "litlogger", "Total params", "Restoring states from the checkpoint")

@@ -47,7 +47,10 @@ class TrainerConfig:
     plateau_epochs: NonNegInt = 0
     plateau_min_improvement: Fraction = 0.01
     test_checkpoint: Literal["best", "last"] = "best"  # last: the final epoch's model (Keras' practice)
-    progress_bar: bool | None = None  # None: on a terminal only
+    # Lightning's bar. None: on a terminal; where stdout or stderr is a log (nohup, tee, CI), one line
+    # per epoch on stderr instead (epoch, train and val loss, seconds). true: the bar, even in a log.
+    # false: no bar; still the epoch lines in a log (a study's runs; a sweep prints a line per trial)
+    progress_bar: bool | None = None
     # speed options, off by default (benchmarks/bench_options.py; figures in docs/benchmarks.md): turn on
     # with --set trainer.<name>=true
     compile: bool = False  # torch.compile the module's loss (the forward of every step)

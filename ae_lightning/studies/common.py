@@ -150,15 +150,15 @@ class Context:
     def train_config(self, cfg: dict, label: str = "", allow_diverge: bool = False) -> Trained | None:
         key = _key(cfg)
         if key not in self.cache:
-            t0 = time.time()
+            t0, name = time.time(), f"[{self.study.name}] {label or cfg['variant']}"  # its epoch lines' prefix
             done, unfinished = self._on_disk(key, cfg) if self.opts.resume else (None, None)
             try:
                 if done is not None:
                     res = done
                 elif unfinished is not None:
-                    res = fit(cfg, run_dir=unfinished, ckpt_path=unfinished / "checkpoints" / "last.ckpt")
+                    res = fit(cfg, run_dir=unfinished, ckpt_path=unfinished / "checkpoints" / "last.ckpt", label=name)
                 else:
-                    res = fit(cfg)  # verbose: the command's --verbose
+                    res = fit(cfg, label=name)  # verbose: the command's --verbose
             except DivergedError as e:
                 if not allow_diverge:
                     raise UserError(f"study {self.study.name}: {label or cfg['variant']} diverged ({e})") from None
@@ -169,7 +169,7 @@ class Context:
             self.cache[key] = Trained(cfg, res.metrics, module.to(self.device).eval(), res.run_dir)
             shown = " ".join(f"{k}={v:.4g}" for k, v in res.metrics.items()
                              if k in ("test_nrmse", "test_loss", "test_acc") and isinstance(v, float))
-            print(f"[{self.study.name}] {label or cfg['variant']}: {shown} "
+            print(f"{name}: {shown} "
                   f"({plural(res.metrics['epochs'], 'epoch')}, {time.time() - t0:.1f} s)", file=sys.stderr)
         run = self.cache[key]
         self.trained.append({"label": label, "variant": cfg["variant"], "run_dir": str(run.run_dir),
