@@ -27,7 +27,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-from ae_lightning import eventfiles, files, quiet, runlock
+from ae_lightning import cpus, eventfiles, files, quiet, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
     ConfusionFigures,
@@ -109,6 +109,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     bar, lines = _progress(tc.progress_bar, epoch_lines, label)
     verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose
     quiet.apply(verbose)  # Lightning's banners and repeated warnings: --verbose only
+    _threads_beside_others(tc.devices)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
 
     module, dm = build(cfg)
@@ -147,6 +148,19 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     if trainer.is_global_zero:
         files.write_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, metrics, trainer.global_rank)
+
+
+def _threads_beside_others(devices: int) -> None:
+    """Fewer torch threads while other processes hold cores (``ae_lightning.cpus``), said in one line;
+    an explicit ``OMP_NUM_THREADS`` and several devices (DDP's processes) are left as they are."""
+    if os.environ.get("OMP_NUM_THREADS") or devices > 1:
+        return
+    busy = cpus.busy_cores()
+    threads = cpus.free_threads(torch.get_num_threads(), busy)
+    if threads < torch.get_num_threads():
+        print(f"note: other processes keep {busy:.1f} of {os.cpu_count()} cores busy: training on "
+              f"{plural(threads, 'torch thread')} (OMP_NUM_THREADS=N chooses)", file=sys.stderr)
+        torch.set_num_threads(threads)
 
 
 def _test(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ckpt: str | None,
