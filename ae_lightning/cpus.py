@@ -23,7 +23,7 @@ def _times() -> tuple[int, int] | None:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
-def busy_cores(seconds: float = 0.3) -> float:
+def busy_cores(seconds: float = 0.1) -> float:
     """Cores busy with other processes over ``seconds`` (this one sleeps meanwhile); 0 if unknown."""
     first = _times()
     time.sleep(seconds)

@@ -28,7 +28,7 @@ def test_fit_trains_on_the_free_cores_and_says_so(cfg_for, monkeypatch, capsys):
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(cpus.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(cpus, "busy_cores", lambda seconds=0.3: 1.0)
+    monkeypatch.setattr(cpus, "busy_cores", lambda seconds=0.1: 1.0)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
