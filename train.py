@@ -108,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if result.rank:
         return 0
-    print(result.run_dir)
-    print(summary_line(cfg, result.metrics))
-    print(f".venv/bin/tensorboard --logdir {result.run_dir}")  # where the curves and images are
+    # the run, its figures, and where its curves and images are
+    print(result.run_dir, summary_line(cfg, result.metrics), f".venv/bin/tensorboard --logdir {result.run_dir}", sep="\n")
     return 0
 
 

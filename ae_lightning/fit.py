@@ -52,16 +52,18 @@ from ae_lightning.tblog import (
 from ae_lightning.text import plural
 
 
-def check_devices(trainer: dict[str, Any]) -> None:
-    """The devices the trainer section asks for exist on this machine (one line else)."""
-    if trainer["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
+def _devices(tc: TrainerConfig) -> None:
+    """The devices the trainer section asks for exist on this machine (one line else), and torch's
+    threads fit beside the other processes' (:func:`_threads_beside_others`)."""
+    if tc.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError("trainer.accelerator gpu was asked for, but this machine has no CUDA GPU "
                         "(use --accelerator cpu or auto)")
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    on_gpu = trainer["accelerator"] in ("gpu", "cuda") or (trainer["accelerator"] == "auto" and gpus)
-    if on_gpu and trainer["devices"] > gpus:
-        raise UserError(f"trainer.devices {trainer['devices']}: this machine has {gpus} CUDA GPU(s) "
-                        f"(lower --devices, or --accelerator cpu for {trainer['devices']} CPU processes)")
+    on_gpu = tc.accelerator in ("gpu", "cuda") or (tc.accelerator == "auto" and gpus)
+    if on_gpu and tc.devices > gpus:
+        raise UserError(f"trainer.devices {tc.devices}: this machine has {gpus} CUDA GPU(s) "
+                        f"(lower --devices, or --accelerator cpu for {tc.devices} CPU processes)")
+    _threads_beside_others(tc.devices)
 
 
 @dataclasses.dataclass
@@ -104,12 +106,11 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     returns the same metrics (reduced over the ranks).
     """
     t0 = time.time()
-    check_devices(cfg["trainer"])
     tc, passed = TrainerConfig.split(cfg["trainer"])
+    _devices(tc)
     bar, lines = _progress(tc.progress_bar, epoch_lines, label)
     verbose = quiet.verbose() if verbose is None else verbose  # the command's --verbose
     quiet.apply(verbose)  # Lightning's banners and repeated warnings: --verbose only
-    _threads_beside_others(tc.devices)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
 
     module, dm = build(cfg)

@@ -371,12 +371,11 @@ def with_objectives(space: Space, specs: list[str], base: dict, where: str = "--
 
 
 def capped(space: Space, key: str, most: int) -> tuple[dict, list, Any]:
-    """The space file's content with ``key``'s values above ``most`` left out: the choices above it
-    dropped, a range's upper bound lowered to it, the points that use one dropped. Returns ``(raw,
-    dropped, fixed)``: ``dropped`` the choices left out (a range's ``[most + 1, high]``), ``fixed``
-    the one value left when only one is (the key then leaves the space and its points, since a
-    searched key needs two values; the caller sets it in the base config), else None. ``dropped``
-    is empty when every value fits, and ``raw`` holds no ``key`` entry when none does."""
+    """The space file's content without ``key``'s values above ``most`` (choices dropped, a range's
+    top lowered, points using one dropped), as ``(raw, dropped, fixed)``: ``dropped`` the choices left
+    out (a range's ``[most + 1, high]``; empty when all fit), ``fixed`` the one value left when only
+    one is (the key then leaves the space and its points: a searched key needs two values; the
+    caller sets it in the base config), else None; ``raw`` holds no ``key`` when none fits."""
     p = space.params[key]
     raw = copy.deepcopy(space.raw)
     entries = raw["space"]
