@@ -27,7 +27,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-from ae_lightning import cpus, eventfiles, files, quiet, runlock
+from ae_lightning import cpus, eventfiles, fid, files, quiet, runlock
 from ae_lightning.callbacks import (
     BestCheckpoint,
     ConfusionFigures,
@@ -133,7 +133,7 @@ def fit(cfg: dict, *, run_dir: str | Path | None = None, ckpt_path: str | Path |
     # would end at the tested checkpoint's epoch (a best epoch before the last)
     loss_history = {k: list(v) for k, v in ckpts.history.history.items()}
     test_ckpt = ckpts.tested(tc.test_checkpoint)
-    test = _test(trainer, module, dm, test_ckpt, run_dir)
+    test = _test(trainer, module, dm, test_ckpt, run_dir, cfg, tc)
     metrics = {
         **test,
         "best_val_loss": ckpts.best_score(),
@@ -165,8 +165,9 @@ def _threads_beside_others(devices: int) -> None:
 
 
 def _test(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ckpt: str | None,
-          run_dir: Path) -> dict[str, float]:
-    """The test metrics (``test_mse``, ...) of the checkpoint ``ckpt`` (none: no test)."""
+          run_dir: Path, cfg: dict, tc: TrainerConfig) -> dict[str, float]:
+    """The test metrics (``test_mse``, ...) of the checkpoint ``ckpt`` (none: no test), with
+    ``test_fid_cls`` where ``model.fid_cls`` asks for it."""
     try:
         results = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0] if ckpt else {}
     except SystemExit:
@@ -174,7 +175,25 @@ def _test(trainer: L.Trainer, module: L.LightningModule, dm: MNISTDataModule, ck
             raise Terminated(f"terminated (SIGTERM) while testing {run_dir}: its training is finished; "
                              "the same command with --resume tests it again") from None
         raise
-    return {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
+    test = {k.replace("/", "_"): float(v) for k, v in results.items() if k.startswith("test/")}
+    if test and cfg["model"].get("fid_cls"):
+        test.update(_test_fid_cls(module, dm, tc, cfg["seed"], trainer.world_size))
+    return test
+
+
+def _test_fid_cls(module: L.LightningModule, dm: MNISTDataModule, tc: TrainerConfig, seed: int,
+                  world_size: int) -> dict[str, float]:
+    """``model.fid_cls``: the tested module's prior samples, as many as the test split's images, against
+    them (``fid.Judge.test_images``), in the features of the dataset's judge (``ae_lightning.fid``;
+    trained once, with this function)."""
+    if world_size > 1:  # the judge's own training would run inside DDP's processes
+        print("note: test_fid_cls is not measured on several devices (model.fid_cls=false hides this)", file=sys.stderr)
+        return {}
+    judge = fid.load_judge(dm, tc.output_dir, lambda c: fit(c, label="fid_cls judge"), module.device, tc.accelerator)
+    distance = judge.distance()
+    with torch.no_grad():
+        samples = module.sample(distance.n, generator=torch.Generator(module.device).manual_seed(seed))
+    return {"test_fid_cls": distance(samples)}
 
 
 def built(spec: dict[str, Any], base: type, key: str) -> Any:
@@ -339,7 +358,7 @@ def _log_embedding(logger: TensorBoardLogger, module: L.LightningModule, dm: MNI
 
 def summary_line(cfg: dict, metrics: dict) -> str:
     """One line: the headline test figures (accuracy / likelihood first), epochs and wall time."""
-    first = ("test_acc", "test_nll", "test_loss", "test_mse", "test_nrmse", "test_rel_error")
+    first = ("test_acc", "test_nll", "test_loss", "test_mse", "test_nrmse", "test_rel_error", "test_fid_cls")
     shown = [f"{k}={metrics[k]:.4g}" for k in first if isinstance(metrics.get(k), float)]
     latent = cfg["model"].get("latent_dim")
     return (f"{cfg['variant']} on {cfg['data']['dataset']}" + (f" (latent {latent})" if latent else "") +

@@ -14,6 +14,7 @@ curves) at the end of every run whose ``trainer.images_every_n_epochs`` is not 0
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -56,19 +57,38 @@ def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[
 
 
 def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,
-                             limit: PosInt | None = None, data_dir: str | None = None) -> dict[str, Path]:
-    """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``."""
+                             limit: PosInt | None = None, data_dir: str | None = None,
+                             fid: bool = True) -> dict[str, Path]:
+    """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``, and
+    with ``fid`` each scheme's ``fid_cls`` into ``fid_cls.json``."""
     from ae_lightning.data import MNISTDataModule  # late, as above
     from ae_lightning.models import load_checkpoint
 
     module, cfg = load_checkpoint(ckpt)
-    data = dict(cfg["data"], **({"data_dir": data_dir} if data_dir else {}))
-    x, _ = MNISTDataModule(**data).tensors("test", limit=limit)
+    dm = MNISTDataModule(**dict(cfg["data"], **({"data_dir": data_dir} if data_dir else {})))
+    x, _ = dm.tensors("test", limit=limit)
     images, ranges = generate(module, x, n, seed)
     out = Path(out)
     paths = {name: save_png(out / f"{name}.png", tile(imgs, nrow=8)) for name, imgs in images.items()}
     paths["code_ranges"] = files.write_json(out / "code_ranges.json", {"checkpoint": str(ckpt), "seed": seed, **ranges})
+    if fid:
+        paths["fid_cls"] = files.write_json(out / "fid_cls.json", fid_per_scheme(module, dm, x, seed, cfg))
     return paths
+
+
+def fid_per_scheme(module, dm, x: torch.Tensor, seed: int, cfg: dict) -> dict:
+    """``fid_cls`` of each sampling scheme: as many decoded codes (in the ranges of the codes of ``x``) as
+    the test split has images, against them, in the features of the dataset's judge (``ae_lightning.fid``,
+    trained once through ``fit`` if missing)."""
+    from ae_lightning.fid import load_judge  # late, as above
+    from ae_lightning.fit import fit
+
+    judge = load_judge(dm, cfg["trainer"]["output_dir"], lambda c: fit(c, label="fid_cls judge"))
+    distance = judge.distance()
+    images, _ = generate(module, x, distance.n, seed)  # the codes' ranges: from the test images x
+    return {"fid_cls": {name: distance(imgs) for name, imgs in images.items()}, "n": distance.n, "seed": seed,
+            "judge": str(judge.folder), "judge_test_acc": judge.meta["test_acc"], "scale": judge.meta["scale"],
+            "about": f"{distance.n} samples each against as many test images; {judge.scale_text()}"}
 
 
 def parser() -> flags.Parser:
@@ -82,6 +102,8 @@ def parser() -> flags.Parser:
     p.add_argument("--limit", hint=hint["limit"], default=None, help="test images whose codes set the ranges (default all)")
     p.add_argument("--data-dir", hint=hint["data_dir"],
                    help="where the dataset lives, if not where the run found it")
+    p.add_argument("--no-fid", action="store_true", help="skip fid_cls (each scheme's Fréchet distance to the test "
+                   "images in the digit classifier's features; its first use trains that classifier once)")
     return p
 
 
@@ -92,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = files.checkpoint_file(args.checkpoint, runs=True)
     run = files.run_folder(checkpoint)
     out = args.out or (run / "generated" if run else Path("runs") / "generate" / checkpoint.stem)
-    paths = generate_from_checkpoint(checkpoint, out, args.n, args.seed, args.limit, args.data_dir)
+    paths = generate_from_checkpoint(checkpoint, out, args.n, args.seed, args.limit, args.data_dir, not args.no_fid)
     for path in paths.values():
         print(path)
+    if "fid_cls" in paths:
+        scores = json.loads(paths["fid_cls"].read_text())
+        print("fid_cls (lower is closer to the test images): " + ", ".join(
+            f"{name} {v:.4g}" for name, v in scores["fid_cls"].items()) + f" ({scores['about']})")
     return 0
 
 

@@ -9,6 +9,7 @@ NAME is a metric that every trial reports, or a searched config key:
     val_loss                      the trial's lowest val/loss (its best checkpoint; results.csv: best_val_loss)
     test_loss, test_mse, test_nrmse, test_rel_error   the best checkpoint's test metrics (metrics.json)
     test_nll                      the VAE's importance-sampled test NLL (variants with model.nll_samples)
+    test_fid_cls                  the VAE's prior samples against the test set (ae_lightning.fid; model.fid_cls)
     a searched key                e.g. model.latent_dim: known before the trial trains
 
 ``:min`` (the default) or ``:max`` gives the direction; ``<=VALUE`` (for min) or ``>=VALUE`` (for
@@ -131,8 +132,9 @@ def tag(objectives: Sequence[Objective]) -> str:
 
 def metrics_of(model_schema: dict) -> list[str]:
     """The test metrics a variant's trials report (metrics.json): every variant's, plus test_nll
-    where the model estimates a likelihood."""
-    return [*TEST_METRICS, *(["test_nll"] if "nll_samples" in model_schema else [])]
+    where the model estimates a likelihood and test_fid_cls where it samples (``model.fid_cls``)."""
+    return [*TEST_METRICS, *(["test_nll"] if "nll_samples" in model_schema else []),
+            *(["test_fid_cls"] if "fid_cls" in model_schema else [])]
 
 
 # ----------------------------------------------------------------------------------------------

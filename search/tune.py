@@ -258,6 +258,8 @@ def run(args) -> int:
         if exp_dir.exists() and any(exp_dir.iterdir()):
             raise UserError(_taken(exp_dir, name, s))
     _check_local_resources(s.gpus_per_trial, s.cpus_per_trial, args)
+    if s.base["model"].get("fid_cls") and not args.resume:
+        _judge_once(s.base)
     # one driver per experiment: a second --resume of a live sweep is refused, naming its PID; the
     # lock lives beside the folder, since Tune syncs its staged copy of the folder over it
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +301,19 @@ def run(args) -> int:
           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
     print(f"retrain: {info['retrain']}")
     return 0
+
+
+def _judge_once(base: dict) -> None:
+    """The trials of a variant with ``model.fid_cls`` measure ``test_fid_cls`` in the dataset's judge
+    (``ae_lightning.fid``): trained here, once, before any trial, and cached under an absolute
+    ``trainer.output_dir``, since trials run side by side, each in a working folder of its own."""
+    from ae_lightning.data import MNISTDataModule  # late, as in _tune
+    from ae_lightning.fid import load_judge
+    from ae_lightning.fit import fit
+
+    base["trainer"]["output_dir"] = str(Path(base["trainer"]["output_dir"]).resolve())
+    load_judge(MNISTDataModule(**base["data"]), base["trainer"]["output_dir"], lambda c: fit(c, label="fid_cls judge"),
+               accelerator=base["trainer"]["accelerator"])
 
 
 def _tune(args, s: SweepSettings, space, exp_dir: Path, storage: Path) -> None:

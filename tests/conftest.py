@@ -14,8 +14,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("CI", "1")  # no progress bars in test logs
+# torch's default thread count, whatever the load: fit trains on fewer threads while other processes
+# hold cores (ae_lightning.cpus), which reorders float sums and moves the pinned smoke figures
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:

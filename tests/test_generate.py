@@ -40,14 +40,22 @@ def vae_run(data_dir, tmp_path_factory):
 def test_generate_from_a_vae_checkpoint(vae_run, tmp_path, capsys):
     out = tmp_path / "gen"
     assert main([vae_run.metrics["best_checkpoint"], "--out", str(out), "--n", "16"]) == 0
-    printed = capsys.readouterr().out.split()
-    names = {"uniform_per_dim.png", "uniform_global.png", "prior.png", "code_ranges.json"}
-    assert {p.rsplit("/", 1)[-1] for p in printed} == names
+    *paths, fid_line = capsys.readouterr().out.splitlines()
+    names = {"uniform_per_dim.png", "uniform_global.png", "prior.png", "code_ranges.json", "fid_cls.json"}
+    assert {p.rsplit("/", 1)[-1] for p in paths} == names
     for name in names:
         assert (out / name).stat().st_size > 0
     ranges = json.loads((out / "code_ranges.json").read_text())
     assert ranges["n_codes"] == 50 and len(ranges["per_dim_min"]) == 4
     assert ranges["global_min"] == min(ranges["per_dim_min"])
+    # each scheme's fid_cls, as many samples as test images, in the judge cached beside the run
+    fid = json.loads((out / "fid_cls.json").read_text())
+    assert set(fid["fid_cls"]) == {"uniform_per_dim", "uniform_global", "prior"} and fid["n"] == 300  # the whole test split
+    assert all(v > 0 for v in fid["fid_cls"].values())
+    assert fid_line.startswith("fid_cls (lower is closer to the test images): uniform_per_dim ")
+    assert f"prior {fid['fid_cls']['prior']:.4g} (300 samples each against as many test images; judge test accuracy" in fid_line
+    assert main([vae_run.metrics["best_checkpoint"], "--out", str(tmp_path / "nofid"), "--no-fid"]) == 0
+    assert "fid_cls" not in capsys.readouterr().out and not (tmp_path / "nofid" / "fid_cls.json").exists()
 
 
 def test_generate_images_and_determinism(vae_run):

@@ -22,6 +22,7 @@ class VAEConfig(AutoencoderConfig):
     beta: NonNegFloat = 1.0
     kl_warmup_epochs: NonNegInt = 0
     nll_samples: PosInt = 100  # K of the importance-sampled test NLL
+    fid_cls: bool = True  # test_fid_cls: prior samples against the test set (ae_lightning.fid)
     heads_act: Literal["hidden", "none"] = "hidden"  # after the last hidden layer, before mu / log var
 
     def check(self) -> None:

@@ -44,7 +44,7 @@ IS_CHUNK = 4_096
 @register(VAEConfig)
 class VAE(AutoencoderModule):
     # the test NLL costs nll_samples decoder passes per test image: 10 where no one reads it (the studies)
-    cheap_evaluation = {"nll_samples": 10}
+    cheap_evaluation = {"nll_samples": 10, "fid_cls": False}
     hparam_options_unused = ("model.loss",)  # the objective is -ELBO, set by model.likelihood
 
     def __init__(self, **options: Any):

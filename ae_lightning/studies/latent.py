@@ -17,10 +17,12 @@ import torch
 
 from ae_lightning import config as config_mod
 from ae_lightning import resolve
+from ae_lightning.fid import Distance, load_judge
 from ae_lightning.generate import generate
 from ae_lightning.studies.common import Context, Measured
 from ae_lightning.studies.plots import map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
+from ae_lightning.studies.report import fmt
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
 
@@ -58,20 +60,23 @@ def train_models(ctx: Context) -> dict:
     return models
 
 
-def score_model(ctx: Context, key: str, run_, judge, sub: torch.Tensor) -> tuple[dict, dict]:
-    """One model's numbers (its codes' map method and ranges, each scheme's confident count) and what
-    its figures draw (the mapped codes, the first 100 decoded codes per scheme, its reconstructions)."""
+def score_model(ctx: Context, key: str, run_, judge, distance: Distance, sub: torch.Tensor) -> tuple[dict, dict]:
+    """One model's numbers (its codes' map method and ranges, each scheme's confident count and its
+    ``fid_cls`` over as many decoded codes as the reference has images) and what its figures draw (the
+    mapped codes, the first 100 decoded codes per scheme, its reconstructions)."""
     m = run_.module
     xm, ym = ctx.tensors(run_.cfg, "test")  # the model's own preprocessing (the VAE may binarize)
     z = m.encode_all(xm).float().cpu()
     pts, method = map_2d(z[sub].numpy(), ctx.opts.seed)
     images, ranges = generate(m, xm, N_GENERATED, ctx.opts.seed)
+    many, _ = generate(m, xm, distance.n, ctx.opts.seed)
     scored, generated = {}, {}
     for scheme, imgs in images.items():
         conf, cls = judge.confidence(imgs)
         good = conf >= THRESHOLD
         scored[scheme] = {"count": int(good.sum()), "of": len(imgs), "mean_confidence": float(conf.mean()),
-                          "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist()}
+                          "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist(),
+                          "fid_cls": distance(many[scheme])}
         generated[scheme] = (imgs[:100], int(good[:100].sum()))
     shown = {"map": (pts, ym[sub].cpu().numpy()), "generated": generated, "reconstructions": None}
     if key in ctx.params.reconstructions:
@@ -81,9 +86,10 @@ def score_model(ctx: Context, key: str, run_, judge, sub: torch.Tensor) -> tuple
             "scores": scored}, shown
 
 
-def generation_order(ctx: Context, counts: dict[str, int], reference: dict) -> dict | None:
-    """The counts against the reference's order: a preset's ``generation_order`` ([key, "<" or "<=",
-    key, ...]), else strict by the reference's counts; None when the counts cannot be ordered."""
+def generation_order(ctx: Context, counts: dict[str, float], reference: dict, lower_better: bool = False) -> dict | None:
+    """The counts (or with ``lower_better`` the distances) against the reference's order: a preset's
+    ``generation_order`` ([key, "<" or "<=", key, ...], worse to better), else strict by the reference's
+    counts; None when they cannot be ordered."""
     spec = ctx.params.generation_order
     if spec is None:
         keys = sorted((k for k in counts if k in reference), key=reference.get)
@@ -91,10 +97,11 @@ def generation_order(ctx: Context, counts: dict[str, int], reference: dict) -> d
     keys, rels = spec[0::2], spec[1::2]
     if len(keys) < 2 or not all(k in counts for k in keys):
         return None
-    holds = all(counts[a] < counts[b] if r == "<" else counts[a] <= counts[b] for a, r, b in zip(keys, rels, keys[1:]))
-    shown = " ".join(f"{t} {counts[t]}" if i % 2 == 0 else t for i, t in enumerate(spec))
+    worth = (lambda k: -counts[k]) if lower_better else counts.get
+    holds = all(worth(a) < worth(b) if r == "<" else worth(a) <= worth(b) for a, r, b in zip(keys, rels, keys[1:]))
+    shown = " ".join(f"{t} {fmt(counts[t])}" if i % 2 == 0 else t for i, t in enumerate(spec))
     return {"counts": counts, "reference_order": " ".join(spec), "ours": shown,
-            "order": sorted(counts, key=counts.get), "order_holds": holds}
+            "order": sorted(counts, key=worth), "order_holds": holds}
 
 
 def measure(ctx: Context) -> Measured:
@@ -113,14 +120,20 @@ def measure(ctx: Context) -> Measured:
                "models": {}}
     shown = {"names": ctx.datamodule(models["ae"].cfg).class_names, "judge_epochs": clf_run.cfg["trainer"]["max_epochs"],
              "models": {}}
+    fid_judge = load_judge(ctx.datamodule(models["ae"].cfg), ctx.runs_dir,
+                           lambda c: ctx.train_config(c, label="fid_cls judge"), ctx.device, ctx.opts.accelerator)
+    distance = fid_judge.distance()
+    results["fid_judge"] = {"test_acc": fid_judge.meta["test_acc"], "scale": fid_judge.meta["scale"], "n": distance.n}
     for key, run_ in models.items():
-        results["models"][key], shown["models"][key] = score_model(ctx, key, run_, clf_run.module, sub)
+        results["models"][key], shown["models"][key] = score_model(ctx, key, run_, clf_run.module, distance, sub)
     results.update({"threshold": THRESHOLD, "n_generated": N_GENERATED, "map_points": len(sub),
                     "reference": reference})
     counts = {f"{key}/{scheme}": sc["count"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
-    generation = generation_order(ctx, counts, reference)
-    if generation is not None:
-        results["generation"] = generation
+    fids = {f"{key}/{scheme}": sc["fid_cls"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
+    for name, order in (("generation", generation_order(ctx, counts, reference)),
+                        ("generation_fid", generation_order(ctx, fids, reference, lower_better=True))):
+        if order is not None:
+            results[name] = order
     return Measured(results, shown)
 
 
@@ -146,15 +159,24 @@ def render(ctx: Context, measured: Measured) -> None:
             rep.image(f"reconstructions_{key}", tile(drawn["reconstructions"], nrow=N_SHOWN),
                       f"{key}: test images (top) and their reconstructions (bottom)")
     rep.heading("Recognizable generated images")
-    rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence",
-               "reference (human count of 250)"],
+    fj = r.get("fid_judge")
+    rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence"]
+              + (["fid_cls"] if fj else []) + ["reference (human count of 250)"],
               [[key, m["variant"], m["latent_dim"], SCHEME_NAMES[scheme], f"{sc['count']} / {sc['of']}",
-                sc["mean_confidence"], r["reference"].get(f"{key}/{scheme}")]
+                sc["mean_confidence"]] + ([sc["fid_cls"]] if fj else []) + [r["reference"].get(f"{key}/{scheme}")]
                for key, m in r["models"].items() for scheme, sc in m["scores"].items()])
-    if "generation" in r:
-        gen = r["generation"]
-        rep.text(f"The judge's counts against the reference's order ({gen['reference_order']}): {gen['ours']}"
-                 + (": the same order." if gen["order_holds"] else ": **not** the reference's order."))
+    if fj:
+        s = fj["scale"]
+        rep.text(f"`fid_cls`: the Fréchet distance of {fj['n']} decoded codes per scheme to as many test images, in "
+                 f"the features of the project's digit classifier (test accuracy {fj['test_acc']:.4f}; "
+                 "`ae_lightning/fid.py`); lower is closer. Its scale on the same images: real against real "
+                 f"{fmt(s['floor'])}, blurred test images {fmt(s['blurred'])}, noise {fmt(s['noise'])}.")
+    for name, what in (("generation", "The judge's counts"),
+                       ("generation_fid", "`fid_cls` (lower is better: `<` reads \"worse than\")")):
+        if name in r:
+            gen = r[name]
+            rep.text(f"{what} against the reference's order ({gen['reference_order']}): {gen['ours']}"
+                     + (": the same order." if gen["order_holds"] else ": **not** the reference's order."))
     rep.results.update(r)
 
 
