@@ -18,6 +18,7 @@ from ae_lightning.metrics import per_class_accuracy
 from ae_lightning.models import CKPT_KEY
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.viz import confusion_figure, figure_png, tile
+from ae_lightning.walks import WALKS, latent_walks
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -232,7 +233,8 @@ def class_names(trainer) -> list[str]:
 
 
 class GenerationImages(L.Callback):
-    """At the end of testing (the best checkpoint's weights), the generated grids to TensorBoard."""
+    """At the end of testing (the best checkpoint's weights), the generated grids and the latent walks
+    (``ae_lightning.walks``: ``z_interpolate``, ``z_traverse``, a row per pair or unit) to TensorBoard."""
 
     def __init__(self, n: int = 64, limit: int = 10_000):
         self.n, self.limit = n, limit
@@ -247,3 +249,6 @@ class GenerationImages(L.Callback):
         images, _ = generate(pl_module, x, self.n)
         for name, imgs in images.items():
             experiment.add_image(f"z_generated/{name}", tile(imgs, nrow=8), global_step=trainer.current_epoch)
+        walks, _ = latent_walks(pl_module, x, WALKS if len(x) > 1 else ("traverse",))  # a pair needs 2 images
+        for name, rows in walks.items():
+            experiment.add_image(f"z_{name}", tile(rows.flatten(0, 1), nrow=rows.shape[1]), global_step=trainer.current_epoch)

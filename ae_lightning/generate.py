@@ -1,7 +1,8 @@
-"""Generation from any trained autoencoder: decode random codes.
+"""Generation from any trained autoencoder: decode random codes, and walk its latent space.
 
     python -m ae_lightning.generate runs/mnist/vae/version_0        # its best checkpoint, into <run>/generated/
     python -m ae_lightning.generate runs/mnist/vae/version_0/checkpoints/last.ckpt --out runs/gen
+    python -m ae_lightning.generate runs/mnist/vae/version_0 --interpolate --traverse   # + the latent walks
 
 Codes are drawn from three distributions, each decoded to a grid of images:
 
@@ -9,14 +10,23 @@ Codes are drawn from three distributions, each decoded to a grid of images:
     uniform_global   z_j ~ U[min, max], the range over all units and test images
     prior            z ~ N(0, I), for modules with ``sample(n)`` (the VAE)
 
+and, with ``--interpolate`` / ``--traverse``, the latent walks of ``ae_lightning.walks`` (seeded test images):
+
+    interpolate      8 pairs of test images, 10 decoded codes on the straight line between theirs: a row per pair
+    traverse         a test image's code, one unit swept over its test range (±3 σ of the prior for the VAE)
+                     and the others held: a row per unit (the 10 of largest test variance, if more)
+
 ``fit`` writes the same grids to TensorBoard (``z_generated/<kind>``: a closed group after the loss
-curves) at the end of every run whose ``trainer.images_every_n_epochs`` is not 0 (``callbacks.GenerationImages``).
+curves) and the walks (``z_interpolate``, ``z_traverse``) at the end of every run whose
+``trainer.images_every_n_epochs`` is not 0 (``callbacks.GenerationImages``). A checkpoint of a module
+that is no autoencoder (the latent classifier, pixel_cnn) is refused in one line.
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -25,6 +35,7 @@ from ae_lightning.config import cli
 from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt, Seed
 from ae_lightning.viz import save_png, tile
+from ae_lightning.walks import PAIRS, STEPS, UNITS, WALKS, latent_walks
 
 
 def sample_codes(z: torch.Tensor, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -58,19 +69,23 @@ def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[
 
 def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,
                              limit: PosInt | None = None, data_dir: str | None = None,
-                             fid: bool = True) -> dict[str, Path]:
-    """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``, and
-    with ``fid`` each scheme's ``fid_cls`` into ``fid_cls.json``."""
+                             walks: Sequence[str] = (), fid: bool = True) -> dict[str, Path]:
+    """Load a run's checkpoint, write ``<kind>.png`` grids and ``code_ranges.json`` into ``out``;
+    ``walks``: any of ``WALKS``, a ``<walk>.png`` grid each (what they walked in ``code_ranges.json``);
+    with ``fid``, each scheme's ``fid_cls`` into ``fid_cls.json``."""
     from ae_lightning.data import MNISTDataModule  # late, as above
     from ae_lightning.models import load_checkpoint
 
     module, cfg = load_checkpoint(ckpt)
     dm = MNISTDataModule(**dict(cfg["data"], **({"data_dir": data_dir} if data_dir else {})))
     x, _ = dm.tensors("test", limit=limit)
-    images, ranges = generate(module, x, n, seed)
+    images, ranges = generate(module, x, n, seed)  # refuses a module that is no autoencoder
+    rows, walked = latent_walks(module, x, walks, seed)
     out = Path(out)
     paths = {name: save_png(out / f"{name}.png", tile(imgs, nrow=8)) for name, imgs in images.items()}
-    paths["code_ranges"] = files.write_json(out / "code_ranges.json", {"checkpoint": str(ckpt), "seed": seed, **ranges})
+    paths.update({name: save_png(out / f"{name}.png", tile(r.flatten(0, 1), nrow=r.shape[1])) for name, r in rows.items()})
+    paths["code_ranges"] = files.write_json(out / "code_ranges.json",
+                                            {"checkpoint": str(ckpt), "seed": seed, **ranges, **walked})
     if fid:
         paths["fid_cls"] = files.write_json(out / "fid_cls.json", fid_per_scheme(module, dm, x, seed, cfg))
     return paths
@@ -102,6 +117,10 @@ def parser() -> flags.Parser:
     p.add_argument("--limit", hint=hint["limit"], default=None, help="test images whose codes set the ranges (default all)")
     p.add_argument("--data-dir", hint=hint["data_dir"],
                    help="where the dataset lives, if not where the run found it")
+    p.add_argument("--interpolate", action="store_true", help=f"also interpolate.png: {PAIRS} pairs of test images, "
+                   f"{STEPS} steps on the line between their codes")
+    p.add_argument("--traverse", action="store_true", help=f"also traverse.png: one code unit swept per row (at most "
+                   f"{UNITS}), the others held at a test image's code")
     p.add_argument("--no-fid", action="store_true", help="skip fid_cls (each scheme's Fréchet distance to the test "
                    "images in the digit classifier's features; its first use trains that classifier once)")
     return p
@@ -114,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = files.checkpoint_file(args.checkpoint, runs=True)
     run = files.run_folder(checkpoint)
     out = args.out or (run / "generated" if run else Path("runs") / "generate" / checkpoint.stem)
-    paths = generate_from_checkpoint(checkpoint, out, args.n, args.seed, args.limit, args.data_dir, not args.no_fid)
+    walks = [w for w in WALKS if getattr(args, w)]
+    paths = generate_from_checkpoint(checkpoint, out, args.n, args.seed, args.limit, args.data_dir, walks,
+                                     not args.no_fid)
     for path in paths.values():
         print(path)
     if "fid_cls" in paths:

@@ -6,7 +6,8 @@ TensorBoard (2.x) decides what a user sees without clicking, and this module wri
   first two groups are open. The loss curves (``train/``, ``val/``) are those two: Lightning's
   ``epoch`` counter is not logged, nor are the one-point ``test/*`` scalars; what is written once at
   the end goes under names that sort after ``val`` (``z_test/`` for the HParams metrics,
-  ``z_generated/`` for decoded random codes), in groups that stay closed.
+  ``z_generated/`` for decoded random codes, ``z_interpolate`` and ``z_traverse`` for latent walks),
+  in groups that stay closed.
 * HParams: the tab ticks the first five columns only, after sorting them by ``differs`` (True
   first) and then by name. The columns that matter (a sweep's searched keys, then ``run``: variant
   on dataset, then ``config``: what configs/<variant>.yaml sets, in one line, then lr, batch size and

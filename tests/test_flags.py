@@ -28,7 +28,7 @@ SPECIAL = {
     "studies": {"variant": "nope", "latents": "2,x", "list": None, "resume": None, "out": None, "runs_dir": None,
                 "verbose": None},
     "probes": {"out": None, "no_baselines": None},
-    "generate": {"out": None, "no_fid": None},
+    "generate": {"out": None, "no_fid": None, "interpolate": None, "traverse": None},
     "reproduce": {"out": None, "runs_dir": None, "fidelity_dir": None, "smoke": None, "resume": None, "only": "nope",
                   "seeds": "0,x", "verbose": None, "set": "novalue"},
     "tune": {"variant": "nope", "dataset": "nope", "space": "/nonexistent.yaml", "objective": "nope", "storage": None,

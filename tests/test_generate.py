@@ -78,6 +78,45 @@ def test_fit_writes_generated_grids_to_tensorboard(vae_run):
     ea.Reload()
     tags = set(ea.Tags()["images"])
     assert {"z_generated/uniform_per_dim", "z_generated/uniform_global", "z_generated/prior"} <= tags
+    assert {"z_interpolate", "z_traverse"} <= tags  # the latent walks, groups after the losses too
+
+
+def png_size(path) -> tuple[int, int]:
+    import struct
+
+    return struct.unpack(">II", path.read_bytes()[16:24])  # IHDR: width, height
+
+
+def test_generate_walks_from_the_cli(vae_run, tmp_path, capsys):
+    out = tmp_path / "walks"
+    argv = [vae_run.metrics["best_checkpoint"], "--out", str(out), "--n", "4", "--limit", "30"]
+    assert main([*argv, "--interpolate", "--traverse", "--no-fid"]) == 0
+    printed = [p.rsplit("/", 1)[-1] for p in capsys.readouterr().out.split()]
+    assert printed == ["uniform_per_dim.png", "uniform_global.png", "prior.png", "interpolate.png", "traverse.png",
+                       "code_ranges.json"]
+    # a row of 10 steps per pair (8) and per unit (the 4 of the latent code), 28-pixel images 1 pixel apart
+    assert png_size(out / "interpolate.png") == (10 * 29 + 1, 8 * 29 + 1)
+    assert png_size(out / "traverse.png") == (10 * 29 + 1, 4 * 29 + 1)
+    walked = json.loads((out / "code_ranges.json").read_text())
+    assert len(walked["interpolate"]["pairs"]) == 8 and walked["interpolate"]["steps"] == 10
+    assert walked["traverse"]["units"] == [0, 1, 2, 3] and walked["traverse"]["low"] == [-3.0] * 4
+    assert 0 <= walked["traverse"]["image"] < 30
+
+
+def test_a_module_without_a_decoder_is_refused_in_one_line(data_dir, tmp_path, capsys):
+    import lightning
+
+    from ae_lightning.models import CKPT_KEY, get_module
+    from ae_lightning.resolve import load
+
+    cfg = dict(load("fc", None, {"data.data_dir": str(data_dir), "data.download": False}), module="pixel_cnn")
+    m = get_module("pixel_cnn")()
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams), CKPT_KEY: {"config": cfg},
+                "pytorch-lightning_version": lightning.__version__}, tmp_path / "pixel.ckpt")
+    assert main([str(tmp_path / "pixel.ckpt"), "--interpolate", "--traverse", "--limit", "10", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: generation needs an autoencoder; this checkpoint holds a PixelCNN\n"
+    assert captured.out == "" and not list(tmp_path.glob("*.png"))
 
 
 def test_generate_cli_errors_are_one_line(tmp_path, capsys):

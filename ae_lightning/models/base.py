@@ -10,8 +10,8 @@ test loop of every autoencoder and its logging. A variant overrides only what di
     corrupt(x, stage)                -> the model's input (the identity but for denoising)
 
 Optional abilities are declared on ``BaseModule`` with their "absent" default, so callers read
-them plainly (no probing): ``encode_all`` (None: no codes), ``sample`` (None: no prior to sample),
-``prepare_for_data``, ``selectable_epoch``, ``ddp_find_unused_parameters``,
+them plainly (no probing): ``encode_all`` (None: no codes), ``sample`` and ``prior_std`` (None: no
+prior), ``prepare_for_data``, ``selectable_epoch``, ``ddp_find_unused_parameters``,
 ``hparam_options_unused``; an autoencoder's ``corrupt``, ``encoder`` and ``decoder``.
 
 (C,H,W) is the module's ``input_shape``, the data module's ``dims`` (1x28x28 for MNIST and
@@ -77,6 +77,8 @@ class BaseModule(L.LightningModule):
     # ``model`` values that make a costly evaluation cheap, for runs that read none of its figures (the
     # studies use them unless a run sets the key); e.g. the VAE's importance-sampled test NLL
     cheap_evaluation: ClassVar[dict[str, Any]] = {}
+    # the prior over codes is N(0, prior_std² I): latent traversals sweep ±3 prior_std; None: no prior (only the VAE has one)
+    prior_std: ClassVar[float | None] = None
 
     def __init__(self, input_shape: Sequence[int] = IMAGE_SHAPE, **options: Any):
         """``options``: the fields of the module's config (``Config``, checked with the run config;

@@ -46,6 +46,7 @@ class VAE(AutoencoderModule):
     # the test NLL costs nll_samples decoder passes per test image: 10 where no one reads it (the studies)
     cheap_evaluation = {"nll_samples": 10, "fid_cls": False}
     hparam_options_unused = ("model.loss",)  # the objective is -ELBO, set by model.likelihood
+    prior_std = 1.0  # p(z) = N(0, I), which ``sample`` draws from
 
     def __init__(self, **options: Any):
         super().__init__(**options)
