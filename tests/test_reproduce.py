@@ -323,7 +323,7 @@ def test_fcae_preset_builds_the_originals_network(data_dir, tmp_path):
 def test_fcae_own_output_inversion_recovers_codes_in_float32(data_dir, tmp_path):
     from ae_lightning.fit import fit
     from ae_lightning.models import load_checkpoint
-    from ae_lightning.studies.inversion import measure
+    from ae_lightning.studies.inversion import measure_split
     res = fit(_preset_config("fcae", "fc", data_dir, tmp_path, **{"model.latent_dim": 8, "trainer.max_epochs": 2}),
               verbose=False)
     module, _ = load_checkpoint(res.metrics["best_checkpoint"])
@@ -331,7 +331,7 @@ def test_fcae_own_output_inversion_recovers_codes_in_float32(data_dir, tmp_path)
     from ae_lightning.data import MNISTDataModule
     dm = MNISTDataModule(**res.metrics["config"]["data"])
     x, _ = dm.tensors("test")
-    m = measure(module, x)
+    m = measure_split(module, x)
     assert m["own_relative_float32"] <= 1e-3, m
     assert m["true_nrmse"] > m["ae_nrmse"]  # codes fitted to the true images decode worse
 
