@@ -39,7 +39,7 @@ def test_every_declared_study_runs_from_its_module_and_every_study_module_is_dec
                "reproduce", "runner", "seeds"}
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - helpers
     assert {s.name for s in studies()} == modules
-    assert all(callable(s.run) for s in studies())
+    assert all(callable(s.module.measure) and callable(s.module.render) for s in studies())
 
 
 def imported_by(args: list[str]) -> tuple[int, list[str], set[str]]:

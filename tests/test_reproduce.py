@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from test_reproduce_render import no_training, render_only, reports
 
 from ae_lightning.errors import UserError
 
@@ -72,7 +74,7 @@ def _preset_config(name: str, variant: str, data_dir, tmp_path, **extra):
     pytest.param("tuned", ["denoising", "classifier", "latent"], marks=pytest.mark.slow),
     pytest.param("zoo", ["classifier"], marks=pytest.mark.slow),
 ])
-def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys):
+def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_dir, tmp_path, capsys, monkeypatch):
     from ae_lightning.studies.presets import load_preset
     out = tmp_path / "out"
     code, cap = _run(["reproduce", name, "--smoke", "--out", out, "--data-dir", data_dir, "--accelerator", "cpu"], capsys)
@@ -112,6 +114,7 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
     assert json.loads((out / "fidelity.json").read_text()) == rows
     union = (out / "fidelity.md").read_text()
     assert f"smoke run: not judged ({len(rows)} rows)." in union and " matched." not in union
+    _renders_again_the_same(name, out, capsys, monkeypatch)
     if name == "neighbours":
         res = json.loads((d / "results.json").read_text())["studies"]["neighbours"]
         assert res["neighbour_set"] == "train" and res["n_images"] == 512 and res["pixel_k"] == 200
@@ -139,13 +142,25 @@ def test_smoke_writes_report_results_fidelity_and_figures(name, entries, data_di
         assert isinstance(res["latent"]["generation"]["order_holds"], bool)
 
 
+def _renders_again_the_same(name: str, out: Path, capsys, monkeypatch) -> None:
+    """``--render-only`` on a run's folder, its training runs gone: the same reports (the preset's but for its
+    dated note), TensorBoard untouched."""
+    before = reports(out / name)
+    events = {p: p.stat().st_mtime_ns for p in (out / name).rglob("events.out.tfevents.*")}
+    shutil.rmtree(out / "runs")
+    no_training(monkeypatch)
+    code, err = render_only(name, out, capsys, "--smoke")
+    assert code == 0, err
+    assert reports(out / name) == before
+    assert {p: p.stat().st_mtime_ns for p in (out / name).rglob("events.out.tfevents.*")} == events
+
+
 def test_resume_reads_back_finished_entries_and_reuses_runs(data_dir, tmp_path, capsys):
     argv = ["reproduce", "keras", "--smoke", "--out", tmp_path / "out", "--data-dir", data_dir, "--accelerator", "cpu",
             "--set", "studies.sweep_fashion.latents=[5]", "--set", "studies.sweep_mnist.latents=[5]"]
     assert _run(argv, capsys)[0] == 0
     first = json.loads((tmp_path / "out" / "keras" / "fidelity.json").read_text())
     # a study folder lost (as if killed before its report was written): its runs are reused from disk
-    import shutil
     shutil.rmtree(tmp_path / "out" / "keras" / "sweep_mnist")
     versions = sorted(p.name for p in (tmp_path / "out" / "runs").rglob("version_*"))
     for path in (tmp_path / "out" / "runs").rglob("metrics.json"):  # as if written before a key was added
@@ -323,7 +338,7 @@ def test_fcae_preset_builds_the_originals_network(data_dir, tmp_path):
 def test_fcae_own_output_inversion_recovers_codes_in_float32(data_dir, tmp_path):
     from ae_lightning.fit import fit
     from ae_lightning.models import load_checkpoint
-    from ae_lightning.studies.inversion import measure
+    from ae_lightning.studies.inversion import measure_split
     res = fit(_preset_config("fcae", "fc", data_dir, tmp_path, **{"model.latent_dim": 8, "trainer.max_epochs": 2}),
               verbose=False)
     module, _ = load_checkpoint(res.metrics["best_checkpoint"])
@@ -331,7 +346,7 @@ def test_fcae_own_output_inversion_recovers_codes_in_float32(data_dir, tmp_path)
     from ae_lightning.data import MNISTDataModule
     dm = MNISTDataModule(**res.metrics["config"]["data"])
     x, _ = dm.tensors("test")
-    m = measure(module, x)
+    m = measure_split(module, x)
     assert m["own_relative_float32"] <= 1e-3, m
     assert m["true_nrmse"] > m["ae_nrmse"]  # codes fitted to the true images decode worse
 

@@ -63,7 +63,6 @@ def test_resume_refuses_a_study_run_with_other_options(data_dir, tmp_path, capsy
     from ae_lightning import files
 
     out = tmp_path / "all"
-    files.write_json(out / "compression" / "report_blocks.json", {"title": "Compression", "blocks": []})
     files.write_json(out / "compression" / "results.json", {"settings": {"epochs": 3, "subset": 200, "seed": 0,
                                                                           "test_subset": None}})
     code, res = _run(["all", "--resume", "--epochs", 1, "--subset", 200, "--data-dir", data_dir, "--out", out], capsys)
@@ -91,12 +90,12 @@ def test_inversion_recovers_codes_of_a_random_decoder(variant, cfg_for):
 
 
 def test_inversion_measure_on_own_outputs_is_exact_and_on_images_is_not(cfg_for):
-    from ae_lightning.studies.inversion import measure
+    from ae_lightning.studies.inversion import measure_split
 
     torch.manual_seed(1)
     module = _module(cfg_for("fc", model__latent_dim=4))
     x = torch.rand(32, 1, 28, 28)
-    m = measure(module, x)
+    m = measure_split(module, x)
     assert m["own_frobenius"] < 1e-3 and m["own_relative"] < 1e-4
     assert m["true_output_frobenius"] > 1 and 0 < m["true_nrmse"] < 1 and m["n"] == 32
 

@@ -4,19 +4,23 @@
     python -m ae_lightning.studies all --out studies --epochs 5 --subset 20000
 
 Each study is declared in :mod:`ae_lightning.studies.catalog` (torch-free: name, title, order,
-dataset, variant, summary and its typed parameters) and lives in the module of this package that
-bears its name, as ``run(ctx: Context) -> None``: it trains what it needs through
-``ae_lightning.fit.fit`` (via ``ctx.train``) and fills ``ctx.report`` with text, tables, figures and
-numbers. The CLI and ``all`` read the catalog (no central if/elif); a study's module is imported
-when it runs. Its parameters (what a preset entry may set beyond the options every study takes) are
-checked by the config's schema code (``config.check_keys``) before torch loads, and read as
-``ctx.params.<name>``.
+dataset, variant, summary and its typed parameters) and lives in the module that bears its name, as
+``measure(ctx: Context) -> dict`` (it trains through ``ae_lightning.fit.fit``, ``ctx.train``, and returns
+the numbers, which ``runner`` writes as ``results.json``) and ``render(ctx, results)`` (the report, from
+the study's folder alone: no training, data or checkpoint, so ``reproduce --render-only`` renders a
+finished study again). The line between them: figures of numbers (curves, bars, tables) are drawn by
+``render`` from ``results`` (its integer keys as ints again); images of model outputs (reconstructions,
+weights, decoded samples, maps of the codes) are measurements, written as PNGs by ``measure`` and only
+linked by ``render``. Results written before a key was added are read with that key derived from what
+they hold. The CLI and ``all`` read the catalog (no central if/elif); a study's module is imported when
+it runs. Its parameters (what a preset entry may set beyond the options every study takes) are checked
+by the config's schema code (``config.check_keys``) before torch loads, and read as ``ctx.params.<name>``.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable
+from types import ModuleType
 
 from ae_lightning.config import check_keys
 from ae_lightning.errors import UserError
@@ -35,9 +39,9 @@ class Study:
     reference_budget: str = ""  # the references' training budget, for the combined report of `all`
 
     @property
-    def run(self) -> Callable:
-        """``run(ctx: ae_lightning.studies.common.Context) -> None`` of the study's module (imports torch)."""
-        return importlib.import_module(f"{__name__}.{self.name}").run
+    def module(self) -> ModuleType:
+        """The study's module, with its ``measure`` and ``render`` (imports torch)."""
+        return importlib.import_module(f"{__name__}.{self.name}")
 
     def make_params(self, given: dict, where: str, also: tuple[str, ...] = (), prefix: str = "") -> object:
         """``given`` (a preset entry's study parameters) checked against :attr:`params`: one line
@@ -57,7 +61,7 @@ _REGISTRY: dict[str, Study] = {}
 
 def declare(name: str, title: str, order: int, dataset: str, variant: str | None, summary: str,
             params: type = NoParams, reference_budget: str = "") -> None:
-    """Declare the study run by ``ae_lightning.studies.<name>.run`` (called by the catalog)."""
+    """Declare the study of the module ``ae_lightning.studies.<name>`` (called by the catalog)."""
     if not (dataclasses.is_dataclass(params) and params.__dataclass_params__.frozen):
         raise TypeError(f"study {name!r}: params must be a frozen dataclass, got {params!r}")
     if name in _REGISTRY:

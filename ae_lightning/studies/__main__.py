@@ -83,9 +83,8 @@ def _report_head(cmd: str, opts, studies, summary: list, reused: list[str], tota
 
 def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
     # late: the studies' machinery imports torch and Lightning (seconds); --help and bad flags answer without
-    from ae_lightning.studies.common import command_line
-    from ae_lightning.studies.report import load_report
-    from ae_lightning.studies.runner import check_resumable, run_one
+    from ae_lightning.studies.common import Context, command_line
+    from ae_lightning.studies.runner import check_resumable, read_results, render, run_one
 
     out = Path(opts.out)
     cache: dict = {}
@@ -95,18 +94,13 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
     for study in studies:
         sub = type(opts)(**{**opts.__dict__, "variant": opts.variant if study.variant is not None else None,
                             "runs_dir": opts.runs_dir or str(out / "runs")})
-        done = load_report(out / study.name) if resume else None
+        done = read_results(out / study.name) if resume else None
         if done is not None:
-            check_resumable(study.name, done.results.get("settings", {}), sub)
-            print(f"== {study.name}: read back from {out / study.name}", file=sys.stderr)
-            sections.append(done.render(level=2, image_prefix=f"{study.name}/"))
-            results[study.name] = done.results
-            summary.append((study, done.results.get("wall_time_s"), "ok"))
-            reused.append(study.name)
-            continue
-        print(f"== {study.name}", file=sys.stderr)
+            check_resumable(study.name, done.get("settings", {}), sub)
+        print(f"== {study.name}" + (f": read back from {out / study.name}" if done is not None else ""), file=sys.stderr)
         try:
-            ctx, wall = run_one(study, sub, out / study.name, cache, [])
+            rep, wall = run_one(study, sub, out / study.name, cache, []) if done is None else \
+                (render(Context(study, sub, out / study.name, tensorboard=False)), done.get("wall_time_s"))
         except Exception as e:  # one study's failure must not lose the others' hours of training
             msg = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, UserError):
@@ -117,8 +111,9 @@ def run_all(argv: list[str], opts, studies, resume: bool = False) -> int:
             results[study.name] = {"error": msg}
             summary.append((study, None, "failed: " + msg.splitlines()[0]))
             continue
-        sections.append(ctx.report.render(level=2, image_prefix=f"{study.name}/"))
-        results[study.name] = ctx.report.results
+        reused += [study.name] if done is not None else []
+        sections.append(rep.render(level=2, image_prefix=f"{study.name}/"))
+        results[study.name] = rep.results
         summary.append((study, wall, "ok"))
     total = time.time() - t0 + sum(w or 0 for s, w, _ in summary if s.name in reused)
     cmd = command_line([a for a in argv if a != "--resume"])  # a resumed run equals an unbroken one (seeded, deterministic)

@@ -13,8 +13,8 @@ from ae_lightning.models import get_module
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.probes import run_probes
 from ae_lightning.studies.catalog import TSNE_POINTS
-from ae_lightning.studies.common import Context, Measured
-from ae_lightning.studies.plots import bar_plot, map_2d, scatter
+from ae_lightning.studies.common import Context
+from ae_lightning.studies.plots import bar_plot, map_2d, scatter, tsne_perplexity
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.text import plural
 
@@ -22,9 +22,6 @@ ORDER = ["fc", "deep", "conv", "denoising", "contractive", "sparse", "vae", "ran
 HEAD_MIN_EPOCHS = 20  # the head trains on codes computed once: an epoch costs a few small matmuls
 REFERENCE = ("The studies: 98.36 % test accuracy on MNIST with a 32-dimensional code and a small head "
              "trained 80 epochs with Adam; 88–94 % depending on the kind of autoencoder.")
-
-
-
 
 
 def autoencoder_variants() -> list[str]:
@@ -50,8 +47,9 @@ def model_specs(ctx: Context, available: list[str]) -> dict[str, tuple[str, dict
     return {v: (variant, {"model__latent_dim": ctx.params.latent, **over}) for v, (variant, over) in specs.items()}
 
 
-def code_map(ctx: Context, ae) -> dict:
-    """A 2-D map (t-SNE unless k = 2) of ``map_points`` test codes of one autoencoder, with their labels."""
+def code_map(ctx: Context, v: str, ae) -> dict:
+    """A PNG of the 2-D map (t-SNE unless k = 2) of ``map_points`` test codes of one autoencoder by label;
+    returns what its caption says."""
     import torch
 
     x, y = ctx.tensors(ae.cfg, "test")
@@ -59,8 +57,17 @@ def code_map(ctx: Context, ae) -> dict:
     sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points or TSNE_POINTS].sort().values
     z = ae.module.encode_all(x[sub]).float().cpu()
     pts, method = map_2d(z.numpy(), ctx.opts.seed)
-    return {"points": pts, "labels": y[sub].cpu().numpy(), "method": method, "variant": ae.cfg["variant"],
-            "k": z.shape[1], "names": ctx.datamodule(ae.cfg).class_names}
+    ctx.report.save_figure(f"map_{v}", scatter(pts, y[sub].cpu().numpy(), f"{v}: test codes, {method}",
+                                               ctx.datamodule(ae.cfg).class_names))
+    return {"variant": ae.cfg["variant"], "k": z.shape[1], "points": len(pts), "method": method}
+
+
+def stored_map(ctx: Context, r: dict, v: str) -> dict:
+    """A map's caption in results written before ``maps`` was a key: the model's variant and code size, the
+    test codes drawn and the method ``map_2d`` takes for them (its captions' words)."""
+    n, k = min(ctx.params.map_points or TSNE_POINTS, r["by_variant"][v]["n_test"]), r["by_variant"][v]["latent_dim"]
+    return {"variant": (ctx.params.models or {}).get(v, {}).get("variant", v), "k": k, "points": n,
+            "method": f"codes (k = {k})" if k <= 2 else f"t-SNE (perplexity {tsne_perplexity(n):g})"}
 
 
 def measure_model(ctx: Context, v: str, ae, heads: dict[str, dict], baselines: bool) -> tuple[dict, dict, list]:
@@ -89,12 +96,22 @@ def measure_model(ctx: Context, v: str, ae, heads: dict[str, dict], baselines: b
     return res, probes, clf.cfg["model"]["hidden"]
 
 
-def measure(ctx: Context, available: list[str]) -> Measured:
-    """Train every autoencoder, its heads and its probes; a model that does not fit the budget is skipped."""
-    head_epochs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS)
+def measure(ctx: Context) -> dict:
+    """Train every autoencoder, its heads and its probes; a model that does not fit the budget is skipped.
+
+    A preset may set ``models`` (label -> {variant, config}: the autoencoders, each with its own
+    settings; the label names the row), ``latent`` (null: each model's own latent size), ``heads``
+    (label -> nested config overrides of the classifier run, e.g. its optimizer and epochs; every head
+    is reported, the first one in the main column), ``maps`` (a t-SNE map of each model's test codes,
+    ``map_points`` of them), ``baselines`` (false: no pixel / PCA probes), ``reference`` (a model's
+    or a head's label -> the original's accuracy) and ``description``."""
+    available = autoencoder_variants()
+    if ctx.opts.variant is not None and ctx.opts.variant not in available:
+        raise UserError(f"classifier: --variant {ctx.opts.variant!r} is not an autoencoder variant "
+                        f"(choose one of {', '.join(available)})")
+    head_epochs, specs = max(ctx.opts.epochs, HEAD_MIN_EPOCHS), model_specs(ctx, available)
     heads = {label: overrides_of(over) for label, over in ctx.params.heads.items()} if ctx.params.heads is not None \
         else {"head": {"trainer__max_epochs": head_epochs}}
-    specs = model_specs(ctx, available)
     res, skipped, baselines, maps, hidden = {}, {}, None, {}, [128]
     for v, (variant, over) in specs.items():
         try:  # one variant's bad fit to the budget (e.g. randomized needs an epoch per layer) skips it only
@@ -105,13 +122,14 @@ def measure(ctx: Context, available: list[str]) -> Measured:
             skipped[v] = str(e)
             continue
         if ctx.params.maps:
-            maps[v] = code_map(ctx, ae)
+            maps[v] = code_map(ctx, v, ae)
         want_baselines = baselines is None and ctx.params.baselines  # computed once, with the first model's probes
         res[v], probes, hidden = measure_model(ctx, v, ae, heads, want_baselines)
         if want_baselines:
             baselines = [r for r in probes["rows"] if r["features"] != "code"]
-    return Measured({"latent_dim": ctx.params.latent, "head_epochs": head_epochs, "by_variant": res, "skipped": skipped,
-                     "baselines": baselines, "reference": REFERENCE}, {"models": list(specs), "hidden": hidden, "maps": maps})
+    return {"latent_dim": ctx.params.latent, "head_epochs": head_epochs, "by_variant": res,
+            "skipped": skipped, "baselines": baselines, "reference": REFERENCE, "models": list(specs),
+            "head_hidden": hidden, "maps": maps}
 
 
 def method_text(ctx: Context, r: dict, hidden: list, available: list[str]) -> str:
@@ -133,20 +151,25 @@ def method_text(ctx: Context, r: dict, hidden: list, available: list[str]) -> st
             + "".join(f" Not run, {v}: {msg}." for v, msg in r["skipped"].items()))
 
 
-def render(ctx: Context, measured: Measured, available: list[str]) -> None:
-    """The code maps, the settings, the accuracy table and plot, and the heads' table."""
-    rep, r, ref = ctx.report, measured.results, ctx.params.reference or {}
+def render(ctx: Context, r: dict) -> None:
+    """The maps ``measure`` wrote, the settings, the accuracy table and plot, and the heads' table."""
+    rep, ref = ctx.report, ctx.params.reference or {}
     res, standardized = r["by_variant"], ctx.params.linear_probe == "standardized"
-    for v, m in measured.shown["maps"].items():
-        rep.figure(f"map_{v}", scatter(m["points"], m["labels"], f"{v}: test codes, {m['method']}", m["names"]),
-                   f"{v} ({m['variant']}, k = {m['k']}): {len(m['points'])} test codes by label, {m['method']}")
+    # results written before models, head_hidden and maps were keys: the preset's models, the head's config
+    hidden = r["head_hidden"] if "head_hidden" in r else ctx.config("classifier", model__encoder="a measured one", **(
+        overrides_of(next(iter(ctx.params.heads.values()))) if ctx.params.heads else {}))["model"]["hidden"]
+    for v in (r["maps"] if "maps" in r else list(res) if ctx.params.maps else []):
+        m = r["maps"][v] if "maps" in r else stored_map(ctx, r, v)
+        rep.link(f"map_{v}", f"{v} ({m['variant']}, k = {m['k']}): {m['points']} test codes by label, {m['method']}")
     if ctx.params.description is not None:
         rep.text(ctx.params.description.strip())
-    rep.text(method_text(ctx, r, measured.shown["hidden"], available))
+    rep.text(method_text(ctx, r, hidden, autoencoder_variants()))
+    # results written before ae_epochs and the second probe were keys: the epochs its run recorded, and a dash
+    epochs = {x["label"].rsplit(" (latent ", 1)[0]: x.get("epochs") for x in r["runs"]}
     rows = [[v, r["latent_dim"], None, None, None, None, None] if v in r["skipped"] else
-            [v, res[v]["latent_dim"], res[v]["ae_epochs"], res[v]["ae_test_nrmse"], res[v]["test_acc"],
-             res[v]["knn_acc"], res[v]["linear_acc"], res[v]["sklearn_acc" if standardized else "standardized_acc"]]
-            for v in measured.shown["models"]]
+            [v, res[v]["latent_dim"], res[v].get("ae_epochs", epochs.get(v)), res[v]["ae_test_nrmse"], res[v]["test_acc"],
+             res[v]["knn_acc"], res[v]["linear_acc"], res[v].get("sklearn_acc" if standardized else "standardized_acc")]
+            for v in r.get("models") or list(ctx.params.models or {**res, **r["skipped"]})]
     rows += [[f"baseline: {b['features']}", b["dim"], None, None, None, b["knn_acc"], b["linear_acc"], None]
              for b in r["baselines"] or []]
     headers = ["features", "dim", "AE epochs", "AE test NRMSE", "classifier test acc", "kNN@5 acc",
@@ -164,20 +187,3 @@ def render(ctx: Context, measured: Measured, available: list[str]) -> None:
         rep.table(["model", "head", "optimizer", "lr", "epochs", "test accuracy", "reference"],
                   [[v, h, x["optimizer"], x["lr"], x["epochs"], x["test_acc"], ref.get(h)]
                    for v in res for h, x in res[v]["heads"].items()])
-    rep.results.update(r)
-
-
-def run(ctx: Context) -> None:
-    """Latent classifier and probe accuracy per variant, beside pixel and PCA baselines.
-
-    A preset may set ``models`` (label -> {variant, config}: the autoencoders, each with its own
-    settings; the label names the row), ``latent`` (null: each model's own latent size), ``heads``
-    (label -> nested config overrides of the classifier run, e.g. its optimizer and epochs; every head
-    is reported, the first one in the main column), ``maps`` (a t-SNE map of each model's test codes,
-    ``map_points`` of them), ``baselines`` (false: no pixel / PCA probes), ``reference`` (a model's
-    or a head's label -> the original's accuracy) and ``description``."""
-    available = autoencoder_variants()
-    if ctx.opts.variant is not None and ctx.opts.variant not in available:
-        raise UserError(f"classifier: --variant {ctx.opts.variant!r} is not an autoencoder variant "
-                        f"(choose one of {', '.join(available)})")
-    render(ctx, measure(ctx, available), available)

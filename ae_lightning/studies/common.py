@@ -88,15 +88,6 @@ class Trained:
     run_dir: Path
 
 
-@dataclasses.dataclass
-class Measured:
-    """What a study's ``measure`` hands its ``render``: the numbers (``results.json``), and what the
-    report shows beyond them (the codes and images its figures draw, the order its rows keep)."""
-
-    results: dict
-    shown: dict
-
-
 def _key(cfg: dict) -> str:
     c = json.loads(json.dumps(cfg))
     c["trainer"].pop("output_dir", None)
@@ -211,17 +202,26 @@ class Context:
         """``(x (N,1,28,28) in [0,1], labels (N,))`` of a split, on the study's device."""
         return self.datamodule(cfg).tensors(split, self.device, limit)
 
+    def split_metrics(self, run: Trained) -> dict[str, dict[str, float]]:
+        """``recon_metrics`` of a trained run on its training split and on its test split."""
+        return {split: recon_metrics(run.module, self.tensors(run.cfg, split)[0]) for split in ("train", "test")}
+
     # -- the report's frame ------------------------------------------------------------------------
-    def settings_text(self) -> str:
+    def base_model(self, results: dict) -> dict:
+        """The model section of the study's own config: as measured, or resolved again for older results."""
+        return results.get("model") or self.config()["model"]
+
+    def settings_text(self, s: dict) -> str:
+        """The settings line, from results.json's ``settings`` (the measuring call's device)."""
         o = self.opts
         on_test = o.overrides.get("data.validation") == "test"
         everything = "all (validated on the test file)" if on_test else "all (minus the validation hold-out)"
-        parts = [f"dataset `{self.dataset}`", f"{plural(o.epochs, 'epoch')} per run"
+        parts = [f"dataset `{s['dataset']}`", f"{plural(s['epochs'], 'epoch')} per run"
                  + (" (unless a model sets its own)" if "models" in o.params else ""),
-                 f"training images: {o.subset if o.subset else everything}",
-                 f"test images: {o.test_subset or 'all'}", f"seed {o.seed}", f"device `{self.device}`"]
-        if self.variant:
-            parts.insert(1, f"variant `{self.variant}`")
+                 f"training images: {s['subset'] if s['subset'] else everything}",
+                 f"test images: {s['test_subset'] or 'all'}", f"seed {s['seed']}", f"device `{s['device']}`"]
+        if s["variant"]:
+            parts.insert(1, f"variant `{s['variant']}`")
         return "Settings: " + ", ".join(parts) + "."
 
 

@@ -20,17 +20,14 @@ N_SHOWN = 12
 REFERENCE = {0.3: 0.0246, 0.6: 0.0332}  # the study's MNIST test loss
 
 
-
-
-
 @torch.no_grad()
 def noisy_copy(module, x: torch.Tensor) -> torch.Tensor:
     """The variant's seeded evaluation noise on ``x`` (N,1,28,28): the same draw on every call."""
     return module.corrupt(x, "test")
 
 
-def run(ctx: Context) -> None:
-    """Train/test loss by noise factor, and original / noisy / denoised images.
+def measure(ctx: Context) -> dict:
+    """Train/test loss by noise factor, and a PNG of original / noisy / denoised images.
 
     A preset may set ``factors`` (the noise factors) and ``reference`` (factor -> test loss)."""
     factors = [float(f) for f in (ctx.params.factors if ctx.params.factors is not None else FACTORS)]
@@ -39,8 +36,7 @@ def run(ctx: Context) -> None:
     if "noise_factor" not in probe["model"]:
         raise UserError(f"denoising: variant {ctx.variant!r} adds no noise (no model.noise_factor); "
                         "use --variant denoising")
-    rep = ctx.report
-    rows, res, strips = [], {}, []
+    res, strips = {}, []
     for f in factors:
         run_ = ctx.train(label=f"noise {f}", model__noise="gaussian", model__noise_factor=f)
         m = run_.module
@@ -51,28 +47,32 @@ def run(ctx: Context) -> None:
             split[name] = {"noisy_input": recon_metrics(m, x, noisy), "clean_input": recon_metrics(m, x),
                            "noise_only_mse": float((noisy - x).square().mean())}
         res[f] = {**split, "fit_test_loss": run_.metrics.get("test_loss"), "epochs": run_.metrics.get("epochs")}
-        rows.append([f, split["train"]["noisy_input"]["mse"], split["test"]["noisy_input"]["mse"],
-                     split["test"]["clean_input"]["mse"], split["test"]["noise_only_mse"], reference.get(f)])
         x, _ = ctx.tensors(run_.cfg, "test", N_SHOWN)
         noisy = noisy_copy(m, x)
         strips += [x, noisy, m.output(m.decode(m.encode(noisy)))] if not strips else [noisy, m.output(m.decode(m.encode(noisy)))]
-    arch = probe["model"].get("architecture", ctx.variant)
-    rep.text(f"`{ctx.variant}` ({arch} architecture, latent {probe['model'].get('latent_dim')}), Gaussian noise "
-             "x + f·N(0, 1) clipped to [0, 1], MSE against the clean image, "
+    ctx.report.save_image("denoising_rows", tile(torch.cat(strips), nrow=N_SHOWN))
+    return {"variant": ctx.variant, "factors": factors, "by_factor": res, "reference_test_loss": reference,
+            # in the order of `factors` (a dotted results path cannot name the key 0.3)
+            "test_loss_noisy_in": [res[f]["test"]["noisy_input"]["mse"] for f in factors], "model": probe["model"]}
+
+
+def render(ctx: Context, r: dict) -> None:
+    """The loss table and plot by noise factor, and the images ``measure`` wrote."""
+    factors, res = r["factors"], {float(f): v for f, v in r["by_factor"].items()}
+    reference = {float(k): v for k, v in r["reference_test_loss"].items()}
+    rep, model = ctx.report, ctx.base_model(r)
+    rep.text(f"`{ctx.variant}` ({model.get('architecture', ctx.variant)} architecture, latent {model.get('latent_dim')}), "
+             "Gaussian noise x + f·N(0, 1) clipped to [0, 1], MSE against the clean image, "
              f"{plural(ctx.opts.epochs, 'epoch')} per factor. Reference: the study's MNIST test loss, "
              + ", ".join(f"{v} at {k:g}" for k, v in reference.items()) + ".")
     rep.table(["noise factor", "train loss (noisy in)", "test loss (noisy in)", "test MSE (clean in)",
-               "MSE of the noisy input itself", "reference test loss"], rows)
+               "MSE of the noisy input itself", "reference test loss"],
+              [[f, res[f]["train"]["noisy_input"]["mse"], res[f]["test"]["noisy_input"]["mse"],
+                res[f]["test"]["clean_input"]["mse"], res[f]["test"]["noise_only_mse"], reference.get(f)] for f in factors])
     rep.figure("denoising_loss", line_plot(
         {"train (noisy in)": (factors, [res[f]["train"]["noisy_input"]["mse"] for f in factors]),
          "test (noisy in)": (factors, [res[f]["test"]["noisy_input"]["mse"] for f in factors]),
          "reference test": (list(reference), list(reference.values()))},
         "noise factor", "MSE", "Denoising loss by noise factor"), "Loss against the noise factor, beside the reference")
-    rep.image("denoising_rows", tile(torch.cat(strips), nrow=N_SHOWN),
-              "Top row: test images; then, for noise " + ", ".join(f"{f:g}" for f in factors)
-              + " in turn, the noisy input and its denoised reconstruction")
-    rep.results.update({"variant": ctx.variant, "factors": factors, "by_factor": res, "reference_test_loss": reference,
-                        # in the order of `factors` (a dotted results path cannot name the key 0.3)
-                        "test_loss_noisy_in": [res[f]["test"]["noisy_input"]["mse"] for f in factors]})
-
-
+    rep.link("denoising_rows", "Top row: test images; then, for noise " + ", ".join(f"{f:g}" for f in factors)
+             + " in turn, the noisy input and its denoised reconstruction")

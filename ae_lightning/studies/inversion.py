@@ -24,7 +24,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.fit import build
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.studies.common import Context, recon_metrics
-from ae_lightning.studies.compression import LATENTS, PIXELS, train_sizes
+from ae_lightning.studies.compression import LATENTS, PIXELS
 from ae_lightning.studies.plots import line_plot
 
 OWN_EPS = 1e-7  # own float32 outputs: clip only against float32 rounding at 0 and 1
@@ -32,9 +32,6 @@ OWN_EPS64 = 1e-15  # own outputs decoded in float64
 TRUE_EPS = 1e-3  # true pixels are often exactly 0 or 1, whose logits are infinite: clip to ±6.9
 # fcAE study at latent 8: Frobenius norm between recovered and encoder codes from the AE's outputs
 REFERENCE = {"own_train_frobenius": 0.0153, "own_test_frobenius": 0.0062}
-
-
-
 
 
 def decoder_steps(module) -> list[nn.Module]:
@@ -109,7 +106,7 @@ def decode_codes(module, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(module, x: torch.Tensor) -> dict[str, float]:
+def measure_split(module, x: torch.Tensor) -> dict[str, float]:
     """Both experiments on one split ``x`` ``(N,1,28,28)``.
 
     Own outputs are inverted twice: as the model emits them (float32), and decoded in float64. A
@@ -143,18 +140,24 @@ def measure(module, x: torch.Tensor) -> dict[str, float]:
     }
 
 
-def run(ctx: Context) -> None:
-    """Least-squares inversion of the decoder at each latent size."""
+def measure(ctx: Context) -> dict:
+    """Least-squares inversion of the decoder at each latent size, on the train and the test split."""
     decoder_steps(_build(ctx))  # a decoder that cannot be inverted fails before anything trains
     ks = list(ctx.opts.latents or ctx.params.latents or LATENTS)
-    trained = train_sizes(ctx, ks)
     by_k = {}
     for k in ks:
-        run_ = trained[k]["run"]
-        x_train, _ = ctx.tensors(run_.cfg, "train")
-        x_test, _ = ctx.tensors(run_.cfg, "test")
-        by_k[k] = {"train": measure(run_.module, x_train), "test": measure(run_.module, x_test)}
-    rep = ctx.report
+        run_ = ctx.train(label=f"latent {k}", model__latent_dim=k)
+        by_k[k] = {split: measure_split(run_.module, ctx.tensors(run_.cfg, split)[0]) for split in ("train", "test")}
+    worse_everywhere = all(by_k[k][s]["true_nrmse"] > by_k[k][s]["ae_nrmse"] for k in ks for s in ("train", "test"))
+    return {"variant": ctx.variant, "own_eps_float32": OWN_EPS, "own_eps_float64": OWN_EPS64, "true_eps": TRUE_EPS,
+            "by_latent": by_k, "reference": REFERENCE, "true_worse_at_every_k": worse_everywhere}
+
+
+def render(ctx: Context, r: dict) -> None:
+    """The inversion's setting, its two tables (own outputs, true images), the NRMSE against the ratio beside
+    the autoencoder's, and which is better."""
+    rep, by_k = ctx.report, r["by_latent"]
+    ks = list(by_k)
     rep.text(f"Decoders of `{ctx.variant}` inverted layer by layer (pseudo-inverse of each Linear, exact inverse "
              f"of each LeakyReLU, logit of the sigmoid output), in float64. Own outputs are clipped to "
              f"[{OWN_EPS64:g}, 1 − {OWN_EPS64:g}] (float64; [{OWN_EPS:g}, 1 − {OWN_EPS:g}] for float32) before the "
@@ -189,13 +192,9 @@ def run(ctx: Context) -> None:
     rep.scalars("inversion/true_nrmse_test", {k: by_k[k]["test"]["true_nrmse"] for k in ks})
     rep.scalars("inversion/ae_nrmse_test", {k: by_k[k]["test"]["ae_nrmse"] for k in ks})
     better = [k for k in ks if by_k[k]["test"]["true_nrmse"] < by_k[k]["test"]["ae_nrmse"]]
-    worse_everywhere = all(by_k[k][s]["true_nrmse"] > by_k[k][s]["ae_nrmse"] for k in ks for s in ("train", "test"))
     rep.text("The least-squares code beats the encoder's at k = " + ", ".join(map(str, better)) + "."
              if better else "The encoder's code reconstructs better than the least-squares code at every k "
              "(the inversion fits logits, where the clipped 0 pixels weigh as much as the strokes).")
-    rep.results.update({"variant": ctx.variant, "own_eps_float32": OWN_EPS, "own_eps_float64": OWN_EPS64,
-                        "true_eps": TRUE_EPS,
-                        "by_latent": by_k, "reference": REFERENCE, "true_worse_at_every_k": worse_everywhere})
 
 
 def _build(ctx: Context):

@@ -19,7 +19,7 @@ from ae_lightning import config as config_mod
 from ae_lightning import resolve
 from ae_lightning.fid import Distance, load_judge
 from ae_lightning.generate import generate
-from ae_lightning.studies.common import Context, Measured
+from ae_lightning.studies.common import Context
 from ae_lightning.studies.plots import map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.studies.report import fmt
@@ -33,9 +33,6 @@ N_SHOWN = 12  # reconstructions shown
 REFERENCE = {"ae/uniform_global": 6, "ae/uniform_per_dim": 41, "vae/uniform_global": 94, "vae/uniform_per_dim": 100}
 PIXEL_CNN = "pixel_cnn"  # the judge: ae_lightning/models/pixel_cnn.py
 SCHEME_NAMES = {"uniform_global": "same min/max", "uniform_per_dim": "per-dim min/max", "prior": "prior N(0, I)"}
-
-
-
 
 
 def pixel_classifier_config(base: dict) -> dict:
@@ -60,30 +57,32 @@ def train_models(ctx: Context) -> dict:
     return models
 
 
-def score_model(ctx: Context, key: str, run_, judge, distance: Distance, sub: torch.Tensor) -> tuple[dict, dict]:
+def score_model(ctx: Context, key: str, run_, judge, distance: Distance, sub: torch.Tensor) -> dict:
     """One model's numbers (its codes' map method and ranges, each scheme's confident count and its
-    ``fid_cls`` over as many decoded codes as the reference has images) and what its figures draw (the
-    mapped codes, the first 100 decoded codes per scheme, its reconstructions)."""
+    ``fid_cls`` over as many decoded codes as the reference has images), with PNGs of its map of the
+    codes, the first 100 decoded codes per scheme and its reconstructions."""
     m = run_.module
     xm, ym = ctx.tensors(run_.cfg, "test")  # the model's own preprocessing (the VAE may binarize)
     z = m.encode_all(xm).float().cpu()
     pts, method = map_2d(z[sub].numpy(), ctx.opts.seed)
+    ctx.report.save_figure(f"map_{key}", scatter(pts, ym[sub].cpu().numpy(), f"{key}: test codes, {method}",
+                                                 ctx.datamodule(run_.cfg).class_names))
     images, ranges = generate(m, xm, N_GENERATED, ctx.opts.seed)
     many, _ = generate(m, xm, distance.n, ctx.opts.seed)
-    scored, generated = {}, {}
+    scored = {}
     for scheme, imgs in images.items():
         conf, cls = judge.confidence(imgs)
         good = conf >= THRESHOLD
         scored[scheme] = {"count": int(good.sum()), "of": len(imgs), "mean_confidence": float(conf.mean()),
                           "classes_of_confident": torch.bincount(cls[good].cpu(), minlength=10).tolist(),
-                          "fid_cls": distance(many[scheme])}
-        generated[scheme] = (imgs[:100], int(good[:100].sum()))
-    shown = {"map": (pts, ym[sub].cpu().numpy()), "generated": generated, "reconstructions": None}
+                          "confident_of_first_100": int(good[:100].sum()), "fid_cls": distance(many[scheme])}
+        ctx.report.save_image(f"generated_{key}_{scheme}", tile(imgs[:100], nrow=20))
     if key in ctx.params.reconstructions:
         with torch.no_grad():
-            shown["reconstructions"] = torch.cat([xm[:N_SHOWN], m.output(m.decode(m.encode(xm[:N_SHOWN])))])
+            shown = torch.cat([xm[:N_SHOWN], m.output(m.decode(m.encode(xm[:N_SHOWN])))])
+        ctx.report.save_image(f"reconstructions_{key}", tile(shown, nrow=N_SHOWN))
     return {"variant": run_.cfg["variant"], "latent_dim": int(z.shape[1]), "map": method, "code_ranges": ranges,
-            "scores": scored}, shown
+            "scores": scored}
 
 
 def generation_order(ctx: Context, counts: dict[str, float], reference: dict, lower_better: bool = False) -> dict | None:
@@ -104,8 +103,13 @@ def generation_order(ctx: Context, counts: dict[str, float], reference: dict, lo
             "order": sorted(counts, key=worth), "order_holds": holds}
 
 
-def measure(ctx: Context) -> Measured:
-    """Train the models and the judge; map each model's test codes and score its decoded random codes."""
+def measure(ctx: Context) -> dict:
+    """Train the models and the judge; map each model's test codes and score its decoded random codes.
+
+    A preset may set ``models`` ({"ae": {variant, config}, "vae": {variant, config}}: each model's own
+    settings, e.g. its tuned lr), ``map_points`` (test codes in each map), ``judge_epochs`` (the pixel
+    CNN's), ``reconstructions`` (the models whose test reconstructions are shown) and ``reference``
+    ("<model>/<scheme>" -> the original's count)."""
     models = train_models(ctx)
     reference = dict(REFERENCE if ctx.params.reference is None else ctx.params.reference)  # "<model>/<scheme>" -> count
     judge_cfg = pixel_classifier_config(models["ae"].cfg)
@@ -116,16 +120,13 @@ def measure(ctx: Context) -> Measured:
     x, _ = ctx.tensors(models["ae"].cfg, "test")
     g = torch.Generator().manual_seed(ctx.opts.seed)
     sub = torch.randperm(len(x), generator=g)[:ctx.params.map_points].sort().values
-    results = {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"), "run_dir": str(clf_run.run_dir)},
-               "models": {}}
-    shown = {"names": ctx.datamodule(models["ae"].cfg).class_names, "judge_epochs": clf_run.cfg["trainer"]["max_epochs"],
-             "models": {}}
     fid_judge = load_judge(ctx.datamodule(models["ae"].cfg), ctx.runs_dir,
                            lambda c: ctx.train_config(c, label="fid_cls judge"), ctx.device, ctx.opts.accelerator)
     distance = fid_judge.distance()
-    results["fid_judge"] = {"test_acc": fid_judge.meta["test_acc"], "scale": fid_judge.meta["scale"], "n": distance.n}
-    for key, run_ in models.items():
-        results["models"][key], shown["models"][key] = score_model(ctx, key, run_, clf_run.module, distance, sub)
+    results = {"pixel_classifier": {"test_acc": clf_run.metrics.get("test_acc"), "run_dir": str(clf_run.run_dir),
+                                    "max_epochs": clf_run.cfg["trainer"]["max_epochs"]},
+               "fid_judge": {"test_acc": fid_judge.meta["test_acc"], "scale": fid_judge.meta["scale"], "n": distance.n},
+               "models": {key: score_model(ctx, key, run_, clf_run.module, distance, sub) for key, run_ in models.items()}}
     results.update({"threshold": THRESHOLD, "n_generated": N_GENERATED, "map_points": len(sub),
                     "reference": reference})
     counts = {f"{key}/{scheme}": sc["count"] for key, r in results["models"].items() for scheme, sc in r["scores"].items()}
@@ -134,32 +135,30 @@ def measure(ctx: Context) -> Measured:
                         ("generation_fid", generation_order(ctx, fids, reference, lower_better=True))):
         if order is not None:
             results[name] = order
-    return Measured(results, shown)
+    return results
 
 
-def render(ctx: Context, measured: Measured) -> None:
-    """The setting, then per model its map, its decoded random codes and its reconstructions; the counts."""
-    rep, r, shown = ctx.report, measured.results, measured.shown
-    acc = r["pixel_classifier"]["test_acc"]
+def render(ctx: Context, r: dict) -> None:
+    """The setting, then per model the PNGs ``measure`` wrote (its map, its decoded random codes, its
+    reconstructions); the counts against the reference."""
+    rep, acc = ctx.report, r["pixel_classifier"]["test_acc"]
+    judge_epochs = r["pixel_classifier"].get("max_epochs", ctx.params.judge_epochs)  # older results: the preset's
     rep.text(f"Models: `{ctx.variant}` (\"ae\")" + (" and `vae`" if "vae" in r["models"] else
              " (no `vae` variant in this checkout, so no VAE rows)") +
              f", each at its config's latent size. The judge is a pixel CNN trained here through `fit` "
-             f"({plural(shown['judge_epochs'], 'epoch')}): test accuracy {float('nan') if acc is None else acc:.4f}. "
+             f"({plural(judge_epochs, 'epoch')}): test accuracy {float('nan') if acc is None else acc:.4f}. "
              f"An image counts when its top softmax probability is ≥ {THRESHOLD}. The original study counted "
              "recognizable digits by eye, so compare the order of the schemes more than the numbers.")
     for key, m in r["models"].items():
-        drawn = shown["models"][key]
-        rep.figure(f"map_{key}", scatter(*drawn["map"], f"{key}: test codes, {m['map']}", shown["names"]),
-                   f"{key} ({m['variant']}, k = {m['latent_dim']}): {r['map_points']} test codes by label, {m['map']}")
+        rep.link(f"map_{key}", f"{key} ({m['variant']}, k = {m['latent_dim']}): {r['map_points']} test codes by label, "
+                 f"{m['map']}")
         for scheme, sc in m["scores"].items():
-            imgs, good = drawn["generated"][scheme]
-            rep.image(f"generated_{key}_{scheme}", tile(imgs, nrow=20),
-                      f"{key}: the first 100 of {sc['of']} decoded {SCHEME_NAMES[scheme]} codes ({good} of these 100 confident)")
-        if drawn["reconstructions"] is not None:
-            rep.image(f"reconstructions_{key}", tile(drawn["reconstructions"], nrow=N_SHOWN),
-                      f"{key}: test images (top) and their reconstructions (bottom)")
+            rep.link(f"generated_{key}_{scheme}", f"{key}: the first 100 of {sc['of']} decoded {SCHEME_NAMES[scheme]} "
+                     f"codes ({sc['confident_of_first_100']} of these 100 confident)")
+        if key in ctx.params.reconstructions:
+            rep.link(f"reconstructions_{key}", f"{key}: test images (top) and their reconstructions (bottom)")
     rep.heading("Recognizable generated images")
-    fj = r.get("fid_judge")
+    fj = r.get("fid_judge")  # results measured before fid_cls have none
     rep.table(["model", "variant", "k", "codes drawn", f"confidence ≥ {THRESHOLD}", "mean confidence"]
               + (["fid_cls"] if fj else []) + ["reference (human count of 250)"],
               [[key, m["variant"], m["latent_dim"], SCHEME_NAMES[scheme], f"{sc['count']} / {sc['of']}",
@@ -177,14 +176,3 @@ def render(ctx: Context, measured: Measured) -> None:
             gen = r[name]
             rep.text(f"{what} against the reference's order ({gen['reference_order']}): {gen['ours']}"
                      + (": the same order." if gen["order_holds"] else ": **not** the reference's order."))
-    rep.results.update(r)
-
-
-def run(ctx: Context) -> None:
-    """2-D maps of the codes and decoded random codes, scored by a pixel classifier.
-
-    A preset may set ``models`` ({"ae": {variant, config}, "vae": {variant, config}}: each model's own
-    settings, e.g. its tuned lr), ``map_points`` (test codes in each map), ``judge_epochs`` (the pixel
-    CNN's), ``reconstructions`` (the models whose test reconstructions are shown) and ``reference``
-    ("<model>/<scheme>" -> the original's count)."""
-    render(ctx, measure(ctx))

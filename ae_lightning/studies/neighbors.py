@@ -31,7 +31,7 @@ from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt
 from ae_lightning.knn import knn
 from ae_lightning.studies.catalog import NEIGHBOUR_KS
-from ae_lightning.studies.common import Context, Measured
+from ae_lightning.studies.common import Context
 from ae_lightning.studies.plots import line_plot, scatter
 from ae_lightning.studies.presets import overrides_of
 
@@ -42,9 +42,7 @@ LATENT = 2
 MODELS = [("linear_mse", "linear", "mse"), ("linear_l1", "linear", "l1"),
           ("deep_mse", "deep", "mse"), ("deep_l1", "deep", "l1")]
 REFERENCE = {"deep_mse": 0.0278, "linear_mse": 0.0050}  # score@5 at latent 2 (relu_mse, linear_mse)
-
-
-
+MAP_POINTS = 10000  # codes drawn in a map
 
 
 def score_at_k(pixel_nn: torch.Tensor, code_nn: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
@@ -87,8 +85,9 @@ def models_of(ctx: Context) -> dict[str, tuple[str | None, dict]]:
     return {label: (variant, {"model__latent_dim": LATENT, "model__loss": loss}) for label, variant, loss in MODELS}
 
 
-def measure(ctx: Context) -> Measured:
-    """Train the models, then compare every image's pixel-space and code-space neighbours, by k."""
+def measure(ctx: Context) -> dict:
+    """Train the models, then compare every image's pixel-space and code-space neighbours, by k; a PNG of
+    each model's 2-D codes (``code_maps``)."""
     ks = tuple(ctx.params.ks)
     kmax = max(ks)
     pixel_k = max(kmax, ctx.params.pixel_k or kmax)  # neighbours kept per image (the original: 200)
@@ -105,19 +104,24 @@ def measure(ctx: Context) -> Measured:
         t0 = time.time()
         pixel_nn[name] = knn(x, pixel_k, p)
         timings[name] = round(time.time() - t0, 2)
-    res, codes = {}, {}
+    res, mapped = {}, []
+    picked = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.opts.seed))[:MAP_POINTS]
     for label, run_ in runs.items():
-        codes[label] = run_.module.encode_all(x)
-        res[label] = {m: compare(pixel_nn[m], knn(codes[label], kmax, p), y, ks) for m, p in METRICS.items()}
+        z = run_.module.encode_all(x)
+        res[label] = {m: compare(pixel_nn[m], knn(z, kmax, p), y, ks) for m, p in METRICS.items()}
+        if ctx.params.code_maps and z.shape[1] == 2:
+            ctx.report.save_figure(f"codes_{label}", scatter(z[picked].cpu().numpy(), y[picked].cpu().numpy(),
+                                                             f"{label}: codes of {len(picked)} {split} images",
+                                                             ctx.datamodule(first.cfg).class_names))
+            mapped.append(label)
     ref = ctx.params.reference or {}
     ref_score = {label: (ref.get("score", {}).get(label, {}).get("L2", {}).get(5)) for label in runs} if ref \
         else {label: REFERENCE.get(label) for label in runs}
     order = {m: sorted(runs, key=lambda lb: -res[lb][m][5 if 5 in ks else ks[0]]["score"]) for m in METRICS}
-    return Measured({"latent_dim": int(first.module.hparams.latent_dim), "n_test": len(x), "neighbour_set": split,
-                     "n_images": len(x), "ks": list(ks), "pixel_k": pixel_k, "pixel_knn_seconds": timings,
-                     "by_model": res, "order": order, "reference_score_at_5": ref_score,
-                     "order_text": {m: " > ".join(o) for m, o in order.items()}},
-                    {"codes": codes, "labels": y, "names": ctx.datamodule(first.cfg).class_names})
+    return {"latent_dim": int(first.module.hparams.latent_dim), "n_test": len(x), "neighbour_set": split,
+            "n_images": len(x), "ks": list(ks), "pixel_k": pixel_k, "pixel_knn_seconds": timings,
+            "by_model": res, "order": order, "reference_score_at_5": ref_score,
+            "order_text": {m: " > ".join(o) for m, o in order.items()}, "code_maps": mapped}
 
 
 def table_rows(res: dict, cells, metrics=METRICS) -> list[list]:
@@ -162,10 +166,9 @@ def per_label_tables(rep, res: dict, ks: list[int], ref: dict) -> None:
                       for label in res if label in ref_pl for m in metrics if m in ref_pl[label]] if ref_pl else []))
 
 
-def figures(ctx: Context, measured: Measured) -> None:
-    """score@k and the same-label rates against k, and the 2-D codes of each model with k = 2."""
-    rep, r, shown = ctx.report, measured.results, measured.shown
-    res, ks = r["by_model"], r["ks"]
+def figures(ctx: Context, r: dict) -> None:
+    """score@k and the same-label rates against k, and the maps of the 2-D codes ``measure`` wrote."""
+    rep, res, ks = ctx.report, r["by_model"], r["ks"]
     rep.figure("score_at_k", line_plot({f"{label} {m}": (list(ks), [res[label][m][k]["score"] for k in ks])
                                         for label in res for m in METRICS},
                                        "k", "score@k", "Pixel neighbours kept in code space"),
@@ -176,20 +179,16 @@ def figures(ctx: Context, measured: Measured) -> None:
             for label in res for m in METRICS}},
         "k", "same-label rate", "Neighbours sharing the image's label"),
         "Same-label rate of the k nearest neighbours, in pixel space and in each code space")
-    if not ctx.params.code_maps:
-        return
-    split, y = r["neighbour_set"], shown["labels"]
-    picked = torch.randperm(r["n_images"], generator=torch.Generator().manual_seed(ctx.opts.seed))[:10000]
-    for label, z in shown["codes"].items():
-        if z.shape[1] == 2:
-            rep.figure(f"codes_{label}", scatter(z[picked].cpu().numpy(), y[picked].cpu().numpy(),
-                                                 f"{label}: codes of {len(picked)} {split} images", shown["names"]),
-                       f"{label}: the 2-D codes of {len(picked)} {split} images by label")
+    # results written before code_maps was a key: every model when they are asked for (latent 2)
+    mapped = r["code_maps"] if "code_maps" in r else list(res) if ctx.params.code_maps and r["latent_dim"] == 2 else []
+    for label in mapped:
+        rep.link(f"codes_{label}", f"{label}: the 2-D codes of {min(MAP_POINTS, r['n_images'])} {r['neighbour_set']} "
+                 "images by label")
 
 
-def render(ctx: Context, measured: Measured) -> None:
+def render(ctx: Context, r: dict) -> None:
     """The report: the setting, score@k beside the reference, the same-label tables, the plots, the order."""
-    rep, r, ref = ctx.report, measured.results, ctx.params.reference or {}
+    rep, ref = ctx.report, ctx.params.reference or {}
     res, ks, n = r["by_model"], r["ks"], r["n_images"]
     if ctx.params.description is not None:
         rep.text(ctx.params.description.strip())
@@ -209,15 +208,9 @@ def render(ctx: Context, measured: Measured) -> None:
                   caption="The original's score@k")
     same_label_tables(rep, res, ks, ref)
     per_label_tables(rep, res, ks, ref)
-    figures(ctx, measured)
+    figures(ctx, r)
     rep.text(f"Order by score@{5 if 5 in ks else ks[0]}, best first: "
              + "; ".join(f"{m} {text}" for m, text in r["order_text"].items()) + ".")
-    rep.results.update(r)
-
-
-def run(ctx: Context) -> None:
-    """Neighbourhood preservation (score@k) and same-label rates, pixel vs code space."""
-    render(ctx, measure(ctx))
 
 
 def time_pixel_neighbours(argv: list[str] | None = None) -> None:

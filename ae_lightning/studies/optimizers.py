@@ -6,8 +6,8 @@ defaults the original study ran with (the project's default momentum is 0.9).
 """
 from __future__ import annotations
 
+from ae_lightning.studies import one_variable
 from ae_lightning.studies.common import Context
-from ae_lightning.studies.one_variable import one_variable
 from ae_lightning.text import plural
 
 # fcAE study: test NRMSE at latent 8 after 1000 epochs
@@ -17,7 +17,11 @@ CHOICES = [("adam", {"model__optimizer": "adam"}), ("sgd", {"model__optimizer": 
            ("rmsprop", {"model__optimizer": "rmsprop", "model__momentum": 0.0})]
 
 
-def run(ctx: Context) -> None:
+def measure(ctx: Context) -> dict:
+    return one_variable.measure(ctx, "optimizer", CHOICES, REFERENCE)
+
+
+def render(ctx: Context, r: dict) -> None:
     """Test NRMSE by optimizer, everything else held."""
     if ctx.params.choices is not None:
         ctx.report.text(f"`{ctx.variant}` at latent 8, {plural(ctx.opts.epochs, 'epoch')}, the preset's optimizers: " +
@@ -27,6 +31,4 @@ def run(ctx: Context) -> None:
         ctx.report.text(f"`{ctx.variant}` at latent 8, learning rate 1e-3 for every optimizer, momentum 0 for SGD "
                         "and RMSprop, "
                         f"{plural(ctx.opts.epochs, 'epoch')}. Reference: the fcAE study after 1000 epochs.")
-    one_variable(ctx, "optimizer", CHOICES, REFERENCE)
-
-
+    one_variable.render(ctx, "optimizer", r)

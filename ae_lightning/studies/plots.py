@@ -46,14 +46,16 @@ def bar_plot(labels: Sequence[str], groups: dict[str, Sequence[float | None]], y
     return fig
 
 
+def tsne_perplexity(n: int) -> float:
+    return float(min(30.0, max(2.0, (n - 1) / 3)))
+
+
 def map_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    """``(points (N, 2), method)``: the codes when k = 2, else their t-SNE embedding."""
-    if z.shape[1] == 2:
-        return z, "codes (k = 2)"
-    if z.shape[1] == 1:
-        return np.concatenate([z, np.zeros_like(z)], 1), "codes (k = 1)"
+    """``(points (N, 2), method)``: the codes when k = 2 (k = 1: beside zeros), else their t-SNE embedding."""
+    if z.shape[1] <= 2:
+        return (z if z.shape[1] == 2 else np.concatenate([z, np.zeros_like(z)], 1)), f"codes (k = {z.shape[1]})"
     from sklearn.manifold import TSNE
-    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
+    perplexity = tsne_perplexity(len(z))
     emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
     return emb, f"t-SNE (perplexity {perplexity:g})"
 

@@ -26,6 +26,7 @@ HELP = """reproduce: an original study at its own settings, from a preset, with 
     python -m ae_lightning.studies reproduce fcae   [--out DIR] [--smoke] [--resume] [--accelerator A]
     python -m ae_lightning.studies reproduce keras  [...]
     python -m ae_lightning.studies reproduce all    [...]        # every preset, one report
+    python -m ae_lightning.studies reproduce keras --render-only [--out DIR]   # the reports again, no training
 
 A preset is ``configs/studies/<name>.yaml``: the original's settings as config overrides under
 every run (``config``), the readings chosen where the original is ambiguous (``readings``, each with
@@ -48,7 +49,8 @@ gather the rows of every preset finished under ``--out``, with commands, machine
 ``--resume`` reads back the entries already finished under ``--out`` and reuses the training runs
 already finished under ``--runs-dir`` with the same config (continuing unfinished ones from their
 ``last.ckpt``), so a stopped run loses at most one epoch. ``--set PATH=VALUE`` changes the preset,
-e.g. ``--set config.data.normalize=standardize_global`` (the alternative readings use it).
+e.g. ``--set config.data.normalize=standardize_global`` (the alternative readings use it). ``--render-only``
+writes the reports and fidelity rows again from what is under ``--out`` (results.json, PNGs), training nothing.
 """
 
 PRESET_DIR = CONFIG_DIR / "studies"
@@ -156,6 +158,8 @@ def parser() -> flags.Parser:
     p.add_argument("--smoke", action="store_true", help="the same pipeline on a tiny subset, 1 epoch per run, at "
                    "the preset's own seed (unless --seeds); its fidelity rows are marked smoke, not judged")
     p.add_argument("--resume", action="store_true", help="reuse what an earlier call with the same options finished")
+    p.add_argument("--render-only", action="store_true", help="render the reports and fidelity rows again from the "
+                   "results under --out, without training")
     p.add_argument("--accelerator", key="trainer.accelerator", default="auto", help="auto, cpu, gpu, cuda or mps")
     p.add_argument("--data-dir", key="data.data_dir",
                    help="folder holding MNIST/raw and FashionMNIST/raw (default: found automatically)")
@@ -325,6 +329,8 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
         if unknown:
             raise UserError(f"--only {args.only}: preset {n} has no {', '.join(sorted(unknown))} "
                             f"(its entries: {', '.join(p['studies'])})")
+        if args.render_only:
+            continue  # no data is read
         check_folder(args.data_dir)
         data = {(c["data"]["data_dir"], c["data"]["dataset"], c["data"]["download"])
                 for c in check_configs(p, args)}

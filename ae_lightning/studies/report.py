@@ -1,14 +1,14 @@
-"""A study's report: markdown with tables and PNG figures, results.json, and TensorBoard.
+"""A study's report: markdown with tables and PNG figures, and TensorBoard.
 
-Every figure goes to three places at once: a PNG beside ``report.md``, a link in the markdown, and
-the study's TensorBoard run (``<study dir>/tensorboard``), so the two views never disagree.
-Blocks are kept structured until rendering, so ``all`` can re-render each study one heading level
-down, with image links relative to the combined report.
+Every figure goes to the study's folder as a PNG and to its TensorBoard run (``<study dir>/tensorboard``)
+at once, so the two views never disagree; the markdown links it. A study's ``measure`` saves the images of
+model outputs (``save_image``, ``save_figure``: no link), its ``render`` draws the figures of numbers
+(``figure``) and links both (``link``). Blocks are kept structured until rendering, so ``all`` and
+``reproduce`` can render each study one heading level down, with image links relative to their report.
 """
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 from pathlib import Path
@@ -22,8 +22,6 @@ import torch  # noqa: E402
 
 from ae_lightning import files  # noqa: E402
 from ae_lightning.viz import save_png  # noqa: E402
-
-BLOCKS_FILE = "report_blocks.json"
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -51,7 +49,7 @@ class Report:
         self.dir, self.title = Path(out_dir), title
         self.dir.mkdir(parents=True, exist_ok=True)
         self.blocks: list[tuple[str, Any]] = []  # ("md", text) | ("img", (file, caption))
-        self.results: dict[str, Any] = {}
+        self.results: dict[str, Any] = {}  # what results.json holds, once rendered (``runner.render``)
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -60,7 +58,6 @@ class Report:
             for stale in (self.dir / "tensorboard").glob("events.out.tfevents.*"):
                 stale.unlink()
             self._writer = SummaryWriter(str(self.dir / "tensorboard"))
-        self._fig_count = 0
 
     # -- content ---------------------------------------------------------------------------------
     def text(self, markdown: str) -> None:
@@ -76,24 +73,30 @@ class Report:
             lines.insert(0, f"*{caption}*\n")
         self.blocks.append(("md", "\n".join(lines)))
 
-    def figure(self, name: str, fig: "plt.Figure", caption: str) -> Path:
-        """Save a matplotlib figure as ``<name>.png``, link it, and add it to TensorBoard."""
+    def save_figure(self, name: str, fig: "plt.Figure") -> Path:
+        """Save a matplotlib figure as ``<name>.png`` and add it to TensorBoard (no link: see ``link``)."""
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
         path = files.write_bytes(self.dir / f"{name}.png", buf.getvalue())
         if self._writer is not None:
             self._writer.add_figure(name, fig, global_step=0, close=False)
         plt.close(fig)
-        self.blocks.append(("img", (path.name, caption)))
         return path
 
-    def image(self, name: str, image: torch.Tensor, caption: str) -> Path:
-        """Save a ``(1,H,W)`` greyscale image in [0,1] (a tile of digits) as PNG + TensorBoard."""
-        path = save_png(self.dir / f"{name}.png", image)
+    def figure(self, name: str, fig: "plt.Figure", caption: str) -> None:
+        """A figure of numbers: saved as ``save_figure`` does, and linked."""
+        self.save_figure(name, fig)
+        self.link(name, caption)
+
+    def save_image(self, name: str, image: torch.Tensor) -> Path:
+        """Save a ``(1,H,W)`` greyscale image in [0,1] (a tile of digits) as PNG + TensorBoard (no link)."""
         if self._writer is not None:
             self._writer.add_image(name, image.clamp(0, 1), global_step=0)
-        self.blocks.append(("img", (path.name, caption)))
-        return path
+        return save_png(self.dir / f"{name}.png", image)
+
+    def link(self, name: str, caption: str) -> None:
+        """Show ``<name>.png`` of the study's folder, with its caption."""
+        self.blocks.append(("img", (f"{name}.png", caption)))
 
     def scalars(self, tag: str, values: dict[Any, float]) -> None:
         """A series (x -> y) as TensorBoard scalars, e.g. NRMSE against latent size."""
@@ -118,27 +121,10 @@ class Report:
         return "\n\n".join(out) + "\n"
 
     def write(self) -> Path:
-        """``report.md``, ``results.json`` and the blocks (to re-render it, ``all --resume``) in the
-        study's folder; closes TensorBoard."""
-        files.write_json(self.dir / "results.json", self.results)
-        files.write_json(self.dir / BLOCKS_FILE, {"title": self.title, "blocks": self.blocks})
+        """``report.md`` in the study's folder, and its text in TensorBoard (closed)."""
         if self._writer is not None:
             self._writer.add_text("report", self.render(), global_step=0)
             self._writer.flush()
             self._writer.close()
             self._writer = None
         return files.write_text(self.dir / "report.md", self.render())
-
-
-def load_report(out_dir: Path) -> Report | None:
-    """A study's finished report read back from its folder (no TensorBoard); None if incomplete."""
-    out_dir = Path(out_dir)
-    try:
-        data = json.loads((out_dir / BLOCKS_FILE).read_text())
-        results = json.loads((out_dir / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
-    rep = Report(out_dir, data["title"], tensorboard=False)
-    rep.blocks = [(kind, tuple(payload) if kind == "img" else payload) for kind, payload in data["blocks"]]
-    rep.results = results
-    return rep

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from ae_lightning import files
+from ae_lightning.errors import UserError
 from ae_lightning.studies import get
-from ae_lightning.studies.common import Options
+from ae_lightning.studies.common import Context, Options
 from ae_lightning.studies.fidelity import elapsed, fidelity_rows, matched_text, rows_table, training, write_fidelity
 from ae_lightning.studies.presets import ENTRY_KEYS, overrides_of, prepare, presets
-from ae_lightning.studies.report import load_report
-from ae_lightning.studies.runner import check_resumable, run_one
+from ae_lightning.studies.runner import check_resumable, read_results, render, run_one
 from ae_lightning.studies.seeds import base_seed, entry_runs, run_seeds, same_entry
 
 
@@ -45,16 +45,15 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
     """Every entry of one preset, its fidelity rows and its report; returns the preset's summary."""
     out = Path(args.out) / name
     runs_dir = Path(args.runs_dir) if args.runs_dir else Path(args.out) / "runs"
-    results, sections, walls = {}, [], {}
+    sections, walls, by_seed, entry_seeds = [], {}, {}, {}
     t0 = time.time()
     started = out / "started.json"  # the first call's start: a resumed run's elapsed time counts from it
-    first = json.loads(started.read_text())["t"] if args.resume and started.is_file() else t0
-    files.write_json(started, {"t": first, "utc": datetime.datetime.fromtimestamp(first, datetime.timezone.utc).isoformat()})
+    first = json.loads(started.read_text())["t"] if (args.resume or args.render_only) and started.is_file() else t0
+    if not args.render_only:
+        files.write_json(started, {"t": first, "utc": datetime.datetime.fromtimestamp(first, datetime.timezone.utc).isoformat()})
     only = set(args.only.split(",")) if args.only else None
     seeds = run_seeds(preset, args)
     trained_now = False
-    by_seed: dict[int, dict] = {}
-    entry_seeds: dict[str, list[int]] = {}
     for entry, spec in preset["studies"].items():
         study = get(spec["study"])
         runs = entry_runs(preset, entry, seeds)
@@ -62,60 +61,70 @@ def run_preset(name: str, preset: dict, args, argv: list[str], cache: dict) -> d
             opts = entry_options(preset, entry, args, runs_dir, opt_seed)
             if study.variant is None:
                 opts.variant = None  # the study fixes its own models (the preset names them in its parameters)
-            done = load_report(out / folder) if args.resume else None
+            done = read_results(out / folder) if args.resume or args.render_only else None
+            if args.render_only and done is None:
+                raise UserError(f"--render-only: {out / folder} holds no results.json (measure it: "
+                                f"`{command(argv)} --resume`)")
             # results.json holds the entry as JSON wrote it (its number keys, e.g. k = 5, as strings)
-            finished = done is not None and same_entry(done.results.get("preset_entry"), spec)
+            finished = done is not None and (args.render_only or same_entry(done.get("preset_entry"), spec))
             if only is not None and entry not in only and not finished:
                 continue  # not run now; with --resume, an entry outside --only that is finished is read back
             rep, wall, ran = _read_back_or_run(f"{name}/{folder}", out / folder, study, opts, spec,
-                                               done if finished else None, cache)
+                                               done if finished else None, cache, args)
             trained_now = trained_now or ran
             by_seed.setdefault(seed, {})[entry] = rep.results
             entry_seeds.setdefault(entry, []).append(seed)
-            results.setdefault(entry, rep.results)  # results.json "studies": each entry's first seed
             walls[folder] = wall
             # several entries may run one study (a second seed, another reading): the heading names the entry
             shared = sum(e["study"] == spec["study"] for e in preset["studies"].values()) > 1
             heading = (f"## {rep.title}" + (f" (`{entry}`)" if shared else "")
                        + (f", seed {seed}" if len(runs) > 1 else ""))
             sections.append(heading + "\n\n" + rep.render(level=2, image_prefix=f"{folder}/", title=False))
-    rows = fidelity_rows(name, preset, by_seed, entry_seeds, command(argv))
+    summary = _summary(name, preset, args, argv, (first, seeds, walls, by_seed, entry_seeds), trained_now)
+    _write_preset(out, preset, summary, by_seed, entry_seeds, sections)
+    print(f"{name}: {matched_text(summary['rows'], 'figures ')} "
+          f"({summary['wall_time_s'] / 60:.1f} min) -> {out / 'report.md'}", file=sys.stderr)
+    return summary
+
+
+def _summary(name: str, preset: dict, args, argv: list[str], measured: tuple, trained_now: bool) -> dict:
+    """The preset's summary and fidelity rows. A call that trained nothing (every entry read back) is a
+    re-render: the measuring call's command, machine, date and times stay (its walls counted the rendering)."""
+    first, seeds, walls, by_seed, entry_seeds = measured
+    path = Path(args.out) / name / "summary.json"
+    before = json.loads(path.read_text()) if not trained_now and path.is_file() else {}
+    kept = {k: before[k] for k in ("command", "elapsed_since_first_call_s", "machine", "date", "wall_time_s",
+                                   "entry_wall_time_s") if k in before}
+    rows = fidelity_rows(name, preset, by_seed, entry_seeds, kept.get("command") or command(argv))
     missing = [r["id"] for r in rows if not r["matched"] and not r.get("smoke") and "finding" not in r]
     if missing:
         print(f"{name}: unmatched rows without a finding: {', '.join(missing)}", file=sys.stderr)
     wall = sum(w for w in walls.values() if w is not None)  # each entry's own time, read back or run now
     trained = trained_runs(by_seed)
-    summary = {"preset": name, "title": preset["title"], "source": preset.get("source"), "command": command(argv),
-               "smoke": bool(args.smoke), "seeds": seeds, "wall_time_s": round(wall, 1),
-               "runs": len(trained), "training_time_s": round(sum(trained.values()), 1),
-               "elapsed_since_first_call_s": round(time.time() - first, 1),
-               "entry_wall_time_s": walls, "machine": machine(), "date": today(), "rows": rows}
-    if not trained_now and (out / "summary.json").is_file():
-        # a re-render (every entry read back): the measuring call's machine, date and elapsed time stay
-        before = json.loads((out / "summary.json").read_text())
-        summary.update({k: before[k] for k in ("elapsed_since_first_call_s", "machine", "date") if k in before},
-                       rendered=today())
-    _write_preset(out, preset, summary, results, by_seed, sections)
-    print(f"{name}: {matched_text(rows, 'figures ')} "
-          f"({wall / 60:.1f} min) -> {out / 'report.md'}", file=sys.stderr)
-    return summary
+    return {"preset": name, "title": preset["title"], "source": preset.get("source"), "command": command(argv),
+            "smoke": bool(args.smoke), "seeds": seeds, "wall_time_s": round(wall, 1),
+            "runs": len(trained), "training_time_s": round(sum(trained.values()), 1),
+            "elapsed_since_first_call_s": round(time.time() - first, 1),
+            "entry_wall_time_s": walls, "machine": machine(), "date": today(), "rows": rows,
+            **kept, **({"rendered": today()} if before else {})}
 
 
-def _read_back_or_run(label: str, folder: Path, study, opts, spec: dict, done, cache: dict) -> tuple:
-    """One run of an entry: its finished report ``done`` read back (its settings checked against ``opts``),
-    or, without one, the study run now; returns the report, its wall time and whether it trained now."""
+def _read_back_or_run(label: str, folder: Path, study, opts, spec: dict, done, cache: dict, args) -> tuple:
+    """One run of an entry: its finished results ``done`` rendered again (their settings checked against
+    ``opts``), or, without them, the study run now; returns the report, its wall time and whether it trained now."""
     if done is not None:
-        check_resumable(label, done.results.get("settings", {}), opts)
+        check_resumable(label, done.get("settings", {}), opts, "--render-only" if args.render_only else "--resume")
         print(f"== {label}: read back from {folder}", file=sys.stderr)
-        return done, done.results.get("wall_time_s"), False
+        return render(Context(study, opts, folder, tensorboard=False)), done.get("wall_time_s"), False
     print(f"== {label} ({study.name})", file=sys.stderr)
-    ctx, wall = run_one(study, opts, folder, cache, [], preset_entry=spec)
-    return ctx.report, wall, True
+    rep, wall = run_one(study, opts, folder, cache, [], preset_entry=spec)
+    return rep, wall, True
 
 
-def _write_preset(out: Path, preset: dict, summary: dict, results: dict, by_seed: dict, sections: list[str]) -> None:
+def _write_preset(out: Path, preset: dict, summary: dict, by_seed: dict, entry_seeds: dict, sections: list[str]) -> None:
     """The preset's files: fidelity.json, results.json (each entry's first seed, the other seeds apart),
     report.md and summary.json."""
+    results = {e: by_seed[s[0]][e] for e, s in entry_seeds.items()}
     files.write_json(out / "fidelity.json", summary["rows"])
     files.write_json(out / "results.json", {**{k: v for k, v in summary.items() if k != "rows"},
                                             "preset": preset, "studies": results,
@@ -126,7 +135,7 @@ def _write_preset(out: Path, preset: dict, summary: dict, results: dict, by_seed
 
 
 def command(argv: list[str]) -> str:
-    return "python -m ae_lightning.studies reproduce " + shlex.join([a for a in argv if a != "--resume"])
+    return "python -m ae_lightning.studies reproduce " + shlex.join([a for a in argv if a not in ("--resume", "--render-only")])
 
 
 def machine() -> str:

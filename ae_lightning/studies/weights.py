@@ -31,8 +31,8 @@ def linear_layers(part: nn.Module | None) -> list[nn.Linear]:
     return [m for m in part.modules() if isinstance(m, nn.Linear)] if part is not None else []
 
 
-def run(ctx: Context) -> None:
-    """First-layer encoder weights (and last-layer decoder weights) as images."""
+def measure(ctx: Context) -> dict:
+    """First-layer encoder weights (and last-layer decoder weights) as images, and their norms."""
     run_ = ctx.train(label=ctx.variant)
     m = run_.module
     enc, dec = (linear_layers(m.encoder), linear_layers(m.decoder)) if isinstance(m, AutoencoderModule) else ([], [])
@@ -40,26 +40,29 @@ def run(ctx: Context) -> None:
         raise UserError(f"weights: variant {ctx.variant!r} has no fully connected first layer on the 784 pixels "
                         "(use an fc, shallow, deep or linear model)")
     first = enc[0].weight  # (units, 784)
-    rep = ctx.report
     n = min(MAX_UNITS, len(first))
-    nrow = 10 if n >= 40 else 8
-    norms = first.detach().norm(dim=1)
-    rep.text(f"`{ctx.variant}`: first layer Linear(784 → {len(first)}); "
-             f"{'all' if n == len(first) else f'the first {n} of'} {len(first)} units shown, each scaled to "
-             f"its own [min, max] (white = most positive). {plural(ctx.opts.epochs, 'epoch')}; test NRMSE "
-             f"{run_.metrics.get('test_nrmse', float('nan')):.4f}.")
-    rep.image("encoder_first_layer", tile(unit_images(first[:n]), nrow=nrow),
-              f"Input weights of the first {n} units of the first encoder layer")
+    ctx.report.save_image("encoder_first_layer", tile(unit_images(first[:n]), nrow=10 if n >= 40 else 8))
     results = {"variant": ctx.variant, "units": len(first), "shown": n,
-               "weight_norms": norms.tolist(), "test_nrmse": run_.metrics.get("test_nrmse")}
+               "weight_norms": first.detach().norm(dim=1).tolist(), "test_nrmse": run_.metrics.get("test_nrmse")}
     if dec and dec[-1].out_features == 784:
         last = dec[-1].weight.T  # (in units, 784): each input unit's contribution to the image
         k = min(MAX_UNITS, len(last))
-        rep.image("decoder_last_layer", tile(unit_images(last[:k]), nrow=10 if k >= 40 else 8),
-                  f"Output weights of the first {k} units feeding the decoder's last layer")
+        ctx.report.save_image("decoder_last_layer", tile(unit_images(last[:k]), nrow=10 if k >= 40 else 8))
         results["decoder_units"] = len(last)
-    rep.table(["statistic", "value"], [["units", len(first)], ["mean ‖w‖", float(norms.mean())],
+    return results
+
+
+def render(ctx: Context, r: dict) -> None:
+    """The images ``measure`` wrote, and the statistics of the first layer's weight norms."""
+    rep, units, n = ctx.report, r["units"], r["shown"]
+    norms = torch.tensor(r["weight_norms"])  # float32, as measured
+    rep.text(f"`{ctx.variant}`: first layer Linear(784 → {units}); "
+             f"{'all' if n == units else f'the first {n} of'} {units} units shown, each scaled to "
+             f"its own [min, max] (white = most positive). {plural(ctx.opts.epochs, 'epoch')}; test NRMSE "
+             f"{float('nan') if r['test_nrmse'] is None else r['test_nrmse']:.4f}.")
+    rep.link("encoder_first_layer", f"Input weights of the first {n} units of the first encoder layer")
+    if "decoder_units" in r:
+        rep.link("decoder_last_layer", f"Output weights of the first {min(MAX_UNITS, r['decoder_units'])} units "
+                 "feeding the decoder's last layer")
+    rep.table(["statistic", "value"], [["units", units], ["mean ‖w‖", float(norms.mean())],
                                         ["min ‖w‖", float(norms.min())], ["max ‖w‖", float(norms.max())]])
-    rep.results.update(results)
-
-
