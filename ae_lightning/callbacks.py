@@ -13,12 +13,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ae_lightning import files
 from ae_lightning.data import NUM_CLASSES
-from ae_lightning.generate import generate
 from ae_lightning.metrics import per_class_accuracy
 from ae_lightning.models import CKPT_KEY
 from ae_lightning.models.base import AutoencoderModule
 from ae_lightning.viz import confusion_figure, figure_png, tile
-from ae_lightning.walks import WALKS, latent_walks
+from ae_lightning.walks import WALKS, generate, latent_walks
 
 
 class BestCheckpoint(ModelCheckpoint):

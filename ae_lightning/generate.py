@@ -32,39 +32,9 @@ import torch
 
 from ae_lightning import files, flags
 from ae_lightning.config import cli
-from ae_lightning.errors import UserError
 from ae_lightning.hints import PosInt, Seed
 from ae_lightning.viz import save_png, tile
-from ae_lightning.walks import PAIRS, STEPS, UNITS, WALKS, latent_walks
-
-
-def sample_codes(z: torch.Tensor, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random codes (n,k) inside the ranges of the codes ``z`` (N,k): per unit, and over all units."""
-    lo, hi = z.min(0).values, z.max(0).values  # (k,)
-    return {"uniform_per_dim": lo + torch.rand(n, z.shape[1], generator=generator) * (hi - lo),
-            "uniform_global": z.min() + torch.rand(n, z.shape[1], generator=generator) * (z.max() - z.min())}
-
-
-@torch.no_grad()
-def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
-    """``({kind: images (n,1,28,28) in [0,1]}, code ranges)`` from an autoencoder and test images."""
-    from ae_lightning.models.base import AutoencoderModule  # late: Lightning (seconds), which the CLI's checks do without
-
-    if not isinstance(module, AutoencoderModule):
-        raise UserError(f"generation needs an autoencoder; this checkpoint holds a {type(module).__name__}")
-    was = module.training
-    module.eval()
-    z = module.encode_all(x_test).float().cpu()  # (N,k) test codes (the posterior mean for the VAE)
-    g = torch.Generator().manual_seed(seed)
-    codes = sample_codes(z, n, g)
-    out = {name: module.output(module.decode(c.to(module.device))).cpu() for name, c in codes.items()}
-    prior = module.sample(n, generator=g)  # None: the model has no prior (only the VAE has one)
-    if prior is not None:
-        out["prior"] = prior.cpu()
-    module.train(was)
-    ranges = {"per_dim_min": z.min(0).values.tolist(), "per_dim_max": z.max(0).values.tolist(),
-              "global_min": float(z.min()), "global_max": float(z.max()), "n_codes": len(z)}
-    return out, ranges
+from ae_lightning.walks import PAIRS, STEPS, UNITS, WALKS, generate, latent_walks, sample_codes  # noqa: F401
 
 
 def generate_from_checkpoint(ckpt: str | Path, out: str | Path, n: PosInt = 64, seed: Seed = 0,

@@ -1,4 +1,5 @@
-"""Latent walks of any trained autoencoder: decoded straight lines between codes, and one unit swept at a time.
+"""Random codes and latent walks of any trained autoencoder: ``generate`` decodes codes drawn in the
+test codes' ranges (and the prior's); the walks decode straight lines between codes, and one unit swept at a time.
 
     interpolate  decode((1 - t) z_a + t z_b), t from 0 to 1: one row per pair of images, whose ends
                  are the two images' reconstructions
@@ -8,7 +9,7 @@
                  the ``units`` of largest test variance
 
 The codes are the module's ``encode`` (the posterior mean for the VAE). Pure torch: images come back as
-``(rows, steps, C, H, W)`` in pixel scale; ``generate`` writes them as PNG grids and
+``(rows, steps, C, H, W)`` in pixel scale; the ``generate`` command writes them as PNG grids and
 ``callbacks.GenerationImages`` adds them to TensorBoard.
 """
 from __future__ import annotations
@@ -18,6 +19,36 @@ import contextlib
 import torch
 
 from ae_lightning.errors import UserError
+
+
+def sample_codes(z: torch.Tensor, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random codes (n,k) inside the ranges of the codes ``z`` (N,k): per unit, and over all units."""
+    lo, hi = z.min(0).values, z.max(0).values  # (k,)
+    return {"uniform_per_dim": lo + torch.rand(n, z.shape[1], generator=generator) * (hi - lo),
+            "uniform_global": z.min() + torch.rand(n, z.shape[1], generator=generator) * (z.max() - z.min())}
+
+
+@torch.no_grad()
+def generate(module, x_test: torch.Tensor, n: int = 64, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
+    """``({kind: images (n,1,28,28) in [0,1]}, code ranges)`` from an autoencoder and test images."""
+    from ae_lightning.models.base import AutoencoderModule  # late: Lightning (seconds), which the CLI's checks do without
+
+    if not isinstance(module, AutoencoderModule):
+        raise UserError(f"generation needs an autoencoder; this checkpoint holds a {type(module).__name__}")
+    was = module.training
+    module.eval()
+    z = module.encode_all(x_test).float().cpu()  # (N,k) test codes (the posterior mean for the VAE)
+    g = torch.Generator().manual_seed(seed)
+    codes = sample_codes(z, n, g)
+    out = {name: module.output(module.decode(c.to(module.device))).cpu() for name, c in codes.items()}
+    prior = module.sample(n, generator=g)  # None: the model has no prior (only the VAE has one)
+    if prior is not None:
+        out["prior"] = prior.cpu()
+    module.train(was)
+    ranges = {"per_dim_min": z.min(0).values.tolist(), "per_dim_max": z.max(0).values.tolist(),
+              "global_min": float(z.min()), "global_max": float(z.max()), "n_codes": len(z)}
+    return out, ranges
+
 
 WALKS = ("interpolate", "traverse")
 PAIRS, STEPS, UNITS = 8, 10, 10  # 8 pairs x 10 steps; at most 10 traversed units

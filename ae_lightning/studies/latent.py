@@ -18,13 +18,13 @@ import torch
 from ae_lightning import config as config_mod
 from ae_lightning import resolve
 from ae_lightning.fid import Distance, load_judge
-from ae_lightning.generate import generate
 from ae_lightning.studies.common import Context
 from ae_lightning.studies.plots import map_2d, scatter
 from ae_lightning.studies.presets import overrides_of
 from ae_lightning.studies.report import fmt
 from ae_lightning.text import plural
 from ae_lightning.viz import tile
+from ae_lightning.walks import generate
 
 N_GENERATED = 250
 THRESHOLD = 0.9
